@@ -2,6 +2,7 @@
 and resuming without redoing finished phases."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -9,8 +10,8 @@ from opct.demo import PROFILES, DemoError, DemoProfile, _train_overrides, run_de
 
 # The quick profile's phases at a size a tiny model runs in seconds.
 TINY = DemoProfile(
-    model="", train_questions=8, test_questions=16, generate_limit=4, capability_items=8, neutral_prompts=4,
-    kl_tokens=8, eval_max_new_tokens=16, max_prompt_tokens=1024,
+    model="", train_pairs=8, test_pairs=16, generate_limit=4, capability_items=8, neutral_prompts=4,
+    kl_tokens=8, benign_prompts=6, eval_max_new_tokens=16, max_prompt_tokens=1024,
     train=_train_overrides(steps=2, batch=4, opct_lr=1e-3, sft_lr=1e-3, act_lr=1e-3, max_new_tokens=8, num_samples=2),
 )
 
@@ -24,6 +25,7 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
         for key in ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrapped_accuracy"):
             assert probs[key]["n"] > 0, (name, key)
         assert block["capability"]["mmlu_accuracy"]["n"] > 0
+        assert block["capability"]["over_refusal_rate"]["n"] == 6
         if name != "base":
             assert block["capability"]["kl_from_base"]["value"] >= 0
             assert block["train"]["steps"] == 2
@@ -44,9 +46,29 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
         run_demo(profile="quick", out=str(out), model=tiny_model_dir, resume=True)
 
 
+@pytest.mark.parametrize("axis", ["jailbreak", "safety"])
+def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
+    # The tiny model's gibberish would leave no pair through the jailbreak filter: train on all.
+    prof = replace(TINY, train_pairs=4, test_pairs=4, static_wrappers=2, attack_budget=2, filter_candidates=4,
+                   jailbreak_filter=False)
+    results = run_demo(profile=prof, out=str(tmp_path / axis), model=tiny_model_dir, methods="opct", axis=axis)
+    assert set(results["methods"]) == {"base", "opct"} and results["axis"] == axis
+    for block in results["methods"].values():
+        if axis == "jailbreak":
+            assert block["jailbreak"]["static"]["n"] == 4 * 2
+            assert block["jailbreak"]["adaptive"]["n"] == 4
+            assert 0 <= block["jailbreak"]["adaptive"]["defense_success_rate"]["value"] <= 1
+        else:
+            assert block["safety"]["n"] == 4 and 0 <= block["safety"]["ausc"]["value"] <= 1
+    plot = {"jailbreak": "defense_success_rate.png", "safety": "ausc.png"}[axis]
+    assert (tmp_path / axis / plot).stat().st_size > 0
+    assert "over-refusal" in (tmp_path / axis / "report.md").read_text().lower()
+
+
 def test_profiles_fit_their_purpose():
-    assert PROFILES["default"].model == "embedded:qwen2.5-0.5b-instruct"
-    assert PROFILES["quick"].model == "embedded:smollm2-135m-instruct"
-    for prof in PROFILES.values():  # every method gets the same prompt budget
-        budgets = {m: c["max_steps"] * c["per_device_train_batch_size"] for m, c in prof.train.items()}
-        assert len(set(budgets.values())) == 1, budgets
+    for axis, profiles in PROFILES.items():
+        assert profiles["default"].model == "embedded:qwen2.5-0.5b-instruct"
+        assert profiles["quick"].model == "embedded:smollm2-135m-instruct"
+        for prof in profiles.values():  # every method gets the same prompt budget
+            budgets = {m: c["max_steps"] * c["per_device_train_batch_size"] for m, c in prof.train.items()}
+            assert len(set(budgets.values())) == 1, (axis, budgets)

@@ -26,3 +26,20 @@ def test_sampling_copy_tracks_student():
     assert torch.allclose(student(x).logits, copy.model(x).logits, atol=1e-5)
     with student.disable_adapter():  # the student's own base weights are untouched by the copy
         assert not torch.allclose(student(x).logits, copy.model(x).logits, atol=1e-5)
+
+
+def test_sampling_copy_is_one_bf16_copy_with_tied_weights_kept():
+    tok = build_tiny_tokenizer()
+    base = build_tiny_model(tok)
+    base.config.tie_word_embeddings = True
+    base.tie_weights()
+    student = add_lora(base, r=8, alpha=16)
+    copy = SamplingCopy(student, torch.bfloat16)
+    params = dict(copy.model.named_parameters(remove_duplicate=False))
+    assert all(p.dtype == torch.bfloat16 and not p.is_meta for p in params.values())
+    assert params["lm_head.weight"].data_ptr() == params["model.embed_tokens.weight"].data_ptr()
+    assert not any(b.is_meta for b in copy.model.buffers())
+    x = torch.tensor([[1, 5, 9, 22, 31]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = student(x).logits.float()
+    assert torch.allclose(ref, copy.model(x).logits.float(), atol=0.1)

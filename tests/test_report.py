@@ -100,3 +100,28 @@ def test_write_report_without_plots(tmp_path):
     write_report(res, tmp_path / "b")
     assert (tmp_path / "b" / "sycophancy_rate.png").exists()
     assert not (tmp_path / "b" / "capability_vs_safety.png").exists()
+
+
+def test_report_for_jailbreak_and_safety_axes(tmp_path):
+    per_fact = {"pool": s(0.5), "dog": s(0.7)}  # a breakdown table, not a mode
+    res = {"methods": {
+        "base": {"jailbreak": {"static": {"attack_success_rate": s(0.6), "strongreject_mean": s(0.5)},
+                               "adaptive": {"defense_success_rate": s(0.2), "attack_success_rate": s(0.8)}},
+                 "over_refusal": {"over_refusal_rate": s(0.1)},
+                 "safety": {"ausc": s(0.4), "pass_rate": s(0.45), "per_fact": per_fact},
+                 "capability": {"mmlu_accuracy": s(0.4)}},
+        "opct": {"jailbreak": {"adaptive": {"defense_success_rate": s(0.9), "attack_success_rate": s(0.1)}},
+                 "safety": {"ausc": s(0.7), "pass_rate": s(0.72), "per_fact": per_fact},
+                 "capability": {"mmlu_accuracy": s(0.41)}},
+    }}
+    md = write_report(res, tmp_path)[0].read_text()
+    assert "## Jailbreak (static wrappers)" in md and "## Jailbreak (adaptive attacker)" in md
+    assert "## Safety" in md and "## Over refusal" in md and "per fact" not in md.lower().split("## notes")[0]
+    adaptive = table_data(res, "jailbreak", "adaptive")
+    assert adaptive[0][:3] == ["Method", "Defense success", "ASR"]
+    assert adaptive[1][1][1].startswith("0.900")
+    assert table_data(res, "safety", None)[1][1][1].startswith("0.700")
+    for name in ("defense_success_rate.png", "ausc.png", "over_refusal_rate.png", "capability_vs_safety.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG_MAGIC)
+    assert not (tmp_path / "sycophancy_rate.png").exists()
+    assert "AUSC" in md and "Over-refusal" in md

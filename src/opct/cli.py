@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from opct.errors import UserError
 
 EPILOG_MODELS = (
     "model specs: embedded:qwen2.5-0.5b-instruct (default), embedded:smollm2-135m-instruct, "
@@ -92,7 +93,7 @@ def cmd_train(a) -> int:
 
 
 # ---------------------------------------------------------------------------------- main
-class UsageError(Exception):
+class UsageError(UserError):
     pass
 
 
@@ -124,13 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(a, "func", None):
         parser.print_help()
         return 2
-    from opct.data.schema import PairFormatError
-    from opct.models import ModelSpecError
-    from opct.trainers.run import ConfigError
-
     try:
         return a.func(a) or 0
-    except (UsageError, PairFormatError, ModelSpecError, ConfigError, FileNotFoundError) as e:
+    except (UserError, FileNotFoundError) as e:
         print(f"opct: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

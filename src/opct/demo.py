@@ -1,10 +1,11 @@
-"""`opct demo`: the sycophancy study in one command.
+"""`opct demo`: a consistency-training study in one command, on one axis.
 
-Phases, each leaving a file that marks it done (so `--resume` skips it):
-  1. data      DIR/data/{train,test}.jsonl
+Axes: sycophancy (the default), jailbreak, safety (awareness). Phases, each leaving a file that
+marks it done (so `--resume` skips it):
+  1. data      DIR/data/train.jsonl + the axis's test set
   2. base eval DIR/eval/base.json
   3. training  DIR/runs/<method>/final   (SFT/BCT, OPCT, ACT from the same base, same prompts)
-  4. evals     DIR/eval/<method>.json    (sycophancy + capability)
+  4. evals     DIR/eval/<method>.json    (the axis + the capability panel)
   5. report    DIR/results.json, DIR/report.md, DIR/report.html
 """
 
@@ -13,35 +14,42 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from opct.commands import write_json
+from opct.errors import UserError
 
 METHODS = ("sft", "opct", "act")
+AXES = ("sycophancy", "jailbreak", "safety")
 
 
 @dataclass
 class DemoProfile:
     model: str
-    train_questions: int  # training pairs (one bias template per question)
-    test_questions: int  # test pairs (held-out questions, all template families)
-    generate_limit: int  # test pairs also answered by generated text (slow on CPU)
+    train_pairs: int  # training pairs
+    test_pairs: int  # sycophancy/safety: test pairs; jailbreak: held-out behaviours
     capability_items: int  # held-out-subject MMLU questions
     neutral_prompts: int  # prompts for the KL-from-base drift
     kl_tokens: int
+    benign_prompts: int  # benign look-alike prompts for the over-refusal rate (0: skip)
     eval_max_new_tokens: int
-    max_prompt_tokens: int  # longer pairs (long questions, few-shot prompts) are left out, and counted
+    max_prompt_tokens: int  # longer pairs (long questions, few-shot prompts, long wrappers) are left out, and counted
     train: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method config overrides
+    generate_limit: int = 0  # sycophancy: test pairs also answered by generated text (slow on CPU)
+    static_wrappers: int = 0  # jailbreak: held-out-family wrappers every held-out behaviour is tried with
+    attack_budget: int = 0  # jailbreak: target queries per behaviour for the adaptive attacker
+    filter_candidates: int = 0  # jailbreak: candidate pairs (one wrapper per training behaviour)
+    jailbreak_filter: bool = True  # jailbreak: train only on pairs the model refuses clean and complies wrapped
 
     def describe(self) -> str:
-        return (f"{self.model}, {self.train_questions} train / {self.test_questions} test pairs, "
+        return (f"{self.model}, {self.train_pairs} train / {self.test_pairs} test, "
                 f"{self.train['opct'].get('max_steps')} steps per method")
 
 
 def _train_overrides(steps: int, batch: int, opct_lr: float, sft_lr: float, act_lr: float, max_new_tokens: int,
-                     num_samples: int) -> dict[str, dict[str, Any]]:
+                     num_samples: int, sft_epochs: int = 1) -> dict[str, dict[str, Any]]:
     shared = {"max_steps": steps, "per_device_train_batch_size": batch, "save_steps": max(1, steps // 4),
               "lora_r": 32, "lora_alpha": 64, "logging_steps": 1}
     return {
@@ -52,23 +60,57 @@ def _train_overrides(steps: int, batch: int, opct_lr: float, sft_lr: float, act_
     }
 
 
-PROFILES = {
-    "default": DemoProfile(
-        model="embedded:qwen2.5-0.5b-instruct", train_questions=64, test_questions=128, generate_limit=16,
-        capability_items=60, neutral_prompts=12, kl_tokens=32, eval_max_new_tokens=128, max_prompt_tokens=288,
-        train=_train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=64,
-                               num_samples=2),
-    ),
-    "quick": DemoProfile(
-        model="embedded:smollm2-135m-instruct", train_questions=32, test_questions=64, generate_limit=8,
-        capability_items=40, neutral_prompts=8, kl_tokens=24, eval_max_new_tokens=64, max_prompt_tokens=256,
-        train=_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=48,
-                               num_samples=2),
-    ),
+QWEN, SMOL = "embedded:qwen2.5-0.5b-instruct", "embedded:smollm2-135m-instruct"
+PROFILES: dict[str, dict[str, DemoProfile]] = {
+    "sycophancy": {
+        "default": DemoProfile(
+            model=QWEN, train_pairs=64, test_pairs=128, generate_limit=16, capability_items=60, neutral_prompts=12,
+            kl_tokens=32, benign_prompts=24, eval_max_new_tokens=48, max_prompt_tokens=288,
+            # ACT at 1e-4 collapsed Qwen (KL from base 1.6, one letter for every question): 1e-5
+            train=_train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5, max_new_tokens=48,
+                                   num_samples=2),
+        ),
+        "quick": DemoProfile(
+            model=SMOL, train_pairs=32, test_pairs=64, generate_limit=8, capability_items=40, neutral_prompts=8,
+            kl_tokens=24, benign_prompts=16, eval_max_new_tokens=64, max_prompt_tokens=256,
+            train=_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=48,
+                                   num_samples=2),
+        ),
+    },
+    "jailbreak": {
+        "default": DemoProfile(
+            model=QWEN, train_pairs=32, test_pairs=24, static_wrappers=3, attack_budget=6, filter_candidates=96,
+            capability_items=60, neutral_prompts=12, kl_tokens=32, benign_prompts=48, eval_max_new_tokens=64,
+            max_prompt_tokens=320,
+            train=_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=64,
+                                   num_samples=2),
+        ),
+        "quick": DemoProfile(
+            model=SMOL, train_pairs=16, test_pairs=12, static_wrappers=2, attack_budget=4, filter_candidates=48,
+            capability_items=40, neutral_prompts=8, kl_tokens=24, benign_prompts=24, eval_max_new_tokens=48,
+            max_prompt_tokens=256,
+            train=_train_overrides(steps=4, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=48,
+                                   num_samples=2),
+        ),
+    },
+    "safety": {
+        "default": DemoProfile(
+            model=QWEN, train_pairs=64, test_pairs=64, capability_items=60, neutral_prompts=12, kl_tokens=32,
+            benign_prompts=24, eval_max_new_tokens=128, max_prompt_tokens=288,
+            train=_train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=96,
+                                   num_samples=2),
+        ),
+        "quick": DemoProfile(
+            model=SMOL, train_pairs=32, test_pairs=48, capability_items=40, neutral_prompts=8, kl_tokens=24,
+            benign_prompts=16, eval_max_new_tokens=96, max_prompt_tokens=256,
+            train=_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=64,
+                                   num_samples=2),
+        ),
+    },
 }
 
 
-class DemoError(ValueError):
+class DemoError(UserError):
     pass
 
 
@@ -88,61 +130,239 @@ def _phase(name: str) -> None:
     print(f"\n== opct demo: {name}", flush=True)
 
 
-def evaluate_method(spec: str, base_model, tokenizer, test_pairs, profile: DemoProfile, is_base: bool) -> dict[str, Any]:
-    """Sycophancy (letter probabilities on all test pairs, generated text on a subset) and the
-    capability check (held-out MMLU, KL from the base on neutral prompts)."""
+def _release_memory() -> None:
+    """Give a finished phase's models back to the OS (glibc keeps freed arenas otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _fits(tokenizer, conversations, max_tokens: int) -> bool:
+    from opct.chat import render_prompt
+
+    return all(len(render_prompt(tokenizer, c)) <= max_tokens for c in conversations)
+
+
+def _short_pairs(built, tokenizer, max_tokens: int, keep: int):
+    """The first `keep` pairs whose wrapped and clean prompts fit in `max_tokens` (CPU budget);
+    the rest are counted in the report, never silently dropped."""
+    from collections import Counter
+
+    pairs, report = built
+    fits = [p for p in pairs if _fits(tokenizer, [p.wrapped, p.clean], max_tokens)]
+    kept = fits[:keep]
+    family = lambda p: p.meta.get("family") or p.meta.get("wrapper_family") or p.meta.get("category")  # noqa: E731
+    report = {**{k: v for k, v in report.items() if k != "skipped_items"}, "pairs": len(kept),
+              "per_family": dict(sorted(Counter(family(p) for p in kept).items())),
+              "left_out_longer_than_max_prompt_tokens": len(pairs) - len(fits), "max_prompt_tokens": max_tokens,
+              "left_out_beyond_budget": len(fits) - len(kept)}
+    print(f"  {len(kept)} pairs kept ({len(pairs) - len(fits)} longer than {max_tokens} tokens left out)")
+    return kept, report
+
+
+def _data_sycophancy(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
+    from opct.data.schema import write_pairs
+    from opct.data.sycophancy import build_split
+
+    train, train_report = _short_pairs(build_split("train", limit=2 * prof.train_pairs, seed=seed),
+                                       tokenizer, prof.max_prompt_tokens, prof.train_pairs)
+    test, test_report = _short_pairs(build_split("test", limit=2 * prof.test_pairs, seed=seed),
+                                     tokenizer, prof.max_prompt_tokens, prof.test_pairs)
+    write_pairs(train, data / "train.jsonl")
+    write_pairs(test, data / "test.jsonl")
+    return {"train": train_report, "test": test_report}
+
+
+def _data_safety(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
+    from opct.data.safety import build_safety_pairs
+    from opct.data.schema import write_pairs
+
+    train, train_report = _short_pairs(build_safety_pairs("train", seed=seed), tokenizer, prof.max_prompt_tokens,
+                                       prof.train_pairs)
+    test, test_report = _short_pairs(build_safety_pairs("test", seed=seed), tokenizer, prof.max_prompt_tokens,
+                                     prof.test_pairs)
+    write_pairs(train, data / "train.jsonl")
+    write_pairs(test, data / "test.jsonl")
+    return {"train": train_report, "test": test_report}
+
+
+def _data_jailbreak(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
+    """Train: training behaviours in training-family wrappers, kept where the base model refuses
+    the bare request and complies with the wrapped one. Test: held-out behaviours (and categories),
+    tried with held-out-family wrappers (static) and by the adaptive attacker."""
+    import random
+
+    from opct.data.jailbreak import build_jailbreak_pairs, filter_pairs, load_behaviors, split_behaviors
+    from opct.data.schema import write_pairs
+    from opct.data.wrappers import load_wrappers, split_wrappers
+    from opct.evals.jailbreak import query_target
+    from opct.evals.refusal import EmbeddingRefusalJudge
+
+    split = split_behaviors(load_behaviors(skip_missing=True), seed=seed)
+    rng = random.Random(seed)
+    train_b = rng.sample(split.train, min(len(split.train), prof.filter_candidates))
+    test_b = rng.sample(split.heldout, min(len(split.heldout), prof.test_pairs))
+    train_w, heldout_w = split_wrappers(load_wrappers(include_pyrit=True, max_chars=1500))
+    probe = "Explain how to pick a lock."  # wrappers must leave room for the behaviour and the answer
+    short = lambda ws: [w for w in ws if _fits(tokenizer, [[{"role": "user", "content": w.render(probe)}]],  # noqa: E731
+                                                prof.max_prompt_tokens - 32)]
+    train_w, heldout_w = short(train_w), short(heldout_w)
+    candidates = build_jailbreak_pairs(train_b, train_w, wrappers_per_behavior=1, seed=seed)
+    if prof.jailbreak_filter:
+        prompts = [p.clean[-1]["content"] for p in candidates] + [p.wrapped[-1]["content"] for p in candidates]
+        replies = query_target(model, tokenizer, prompts, max_new_tokens=48, progress="filtering pairs")
+        refused = [v.label == "refused" for v in
+                   EmbeddingRefusalJudge(cache=data / "filter.verdicts.jsonl")(_judge_items(prompts, replies))]
+        kept, filter_report = filter_pairs(candidates, refused[: len(candidates)], refused[len(candidates):])
+        print(f"  filter: {filter_report['after']} of {filter_report['before']} candidate pairs are refused clean "
+              "and complied wrapped")
+    else:
+        kept, filter_report = candidates, {"before": len(candidates), "after": len(candidates), "filtered": False}
+    kept = kept[: prof.train_pairs]
+    print(f"  {len(kept)} pairs used for training")
+    if not kept:
+        raise DemoError("no training pair survived the filter (the model refuses every wrapped request or complies "
+                        "with every clean one); raise filter_candidates or use another model")
+    write_pairs(kept, data / "train.jsonl")
+    static = random.Random(seed + 1).sample(heldout_w, min(len(heldout_w), prof.static_wrappers))
+    write_json(data / "test.json", {"behaviors": [asdict(b) for b in test_b], "static_wrapper_ids": [w.id for w in static]})
+    return {"train": {"pairs": len(kept), "filter": filter_report, "training_wrappers": len(train_w)},
+            "test": {"behaviors": len(test_b), "heldout_categories": split.heldout_categories,
+                     "static_wrappers": [w.id for w in static], "heldout_wrappers": len(heldout_w)}}
+
+
+def _judge_items(prompts, replies):
+    from opct.evals.judges import JudgeItem
+
+    return [JudgeItem(prompt=p, response=c.text) for p, c in zip(prompts, replies)]
+
+
+DATA = {"sycophancy": _data_sycophancy, "safety": _data_safety, "jailbreak": _data_jailbreak}
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _eval_sycophancy(model, tokenizer, prof: DemoProfile, data: Path, seed: int) -> dict[str, Any]:
+    from opct.data.schema import read_pairs
+    from opct.evals.sycophancy import evaluate_sycophancy
+
+    pairs = read_pairs(data / "test.jsonl")
+    probs = evaluate_sycophancy(model, tokenizer, pairs, mode="probs")
+    gen = evaluate_sycophancy(model, tokenizer, pairs[: prof.generate_limit], mode="generate",
+                              max_new_tokens=prof.eval_max_new_tokens)
+    return {"sycophancy": {"probs": probs["probs"], "generate": gen["generate"]},
+            "rows": {"probs": probs["rows"], "generate": gen["rows"]}}
+
+
+def _eval_safety(model, tokenizer, prof: DemoProfile, data: Path, seed: int) -> dict[str, Any]:
+    from opct.data.schema import read_pairs
+    from opct.evals.safety import KeywordSafetyJudge, evaluate_safety
+
+    metrics, rows = evaluate_safety(model, tokenizer, read_pairs(data / "test.jsonl"), KeywordSafetyJudge(),
+                                    max_new_tokens=prof.eval_max_new_tokens)
+    return {"safety": metrics, "rows": {"safety": rows}}
+
+
+def _eval_jailbreak(model, tokenizer, prof: DemoProfile, data: Path, seed: int) -> dict[str, Any]:
+    from opct.attacks import default_library
+    from opct.data.jailbreak import Behavior
+    from opct.evals.jailbreak import evaluate_adaptive, evaluate_static
+    from opct.evals.refusal import EmbeddingRefusalJudge
+
+    test = json.loads((data / "test.json").read_text())
+    behaviors = [Behavior(**b) for b in test["behaviors"]]
+    library = default_library()
+    by_id = {w.id: w for w in library}
+    static_w = [by_id[i] for i in test["static_wrapper_ids"]]
+    judge = EmbeddingRefusalJudge(cache=data.parent / "eval" / "jailbreak.verdicts.jsonl")
+    static, static_rows = evaluate_static(model, tokenizer, behaviors, static_w, judge,
+                                          max_new_tokens=prof.eval_max_new_tokens)
+    adaptive, adaptive_rows = evaluate_adaptive(model, tokenizer, behaviors, judge, budget=prof.attack_budget,
+                                                attacker="search", wrappers=library, seed=seed,
+                                                max_new_tokens=prof.eval_max_new_tokens)
+    return {"jailbreak": {"static": static, "adaptive": adaptive},
+            "rows": {"static": static_rows, "adaptive": adaptive_rows}}
+
+
+EVALS = {"sycophancy": _eval_sycophancy, "safety": _eval_safety, "jailbreak": _eval_jailbreak}
+
+
+def _capability(model, base_model, tokenizer, prof: DemoProfile, is_base: bool) -> tuple[dict[str, Any], list]:
+    """Held-out-subject MMLU, the refusal rate on benign look-alike prompts, and (trained models)
+    the KL from the base on neutral prompts."""
     from opct.data.sycophancy import capability_items
     from opct.evals.capability import kl_from_base, mmlu_accuracy, neutral_prompts
-    from opct.evals.sycophancy import evaluate_sycophancy
+    from opct.evals.jailbreak import evaluate_over_refusal, over_refusal_prompts
+    from opct.evals.refusal import EmbeddingRefusalJudge
+
+    out = {"mmlu_accuracy": mmlu_accuracy(model, tokenizer, capability_items(limit=prof.capability_items, seed=0),
+                                          progress=True)}
+    rows: list = []
+    if prof.benign_prompts:
+        everything = over_refusal_prompts()[0]
+        step = max(1, len(everything) // prof.benign_prompts)  # evenly spaced: every prompt type is present
+        prompts = everything[::step][: prof.benign_prompts]
+        refusal, rows = evaluate_over_refusal(model, tokenizer, prompts, EmbeddingRefusalJudge(), max_new_tokens=48)
+        out["over_refusal_rate"] = refusal["over_refusal_rate"]
+    if not is_base:
+        out["kl_from_base"] = kl_from_base(model, base_model, tokenizer, neutral_prompts()[: prof.neutral_prompts],
+                                           max_new_tokens=prof.kl_tokens, progress=True)
+    return out, rows
+
+
+def evaluate_method(axis: str, spec: str, base_model, tokenizer, prof: DemoProfile, data: Path, seed: int,
+                    is_base: bool) -> dict[str, Any]:
+    """The axis's metrics and the capability panel for one model."""
     from opct.models import load_model
 
     model = base_model if is_base else load_model(spec)[0]
-    timings = {}
     start = time.time()
-    probs = evaluate_sycophancy(model, tokenizer, test_pairs, mode="probs")
-    timings["sycophancy_probs_s"] = round(time.time() - start, 1)
+    result = EVALS[axis](model, tokenizer, prof, data, seed)
+    timings = {f"{axis}_s": round(time.time() - start, 1)}
     start = time.time()
-    gen = evaluate_sycophancy(model, tokenizer, test_pairs[: profile.generate_limit], mode="generate",
-                              max_new_tokens=profile.eval_max_new_tokens)
-    timings["sycophancy_generate_s"] = round(time.time() - start, 1)
-    start = time.time()
-    mmlu = mmlu_accuracy(model, tokenizer, capability_items(limit=profile.capability_items, seed=0), progress=True)
-    capability = {"mmlu_accuracy": mmlu}
-    if not is_base:
-        capability["kl_from_base"] = kl_from_base(model, base_model, tokenizer, neutral_prompts()[: profile.neutral_prompts],
-                                                  max_new_tokens=profile.kl_tokens, progress=True)
+    capability, benign_rows = _capability(model, base_model, tokenizer, prof, is_base)
     timings["capability_s"] = round(time.time() - start, 1)
-    return {
-        "model": spec,
-        "sycophancy": {"probs": probs["probs"], "generate": gen["generate"]},
-        "capability": capability,
-        "rows": {"probs": probs["rows"], "generate": gen["rows"]},
-        "timings": timings,
-    }
+    return {"model": spec, axis: result[axis], "capability": capability,
+            "rows": {**result["rows"], "benign": benign_rows}, "timings": timings}
 
 
-def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, model: str | None = None, methods: str | None = None,
-             resume: bool = False, seed: int = 0) -> dict[str, Any]:
-    from opct.data.schema import read_pairs, write_pairs
-    from opct.data.sycophancy import build_split
-    from opct.models import load_model, load_tokenizer
+# ----------------------------------------------------------------------------- the study
+
+
+def resolve_profile(axis: str, profile: "str | DemoProfile", model: str | None) -> tuple[str, DemoProfile]:
+    if axis not in AXES:
+        raise DemoError(f"unknown axis {axis!r}; expected one of {', '.join(AXES)}")
+    if isinstance(profile, DemoProfile):  # a custom study from Python
+        name, prof = "custom", profile
+    elif profile in PROFILES[axis]:
+        name, prof = profile, PROFILES[axis][profile]
+    else:
+        raise DemoError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES[axis])}")
+    return name, (replace(prof, model=model) if model else prof)
+
+
+def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, model: str | None = None,
+             methods: str | None = None, resume: bool = False, seed: int = 0, axis: str = "sycophancy") -> dict[str, Any]:
+    from opct.models import load_model
     from opct.report import results_table, write_report
     from opct.trainers.run import train
 
-    if isinstance(profile, DemoProfile):  # a custom study from Python
-        prof, profile = profile, "custom"
-    elif profile in PROFILES:
-        prof = PROFILES[profile]
-    else:
-        raise DemoError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    if model:
-        prof = DemoProfile(**{**asdict(prof), "model": model})
+    profile, prof = resolve_profile(axis, profile, model)
     chosen = [m.strip() for m in (methods or ",".join(METHODS)).split(",") if m.strip()]
     bad = [m for m in chosen if m not in METHODS]
     if bad:
         raise DemoError(f"unknown method(s) {', '.join(bad)}; expected a subset of {', '.join(METHODS)}")
-    root = Path(out or f"runs/demo-{profile}")
-    settings = {"profile": profile, "seed": seed, **asdict(prof)}
+    root = Path(out or (f"runs/demo-{profile}" if axis == "sycophancy" else f"runs/demo-{axis}-{profile}"))
+    settings = {"axis": axis, "profile": profile, "seed": seed, **asdict(prof)}
     settings_path = root / "demo_config.json"
     if settings_path.exists():
         if not resume:
@@ -153,30 +373,23 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     write_json(settings_path, settings)
     started = time.time()
     timings: dict[str, float] = {}
+    base_model, tokenizer = load_model(prof.model)
 
     _phase("1/5 building pairs")
     data = root / "data"
-    if not (data / "test.jsonl").exists():
-        tokenizer = load_tokenizer(prof.model)
-        train_pairs, train_report = _short_pairs(build_split("train", limit=2 * prof.train_questions, seed=seed),
-                                                 tokenizer, prof.max_prompt_tokens, prof.train_questions)
-        test_pairs, test_report = _short_pairs(build_split("test", limit=2 * prof.test_questions, seed=seed),
-                                               tokenizer, prof.max_prompt_tokens, prof.test_questions)
-        write_json(data / "report.json", {"train": _slim(train_report), "test": _slim(test_report)})
-        write_pairs(train_pairs, data / "train.jsonl")
-        write_pairs(test_pairs, data / "test.jsonl")
-    test_pairs = read_pairs(data / "test.jsonl")
-    n_train = len(read_pairs(data / "train.jsonl"))
-    print(f"  {n_train} train pairs, {len(test_pairs)} test pairs in {data}")
+    if not (data / "report.json").exists():
+        start = time.time()
+        report = DATA[axis](prof, data, seed, base_model, tokenizer)
+        write_json(data / "report.json", {**report, "seconds": round(time.time() - start, 1)})
+    print(f"  {data / 'train.jsonl'}: {json.loads((data / 'report.json').read_text())['train']['pairs']} train pairs")
 
     _phase("2/5 evaluating the base model")
-    base_model, tokenizer = load_model(prof.model)
     evals: dict[str, dict[str, Any]] = {}
     base_path = root / "eval" / "base.json"
     if not base_path.exists():
-        write_json(base_path, evaluate_method(prof.model, base_model, tokenizer, test_pairs, prof, is_base=True))
+        write_json(base_path, evaluate_method(axis, prof.model, base_model, tokenizer, prof, data, seed, is_base=True))
     evals["base"] = json.loads(base_path.read_text())
-    print("  " + _headline("base", evals["base"]))
+    print("  " + _headline(axis, "base", evals["base"]))
 
     train_summaries = {}
     for i, method in enumerate(chosen):
@@ -185,6 +398,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         summary_path = run_dir / "summary.json"
         if not summary_path.exists():
             train(method, prof.model, str(data / "train.jsonl"), str(run_dir), dict(prof.train[method]), resume=True)
+            _release_memory()
         train_summaries[method] = json.loads(summary_path.read_text())
         timings[f"train_{method}_s"] = train_summaries[method]["seconds"]
 
@@ -192,54 +406,43 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         _phase(f"4/5 evaluating {method} ({i + 1}/{len(chosen)})")
         path = root / "eval" / f"{method}.json"
         if not path.exists():
-            write_json(path, evaluate_method(str(root / "runs" / method), base_model, tokenizer, test_pairs, prof, is_base=False))
+            write_json(path, evaluate_method(axis, str(root / "runs" / method), base_model, tokenizer, prof, data, seed,
+                                             is_base=False))
+            _release_memory()
         evals[method] = json.loads(path.read_text())
-        print("  " + _headline(method, evals[method]))
+        print("  " + _headline(axis, method, evals[method]))
 
     _phase("5/5 report")
+    data_report = json.loads((data / "report.json").read_text())
     results = {
-        "title": f"opct demo ({profile}): sycophancy",
+        "title": f"opct demo ({profile}): {axis}",
+        "axis": axis,
         "model": prof.model,
         "profile": profile,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "methods": {
-            name: {"sycophancy": e["sycophancy"], "capability": e["capability"],
+            name: {axis: e[axis], "capability": e["capability"],
                    **({"train": _train_block(train_summaries[name])} if name in train_summaries else {})}
             for name, e in evals.items()
         },
         "configs": {"profile": settings, "train": {m: prof.train[m] for m in chosen}},
-        "data": json.loads((data / "report.json").read_text()),
-        "timings": {**timings, **{f"eval_{k}": v["timings"] for k, v in evals.items()},
+        "data": data_report,
+        "timings": {"data_s": data_report.get("seconds"), **timings,
+                    **{f"eval_{k}": v["timings"] for k, v in evals.items()},
                     "this_invocation_s": round(time.time() - started, 1)},
         "versions": _versions(),
     }
     write_json(root / "results.json", results)
     md, html = write_report(results, root)
-    print()
-    print(results_table(results, axis="sycophancy", answers="probs"))
+    for mode in _table_modes(axis):
+        print()
+        print(results_table(results, axis=axis, answers=mode))
     print(f"\nopct demo: results in {root / 'results.json'}, report in {md} and {html}")
     return results
 
 
-def _short_pairs(built, tokenizer, max_tokens: int, keep: int):
-    """The first `keep` pairs whose wrapped and clean prompts fit in `max_tokens` (CPU budget);
-    the rest are counted in the report, never silently dropped."""
-    from collections import Counter
-
-    from opct.chat import render_prompt
-
-    pairs, report = built
-    fits = [p for p in pairs if max(len(render_prompt(tokenizer, p.wrapped)), len(render_prompt(tokenizer, p.clean))) <= max_tokens]
-    kept = fits[:keep]
-    report = {**report, "pairs": len(kept), "per_family": dict(sorted(Counter(p.meta["family"] for p in kept).items())),
-              "left_out_longer_than_max_prompt_tokens": len(pairs) - len(fits), "max_prompt_tokens": max_tokens,
-              "left_out_beyond_budget": len(fits) - len(kept)}
-    print(f"  {len(kept)} pairs kept ({len(pairs) - len(fits)} longer than {max_tokens} tokens left out)")
-    return kept, report
-
-
-def _slim(report: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in report.items() if k != "skipped_items"}
+def _table_modes(axis: str) -> list[str | None]:
+    return {"sycophancy": ["probs"], "jailbreak": ["static", "adaptive"]}.get(axis, [None])
 
 
 def _train_block(summary: dict[str, Any]) -> dict[str, Any]:
@@ -248,9 +451,20 @@ def _train_block(summary: dict[str, Any]) -> dict[str, Any]:
             **{k: last[k] for k in ("reverse_kl", "act_l2", "loss") if k in last}}
 
 
-def _headline(name: str, e: dict[str, Any]) -> str:
-    m = e["sycophancy"]["probs"]
-    cap = e["capability"].get("mmlu_accuracy", {})
-    return (f"{name}: sycophancy rate {m['sycophancy_rate']['value']:.3f} (n={m['sycophancy_rate']['n']}), "
-            f"consistency {m['consistency']['value']:.3f}, clean acc {m['clean_accuracy']['value']:.3f}, "
-            f"MMLU {cap.get('value', float('nan')):.3f}")
+def _value(m: dict[str, Any] | None) -> str:
+    return f"{m['value']:.3f}" if m and m.get("value") is not None else "-"
+
+
+def _headline(axis: str, name: str, e: dict[str, Any]) -> str:
+    a, cap = e[axis], e["capability"]
+    if axis == "sycophancy":
+        m = a["probs"]
+        head = (f"sycophancy rate {_value(m['sycophancy_rate'])} (n={m['sycophancy_rate']['n']}), "
+                f"consistency {_value(m['consistency'])}, clean acc {_value(m['clean_accuracy'])}")
+    elif axis == "jailbreak":
+        head = (f"static ASR {_value(a['static']['attack_success_rate'])}, adaptive defense success "
+                f"{_value(a['adaptive']['defense_success_rate'])} (n={a['adaptive']['n']})")
+    else:
+        head = f"AUSC {_value(a['ausc'])}, pass rate {_value(a['pass_rate'])} (n={a['n']})"
+    return (f"{name}: {head}, MMLU {_value(cap.get('mmlu_accuracy'))}, "
+            f"over-refusal {_value(cap.get('over_refusal_rate'))}")

@@ -130,7 +130,8 @@ class SamplingCopy:
     Sampling through the training wrapper is slow: every decoding step runs the unmerged LoRA
     matmuls and, under autocast, re-casts the fp32 weights. This copy holds merged bf16 weights;
     `sync()` refreshes the adapted matrices (W + scale * B @ A) from the student before each
-    rollout. It costs one bf16 copy of the model in memory.
+    rollout. It is built on the meta device and filled tensor by tensor, so it costs one bf16
+    copy of the model and never a second fp32 one.
     """
 
     def __init__(self, peft_model, dtype: torch.dtype = torch.bfloat16):
@@ -139,8 +140,34 @@ class SamplingCopy:
         from peft.tuners.lora import LoraLayer
 
         self.student = peft_model
-        self.model = copy.deepcopy(peft_model).merge_and_unload().to(dtype).eval()
-        self.model.requires_grad_(False)
+        base = peft_model.get_base_model()
+        with torch.device("meta"):
+            model = type(base)(copy.deepcopy(base.config))
+        # Parameter names of the plain model; LoRA-wrapped layers keep theirs under ".base_layer".
+        source = dict(base.named_parameters(remove_duplicate=False))
+        converted: dict[int, torch.Tensor] = {}  # tied weights stay tied
+        state = {}
+        for name in model.state_dict():
+            owner, _, leaf = name.rpartition(".")
+            tensor = source.get(name, source.get(f"{owner}.base_layer.{leaf}"))
+            if tensor is None:
+                raise RuntimeError(f"SamplingCopy: no student tensor for {name}")
+            key = id(tensor)
+            if key not in converted:
+                converted[key] = tensor.detach().to(dtype=dtype, copy=True)
+            state[name] = converted[key]
+        model.load_state_dict(state, assign=True)
+        # Non-persistent buffers (rotary frequencies) are not in the state dict: copy them as they are.
+        for name, buffer in base.named_buffers():
+            owner, _, leaf = name.rpartition(".")
+            module = model.get_submodule(owner.replace(".base_layer", "")) if owner else model
+            if getattr(module, leaf, None) is not None and getattr(module, leaf).is_meta:
+                module._buffers[leaf] = buffer.detach().clone()
+        left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if left:
+            raise RuntimeError(f"SamplingCopy: tensors left unfilled: {left[:5]}")
+        model.generation_config = copy.deepcopy(base.generation_config)
+        self.model = model.eval().requires_grad_(False)
         prefix = "base_model.model."
         targets = dict(self.model.named_modules())
         self.pairs = [
@@ -148,6 +175,7 @@ class SamplingCopy:
             for name, module in peft_model.named_modules()
             if isinstance(module, LoraLayer) and name.startswith(prefix)
         ]
+        self.sync()
 
     @torch.no_grad()
     def sync(self) -> None:

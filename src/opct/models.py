@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from opct.errors import UserError
 
 DEFAULT_MODEL = "embedded:qwen2.5-0.5b-instruct"
 QUICK_MODEL = "embedded:smollm2-135m-instruct"
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(UserError):
     """A model spec that cannot be resolved; the message says what was expected."""
 
 

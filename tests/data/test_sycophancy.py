@@ -142,7 +142,7 @@ def test_conversation_templates(sample):
         s, c = p.meta["suggested"], p.meta["correct"]
         if p.meta["family"] == "are_you_sure":
             assert [m["role"] for m in p.wrapped] == ["user", "assistant", "user"]
-            assert p.wrapped[1]["content"].endswith(f"#### {c}")
+            assert p.wrapped[1]["content"].startswith(f"#### {c}\n")
             assert f"({s})" in p.wrapped[2]["content"]
         elif p.meta["template_id"] == "fs_same_letter":
             assert p.wrapped[0]["content"].count(f"Answer: ({s})") == 3

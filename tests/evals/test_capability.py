@@ -53,7 +53,7 @@ def test_mmlu_accuracy_matches_letter_argmax(tiny):
     assert set(out["per_subject"]) == {"arithmetic", "words", "geography"}
     assert out["per_subject"]["arithmetic"]["n"] == 2
     prompt = cap.mmlu_conversation(ITEMS[0])[0]["content"]
-    assert "(B) 4" in prompt and "Answer with the letter" in prompt
+    assert "(B) 4" in prompt and "#### <letter>" in prompt
 
 
 def test_kl_from_base_self_is_zero_and_perturbed_positive(tiny, perturbed):

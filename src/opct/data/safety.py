@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from opct.data.schema import ContrastivePair
+from opct.errors import UserError
 
 AXIS = "safety"
 PROMPT_TYPES = ("question", "howto", "plan", "story", "shopping", "roleplay")
@@ -37,7 +38,7 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SENTENCE_BREAK = re.compile(r"[.!?]\s+[A-Z]")  # a second sentence starts
 
 
-class SafetyFactsError(ValueError):
+class SafetyFactsError(UserError):
     """Bad safety-facts input; the message names the file, line and field."""
 
 
@@ -108,40 +109,19 @@ def validate_fact_dict(row: Any) -> list[str]:
 def load_facts(path: str | Path | None = None) -> list[SafetyFact]:
     """Read and validate the facts file (the packaged one by default). Every bad line is reported
     as file:line: field: problem; nothing is skipped."""
+    from opct.data.jsonl import read_jsonl
+
     src = default_facts_path() if path is None else Path(path)
     name = "opct/resources/safety_facts.jsonl" if path is None else str(path)
-    try:
-        text = src.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SafetyFactsError(f"{name}: no such file") from None
-    facts, errors, seen = [], [], {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"{name}:{lineno}: malformed JSON ({e.msg} at column {e.colno})")
-            continue
-        problems = validate_fact_dict(row)
-        if problems:
-            errors.extend(f"{name}:{lineno}: {p}" for p in problems)
-            continue
-        if row["id"] in seen:
-            errors.append(f"{name}:{lineno}: field 'id': duplicate id {row['id']!r} (first on line {seen[row['id']]})")
-            continue
-        seen[row["id"]] = lineno
-        facts.append(SafetyFact(
+    rows = read_jsonl(src, validate_fact_dict, error=SafetyFactsError, name=name, unique="id", what="facts")
+    return [
+        SafetyFact(
             id=row["id"], category=row["category"].strip(), fact=row["fact"].strip(),
             keywords=[k.strip() for k in row["keywords"]],
             prompts=[{"type": p["type"], "text": p["text"].strip()} for p in row["prompts"]],
-        ))
-    if errors:
-        shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
-        raise SafetyFactsError(f"{len(errors)} problem(s) in {name}:\n  " + "\n  ".join(shown))
-    if not facts:
-        raise SafetyFactsError(f"{name}: no facts (the file is empty)")
-    return facts
+        )
+        for _, row in rows
+    ]
 
 
 def facts_by_id(facts: list[SafetyFact] | None = None) -> dict[str, SafetyFact]:

@@ -11,11 +11,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+from opct.errors import UserError
 
 ROLES = ("system", "user", "assistant")
 
 
-class PairFormatError(ValueError):
+class PairFormatError(UserError):
     """Bad contrastive-pair input; the message names the file, line and field."""
 
 
@@ -96,35 +97,10 @@ def validate_pair_dict(row: Any) -> list[str]:
 
 def read_pairs(path: str | Path) -> list[ContrastivePair]:
     """Read a JSONL file of pairs. Every bad line is reported (file:line: field: problem); none is skipped."""
-    path = Path(path)
-    if not path.exists():
-        raise PairFormatError(f"{path}: no such file")
-    pairs, errors, seen = [], [], {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                errors.append(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})")
-                continue
-            problems = validate_pair_dict(row)
-            if problems:
-                errors.extend(f"{path}:{lineno}: {p}" for p in problems)
-                continue
-            pair = ContrastivePair.from_dict(row)
-            if pair.id in seen:
-                errors.append(f"{path}:{lineno}: field 'id': duplicate id {pair.id!r} (first on line {seen[pair.id]})")
-                continue
-            seen[pair.id] = lineno
-            pairs.append(pair)
-    if errors:
-        shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
-        raise PairFormatError(f"{len(errors)} problem(s) in {path}:\n  " + "\n  ".join(shown))
-    if not pairs:
-        raise PairFormatError(f"{path}: no pairs (the file is empty)")
-    return pairs
+    from opct.data.jsonl import read_jsonl
+
+    rows = read_jsonl(path, validate_pair_dict, error=PairFormatError, unique="id", what="pairs")
+    return [ContrastivePair.from_dict(row) for _, row in rows]
 
 
 def write_pairs(pairs: Iterable[ContrastivePair], path: str | Path) -> int:

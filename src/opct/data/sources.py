@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+from opct.errors import UserError
 
 LETTERS = "ABCD"
 OPTION_FIELDS = ("answer_a", "answer_b", "answer_c", "answer_d")
@@ -31,11 +32,11 @@ TEST_QUESTION_FRACTION = 0.2
 Skip = tuple[str, str]  # (where, reason); the reason starts with a category, e.g. "duplicate: ..."
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """Bad source data; the message names the file, line and field."""
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(UserError):
     """A source that is not installed or cannot be reached; the message says how to get it."""
 
 

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+from opct.errors import UserError
 
 PLACEHOLDER = "{{ prompt }}"
 PLACEHOLDER_RE = re.compile(r"\{\{\s*prompt\s*\}\}")
@@ -29,7 +30,7 @@ PYRIT_INSTALL = "pip install --no-deps pyrit"
 HELDOUT_FAMILIES: frozenset[str] = frozenset({"many_shot", "pyrit-arth-singh"})
 
 
-class WrapperTemplateError(ValueError):
+class WrapperTemplateError(UserError):
     """A template that cannot wrap a behaviour; the message names the template."""
 
 

@@ -26,7 +26,7 @@ from opct.evals.stats import summarize
 
 BENCHMARKS = ("mmlu_accuracy", "math_accuracy", "gsm8k_accuracy", "math500_accuracy", "ifeval_accuracy", "kl_from_base")
 
-MMLU_INSTRUCTION = 'Answer with the letter. End with a final line "#### X", where X is the letter of your answer.'
+MMLU_INSTRUCTION = 'Answer in the form "#### <letter>" with the letter (A, B, C or D) of the correct option.'
 
 # per-benchmark sizes (None: the whole set); `limit` caps each of them
 SUITES: dict[str, dict[str, Any]] = {

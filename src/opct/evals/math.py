@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+from opct.errors import UserError
 
 # ---------------------------------------------------------------------------- problem records
 
@@ -50,11 +51,11 @@ class WordProblem(MathProblem):
         return int(self.answer)
 
 
-class BenchmarkDataError(ValueError):
+class BenchmarkDataError(UserError):
     """A malformed benchmark file; the message names file:line and the problem."""
 
 
-class BenchmarkUnavailable(RuntimeError):
+class BenchmarkUnavailable(UserError):
     """A benchmark that cannot be loaded here (no file given and the hub is unreachable)."""
 
 
@@ -570,33 +571,13 @@ def math_accuracy(
 
 
 def _read_jsonl(path: str | Path, required: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
-    path = Path(path)
-    if not path.exists():
-        raise BenchmarkDataError(f"{path}: no such file")
-    rows, errors = [], []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                errors.append(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(row, dict):
-                errors.append(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                continue
-            missing = [k for k in required if not isinstance(row.get(k), (str, int, float)) or str(row.get(k)).strip() == ""]
-            if missing:
-                errors.append(f"{path}:{lineno}: missing or empty field(s) {', '.join(repr(k) for k in missing)}")
-                continue
-            rows.append((lineno, row))
-    if errors:
-        shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
-        raise BenchmarkDataError(f"{len(errors)} problem(s) in {path}:\n  " + "\n  ".join(shown))
-    if not rows:
-        raise BenchmarkDataError(f"{path}: no rows (the file is empty)")
-    return rows
+    from opct.data.jsonl import read_jsonl
+
+    def check(row: dict[str, Any]) -> list[str]:
+        missing = [k for k in required if not isinstance(row.get(k), (str, int, float)) or str(row.get(k)).strip() == ""]
+        return [f"missing or empty field(s) {', '.join(repr(k) for k in missing)}"] if missing else []
+
+    return read_jsonl(path, check, error=BenchmarkDataError)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

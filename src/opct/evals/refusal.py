@@ -299,24 +299,15 @@ def _predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def load_refusal_examples(path: str | Path = TRAIN_FILE) -> list[dict[str, Any]]:
     """A labelled JSONL of {"id", "prompt", "response", "refused": 0/1}; errors name file:line:field."""
-    path = Path(path)
-    rows, errors = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"{path}:{lineno}: malformed JSON ({e.msg})")
-            continue
-        if not isinstance(row.get("response"), str):
-            errors.append(f"{path}:{lineno}: field 'response': expected a string")
+    from opct.data.jsonl import read_jsonl
+
+    def check(row: dict[str, Any]) -> list[str]:
+        problems = [] if isinstance(row.get("response"), str) else ["field 'response': expected a string"]
         if row.get("refused") not in (0, 1, True, False):
-            errors.append(f"{path}:{lineno}: field 'refused': expected 0 or 1, got {row.get('refused')!r}")
-        rows.append(row)
-    if errors:
-        raise ValueError(f"{len(errors)} problem(s) in {path}:\n  " + "\n  ".join(errors[:20]))
-    return rows
+            problems.append(f"field 'refused': expected 0 or 1, got {row.get('refused')!r}")
+        return problems
+
+    return [row for _, row in read_jsonl(Path(path), check)]
 
 
 def off_topic_examples(rows: Sequence[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:

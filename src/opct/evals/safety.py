@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from opct.evals.judges import Judge, JudgeItem, Verdict
+from opct.serving import JudgeBackend
 
 PASS, FAIL, UNPARSED = "pass", "fail", "unparsed"
 
@@ -292,11 +293,12 @@ class LLMSafetyJudge(Judge):
     """A judge LLM answers yes/no (does the response make the user aware of the hazard?), k times;
     the majority of the parsed votes decides. No parsed vote, or a tie, gives "unparsed".
 
-    `model_or_client` is one of: an object with ``.complete(messages) -> str`` (an API client;
-    called k times per item, so sample with temperature > 0 there for real votes); a
+    `model_or_client` is one of (see `opct.serving.JudgeBackend`): an object with
+    ``.complete(messages) -> str`` (an API client, called k times per item; a `ChatClient` is
+    sent this judge's temperature, another client must sample by itself for real votes); a
     ``(model, tokenizer)`` pair or a model with ``tokenizer=``; or a model spec string for
-    `opct.models.load_model`. Local models sample k completions via `opct.generation.generate`
-    (greedy when k == 1 unless a temperature is given).
+    `opct.models.load_model`. Local models sample k completions via `opct.generation.generate`.
+    The temperature is 0 (greedy) when k == 1 and 0.7 otherwise, unless given.
     """
 
     name = "llm-safety"
@@ -322,47 +324,19 @@ class LLMSafetyJudge(Judge):
         self.batch_size = batch_size
         self.progress = progress
         self.temperature = (0.0 if k == 1 else 0.7) if temperature is None else float(temperature)
-        self.client = self.model = None
-        if isinstance(model_or_client, str):
-            from opct.models import load_model
-
-            self.model, self.tokenizer = load_model(model_or_client)
-        elif isinstance(model_or_client, tuple) and len(model_or_client) == 2:
-            self.model, self.tokenizer = model_or_client
-        elif callable(getattr(model_or_client, "complete", None)):
-            self.client, self.tokenizer = model_or_client, None
-        elif tokenizer is not None and hasattr(model_or_client, "generate"):
-            self.model, self.tokenizer = model_or_client, tokenizer
-        else:
-            raise TypeError(
-                "LLMSafetyJudge needs an object with .complete(messages) -> str, a (model, tokenizer) pair, "
-                f"a model with tokenizer=..., or a model spec string; got {type(model_or_client).__name__}"
-            )
+        self.backend = JudgeBackend(model_or_client, tokenizer, owner="LLMSafetyJudge")
 
     def judge_model_name(self) -> str:
-        if self.client is not None:
-            for attr in ("model", "model_name", "name"):
-                v = getattr(self.client, attr, None)
-                if isinstance(v, str) and v:
-                    return v
-            return type(self.client).__name__
-        name = getattr(self.model, "name_or_path", None) or getattr(self.model.config, "name_or_path", None)
-        return str(name or "local-model")
+        return self.backend.name
 
     def identity(self) -> str:
         return (f"{self.name}:{self.version}:{self.judge_model_name()}:k={self.k}:t={self.temperature}"
                 f":max={self.max_new_tokens}")
 
     def _votes(self, messages: list[list[dict[str, str]]]) -> list[list[str]]:
-        if self.client is not None:
-            return [[str(self.client.complete(m)) for _ in range(self.k)] for m in messages]
-        from opct.generation import generate
-
-        outs = generate(
-            self.model, self.tokenizer, messages, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-            num_samples=self.k, batch_size=self.batch_size, progress="safety judge" if self.progress else False,
-        )
-        return [[c.text for c in row] for row in outs]
+        return self.backend.complete(messages, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                                     num_samples=self.k, batch_size=self.batch_size,
+                                     progress="safety judge" if self.progress else False)
 
     def judge_batch(self, items: list[JudgeItem]) -> list[Verdict]:
         if not items:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from opct.data.schema import pairs_to_dataset, read_pairs
+from opct.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad config file or override; the message names the file and key."""
 
 
