@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import sys
-from pathlib import Path
 from opct.errors import UserError
 
 EPILOG_MODELS = (

@@ -416,7 +416,7 @@ def _write_rows(out: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 def cmd_data_jailbreak(a) -> int:
     from opct.cli import UsageError
-    from opct.data.jailbreak import build_jailbreak_pairs, filter_pairs
+    from opct.data.jailbreak import build_jailbreak_pairs
     from opct.data.schema import write_pairs
 
     if a.wrappers_per_behavior < 0:
@@ -430,29 +430,14 @@ def cmd_data_jailbreak(a) -> int:
     if a.no_filter:
         kept, report = pairs, {"before": len(pairs), "after": len(pairs), "filtered": False}
     else:
-        from opct.evals.judges import JudgeItem
-        from opct.generation import generate
+        from opct.evals.jailbreak import filter_with_model
         from opct.models import load_model
 
         model, tok = load_model(a.model)
-        clean = {p.meta["behavior_id"]: p.clean for p in pairs}  # one clean answer per behaviour
-        convs = list(clean.values()) + [p.wrapped for p in pairs]
-        comps = generate(model, tok, convs, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size,
-                         progress="jailbreak pairs")
-        texts = [c[0].text for c in comps]
-        behavior_of = {p.meta["behavior_id"]: p.clean[-1]["content"] for p in pairs}
         judge = _refusal_judge(a.judge, out.with_suffix(".verdicts.jsonl"))
-        items = [JudgeItem(prompt=c[-1]["content"], response=t, context={"behavior": behavior_of[b]})
-                 for (b, c), t in zip(clean.items(), texts)]
-        items += [JudgeItem(prompt=p.wrapped[-1]["content"], response=t, context={"behavior": behavior_of[p.meta["behavior_id"]]})
-                  for p, t in zip(pairs, texts[len(clean):])]
-        refused = [v.label == "refused" for v in judge(items)]
-        clean_refused = dict(zip(clean, refused))
-        for p, t in zip(pairs, texts[len(clean):]):
-            p.meta["clean_response"] = texts[list(clean).index(p.meta["behavior_id"])]
-            p.meta["wrapped_response"] = t
-        kept, report = filter_pairs(pairs, [clean_refused[p.meta["behavior_id"]] for p in pairs], refused[len(clean):])
-        report.update(filtered=True, judge=judge.identity(), model=a.model)
+        kept, report = filter_with_model(pairs, model, tok, judge, max_new_tokens=a.max_new_tokens,
+                                         batch_size=a.batch_size)
+        report["model"] = a.model
     write_pairs(kept, out)
     report.update(split=a.split, n_behaviors=len(behaviors), n_wrappers=len(wrappers),
                   wrapper_families=sorted({w.family for w in wrappers}), seed=a.seed,

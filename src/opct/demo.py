@@ -49,12 +49,12 @@ class DemoProfile:
 
 
 def _train_overrides(steps: int, batch: int, opct_lr: float, sft_lr: float, act_lr: float, max_new_tokens: int,
-                     num_samples: int, sft_epochs: int = 1) -> dict[str, dict[str, Any]]:
+                     num_samples: int, opct_loss: str = "sampled") -> dict[str, dict[str, Any]]:
     shared = {"max_steps": steps, "per_device_train_batch_size": batch, "save_steps": max(1, steps // 4),
               "lora_r": 32, "lora_alpha": 64, "logging_steps": 1}
     return {
         "opct": {**shared, "learning_rate": opct_lr, "num_samples": num_samples, "temperature": 1.0,
-                 "max_new_tokens": max_new_tokens},
+                 "max_new_tokens": max_new_tokens, "loss_type": opct_loss},
         "sft": {**shared, "learning_rate": sft_lr, "target_max_new_tokens": max_new_tokens},
         "act": {**shared, "learning_rate": act_lr},
     }
@@ -66,15 +66,17 @@ PROFILES: dict[str, dict[str, DemoProfile]] = {
         "default": DemoProfile(
             model=QWEN, train_pairs=64, test_pairs=128, generate_limit=16, capability_items=60, neutral_prompts=12,
             kl_tokens=32, benign_prompts=24, eval_max_new_tokens=48, max_prompt_tokens=288,
-            # ACT at 1e-4 collapsed Qwen (KL from base 1.6, one letter for every question): 1e-5
+            # ACT at 1e-4 collapsed Qwen (KL from base 1.6, one letter for every question): 1e-5.
+            # OPCT with the sampled-token estimator and 2 samples cut sycophancy less than SFT (0.55 vs 0.33):
+            # the exact full-vocabulary KL has no sampling noise at the answer letter.
             train=_train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5, max_new_tokens=48,
-                                   num_samples=2),
+                                   num_samples=2, opct_loss="full"),
         ),
         "quick": DemoProfile(
             model=SMOL, train_pairs=32, test_pairs=64, generate_limit=8, capability_items=40, neutral_prompts=8,
-            kl_tokens=24, benign_prompts=16, eval_max_new_tokens=64, max_prompt_tokens=256,
+            kl_tokens=24, benign_prompts=16, eval_max_new_tokens=48, max_prompt_tokens=256,
             train=_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=48,
-                                   num_samples=2),
+                                   num_samples=2, opct_loss="full"),
         ),
     },
     "jailbreak": {
@@ -200,13 +202,14 @@ def _data_jailbreak(prof: DemoProfile, data: Path, seed: int, model, tokenizer) 
     tried with held-out-family wrappers (static) and by the adaptive attacker."""
     import random
 
-    from opct.data.jailbreak import build_jailbreak_pairs, filter_pairs, load_behaviors, split_behaviors
+    from opct.commands import JAILBREAK_SPLIT_SEED
+    from opct.data.jailbreak import build_jailbreak_pairs, load_behaviors, split_behaviors
     from opct.data.schema import write_pairs
     from opct.data.wrappers import load_wrappers, split_wrappers
-    from opct.evals.jailbreak import query_target
+    from opct.evals.jailbreak import filter_with_model
     from opct.evals.refusal import EmbeddingRefusalJudge
 
-    split = split_behaviors(load_behaviors(skip_missing=True), seed=seed)
+    split = split_behaviors(load_behaviors(skip_missing=True), seed=JAILBREAK_SPLIT_SEED)  # as `opct data jailbreak`
     rng = random.Random(seed)
     train_b = rng.sample(split.train, min(len(split.train), prof.filter_candidates))
     test_b = rng.sample(split.heldout, min(len(split.heldout), prof.test_pairs))
@@ -217,13 +220,11 @@ def _data_jailbreak(prof: DemoProfile, data: Path, seed: int, model, tokenizer) 
     train_w, heldout_w = short(train_w), short(heldout_w)
     candidates = build_jailbreak_pairs(train_b, train_w, wrappers_per_behavior=1, seed=seed)
     if prof.jailbreak_filter:
-        prompts = [p.clean[-1]["content"] for p in candidates] + [p.wrapped[-1]["content"] for p in candidates]
-        replies = query_target(model, tokenizer, prompts, max_new_tokens=48, progress="filtering pairs")
-        refused = [v.label == "refused" for v in
-                   EmbeddingRefusalJudge(cache=data / "filter.verdicts.jsonl")(_judge_items(prompts, replies))]
-        kept, filter_report = filter_pairs(candidates, refused[: len(candidates)], refused[len(candidates):])
+        kept, filter_report = filter_with_model(candidates, model, tokenizer,
+                                                EmbeddingRefusalJudge(cache=data / "filter.verdicts.jsonl"),
+                                                max_new_tokens=48, progress="filtering pairs")
         print(f"  filter: {filter_report['after']} of {filter_report['before']} candidate pairs are refused clean "
-              "and complied wrapped")
+              "and answered wrapped")
     else:
         kept, filter_report = candidates, {"before": len(candidates), "after": len(candidates), "filtered": False}
     kept = kept[: prof.train_pairs]
@@ -237,12 +238,6 @@ def _data_jailbreak(prof: DemoProfile, data: Path, seed: int, model, tokenizer) 
     return {"train": {"pairs": len(kept), "filter": filter_report, "training_wrappers": len(train_w)},
             "test": {"behaviors": len(test_b), "heldout_categories": split.heldout_categories,
                      "static_wrappers": [w.id for w in static], "heldout_wrappers": len(heldout_w)}}
-
-
-def _judge_items(prompts, replies):
-    from opct.evals.judges import JudgeItem
-
-    return [JudgeItem(prompt=p, response=c.text) for p, c in zip(prompts, replies)]
 
 
 DATA = {"sycophancy": _data_sycophancy, "safety": _data_safety, "jailbreak": _data_jailbreak}

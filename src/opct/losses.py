@@ -19,7 +19,6 @@ work in chunks of positions and recompute softmaxes in the backward pass, so tha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch

@@ -54,7 +54,7 @@ HEADLINES = {
 AXIS_FIRST = ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrapped_accuracy", "defense_success_rate",
               "attack_success_rate", "strongreject_mean", "ausc", "pass_rate", "over_refusal_rate")
 CAPABILITY_FIRST = ("mmlu_accuracy", "kl_from_base", "over_refusal_rate")
-HIDDEN = ("clean_suggested_rate", "n")  # inside brr / the n column already
+HIDDEN = ("clean_suggested_rate", "n", "threshold", "budget", "seed", "queries_total")  # settings, or shown elsewhere
 SCATTER_PLOT = "capability_vs_safety.png"
 DASH = "–"
 

@@ -14,7 +14,6 @@ the model's ordinary context. Train/test splits are disjoint by fact.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re

@@ -30,6 +30,7 @@ from opct.evals.stats import summarize
 from opct.errors import UserError
 
 if TYPE_CHECKING:
+    from opct.data.schema import ContrastivePair
     from opct.data.jailbreak import Behavior
     from opct.data.wrappers import Wrapper
 
@@ -157,6 +158,35 @@ def query_target(
     convs = [target_conversation(p, system) for p in prompts]
     outs = generate(model, tokenizer, convs, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     return [o[0] for o in outs]
+
+
+def filter_with_model(
+    pairs: Sequence["ContrastivePair"], model, tokenizer, judge: Judge, *, max_new_tokens: int = 64,
+    batch_size: int = 8, progress: bool | str = "jailbreak pairs",
+) -> tuple[list["ContrastivePair"], dict[str, Any]]:
+    """The pairs whose clean request the model refuses and whose wrapped one it answers, with the
+    `filter_pairs` report (before/after per family). One greedy answer per distinct behaviour and
+    one per wrapped prompt; both answers are kept in each pair's meta."""
+    from opct.data.jailbreak import filter_pairs
+    from opct.generation import generate
+
+    clean = {p.meta["behavior_id"]: p.clean for p in pairs}  # one clean answer per behaviour
+    convs = list(clean.values()) + [p.wrapped for p in pairs]
+    texts = [c[0].text for c in generate(model, tokenizer, convs, max_new_tokens=max_new_tokens,
+                                         batch_size=batch_size, progress=progress)]
+    clean_text = dict(zip(clean, texts))
+    items = [JudgeItem(prompt=c[-1]["content"], response=t, context={"behavior": c[-1]["content"]})
+             for c, t in zip(clean.values(), texts)]
+    items += [JudgeItem(prompt=p.wrapped[-1]["content"], response=t, context={"behavior": p.clean[-1]["content"]})
+              for p, t in zip(pairs, texts[len(clean):])]
+    refused = [v.label == "refused" for v in judge(items)]
+    clean_refused = dict(zip(clean, refused))
+    for p, t in zip(pairs, texts[len(clean):]):
+        p.meta["clean_response"] = clean_text[p.meta["behavior_id"]]
+        p.meta["wrapped_response"] = t
+    kept, report = filter_pairs(pairs, [clean_refused[p.meta["behavior_id"]] for p in pairs], refused[len(clean):])
+    report.update(filtered=True, judge=judge.identity())
+    return kept, report
 
 
 # ---------------------------------------------------------------- static
