@@ -370,28 +370,18 @@ LOOKALIKE_TYPES = (
 
 def load_benign_lookalikes(path: str | Path | None = None) -> list[dict[str, str]]:
     """opct's benign prompts that look dangerous ({"id", "type", "prompt"}); a model should answer them."""
-    path = Path(path) if path else RESOURCES / "benign_lookalikes.jsonl"
-    rows, seen, errors = [], set(), []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"{path}:{lineno}: malformed JSON ({e.msg})")
-            continue
-        for key in ("id", "type", "prompt"):
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                errors.append(f"{path}:{lineno}: field '{key}': expected a non-empty string")
+    from opct.data.jsonl import read_jsonl
+
+    def check(row: dict[str, Any]) -> list[str]:
+        problems = [f"field '{key}': expected a non-empty string" for key in ("id", "type", "prompt")
+                    if not isinstance(row.get(key), str) or not row[key].strip()]
         if row.get("type") not in LOOKALIKE_TYPES:
-            errors.append(f"{path}:{lineno}: field 'type': {row.get('type')!r} not in {LOOKALIKE_TYPES}")
-        if row.get("id") in seen:
-            errors.append(f"{path}:{lineno}: field 'id': duplicate {row.get('id')!r}")
-        seen.add(row.get("id"))
-        rows.append({k: row[k] for k in ("id", "type", "prompt") if k in row})
-    if errors:
-        raise ValueError(f"{len(errors)} problem(s) in {path}:\n  " + "\n  ".join(errors[:20]))
-    return rows
+            problems.append(f"field 'type': {row.get('type')!r} not in {LOOKALIKE_TYPES}")
+        return problems
+
+    path = Path(path) if path else RESOURCES / "benign_lookalikes.jsonl"
+    rows = read_jsonl(path, check, unique="id", what="prompts")
+    return [{k: row[k] for k in ("id", "type", "prompt")} for _, row in rows]
 
 
 XSTEST_HUB = ("walledai/XSTest", "natolambert/xstest-v2-copy")

@@ -19,7 +19,6 @@ Each rate is an `opct.evals.stats.summarize` dict {"value", "ci_low", "ci_high",
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -100,42 +99,34 @@ def read_behaviors_file(path: str | Path) -> list["Behavior"]:
     file's stem). Every bad line is reported as ``file:line: field 'x': problem``."""
     from opct.data.jailbreak import Behavior, behavior_id, categorize
 
+    from opct.data.jsonl import read_jsonl
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such behaviour file")
-    out, errors, seen = [], [], set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(f"{path}:{lineno}: malformed JSON ({e.msg})")
-            continue
-        if not isinstance(row, dict):
-            errors.append(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            continue
+    seen: set[str] = set()
+    out = []
+
+    def check(row: dict[str, Any]) -> list[str]:
         prompt = row.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            errors.append(f"{path}:{lineno}: field 'prompt': expected a non-empty string, got {prompt!r:.60}")
-            continue
+            return [f"field 'prompt': expected a non-empty string, got {prompt!r:.60}"]
         bad = [k for k in ("id", "category", "source") if k in row and not isinstance(row[k], str)]
         if bad:
-            errors.append(f"{path}:{lineno}: field '{bad[0]}': expected a string, got {row[bad[0]]!r:.60}")
-            continue
+            return [f"field '{bad[0]}': expected a string, got {row[bad[0]]!r:.60}"]
         source = row.get("source") or path.stem
         prompt = " ".join(prompt.split())
-        bid = row.get("id") or behavior_id(source, prompt)
+        bid = row.get("id") or behavior_id(source, prompt)  # derived ids must be unique too
         if bid in seen:
-            errors.append(f"{path}:{lineno}: field 'id': duplicate {bid!r}")
-            continue
+            return [f"field 'id': duplicate {bid!r}"]
         seen.add(bid)
         meta = {k: v for k, v in row.items() if k not in ("id", "prompt", "category", "source")}
-        out.append(Behavior(id=bid, source=source, category=row.get("category") or categorize(prompt), prompt=prompt, meta=meta))
-    if errors:
-        raise BehaviorFileError(f"{len(errors)} problem(s) in {path}:\n  " + "\n  ".join(errors[:20]))
-    if not out:
-        raise BehaviorFileError(f"{path}: no behaviours (expected JSONL lines like {{\"prompt\": \"...\"}})")
+        out.append(Behavior(id=bid, source=source, category=row.get("category") or categorize(prompt), prompt=prompt,
+                            meta=meta))
+        return []
+
+    read_jsonl(path, check, error=BehaviorFileError,
+               what="behaviours (expected JSONL lines like {\"prompt\": \"...\"})")
     return out
 
 
