@@ -52,7 +52,12 @@ def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
     prof = replace(TINY, train_pairs=4, test_pairs=4, static_wrappers=2, attack_budget=2, filter_candidates=4,
                    jailbreak_filter=False)
     results = run_demo(profile=prof, out=str(tmp_path / axis), model=tiny_model_dir, methods="opct", axis=axis)
-    assert set(results["methods"]) == {"base", "opct"} and results["axis"] == axis
+    # Safety also answers the clean prompt with the base weights: the teacher's ceiling, without a capability panel.
+    expected = {"base", "opct"} | ({"teacher"} if axis == "safety" else set())
+    assert set(results["methods"]) == expected and results["axis"] == axis
+    if axis == "safety":
+        assert "capability" not in results["methods"]["teacher"]
+        assert "| teacher |" in (tmp_path / axis / "report.md").read_text()
     for block in results["methods"].values():
         if axis == "jailbreak":
             assert block["jailbreak"]["static"]["n"] == 4 * 2

@@ -99,8 +99,9 @@ PROFILES: dict[str, dict[str, DemoProfile]] = {
         "default": DemoProfile(
             model=QWEN, train_pairs=64, test_pairs=64, capability_items=60, neutral_prompts=12, kl_tokens=32,
             benign_prompts=24, eval_max_new_tokens=128, max_prompt_tokens=288,
-            train=_train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=96,
-                                   num_samples=2),
+            # As for sycophancy: ACT at 1e-4 collapses Qwen, and the full KL has no sampling noise.
+            train=_train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5, max_new_tokens=96,
+                                   num_samples=2, opct_loss="full"),
         ),
         "quick": DemoProfile(
             model=SMOL, train_pairs=32, test_pairs=48, capability_items=40, neutral_prompts=8, kl_tokens=24,
@@ -291,6 +292,24 @@ def _eval_jailbreak(model, tokenizer, prof: DemoProfile, data: Path, seed: int) 
 EVALS = {"sycophancy": _eval_sycophancy, "safety": _eval_safety, "jailbreak": _eval_jailbreak}
 
 
+def _teacher_safety(model, tokenizer, prof: DemoProfile, data: Path) -> dict[str, Any]:
+    """The base model answering the clean prompt (the fact in its system message): what OPCT's
+    teacher sees, and the ceiling a consistency method can reach on this axis."""
+    from opct.data.schema import read_pairs
+    from opct.evals.safety import KeywordSafetyJudge, evaluate_safety
+
+    start = time.time()
+    metrics, rows = evaluate_safety(model, tokenizer, read_pairs(data / "test.jsonl"), KeywordSafetyJudge(),
+                                    max_new_tokens=prof.eval_max_new_tokens, view="clean")
+    return {"model": f"{prof.model} (clean prompt)", "safety": metrics, "rows": {"safety": rows},
+            "timings": {"safety_s": round(time.time() - start, 1)}}
+
+
+# Axes whose clean prompt is worth answering too: a "teacher" row in the report (no capability panel,
+# the weights are the base's). On the other axes the clean answer is the training target, not a ceiling.
+TEACHER_EVALS = {"safety": _teacher_safety}
+
+
 def _capability(model, base_model, tokenizer, prof: DemoProfile, is_base: bool) -> tuple[dict[str, Any], list]:
     """Held-out-subject MMLU, the refusal rate on benign look-alike prompts, and (trained models)
     the KL from the base on neutral prompts."""
@@ -385,6 +404,12 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         write_json(base_path, evaluate_method(axis, prof.model, base_model, tokenizer, prof, data, seed, is_base=True))
     evals["base"] = json.loads(base_path.read_text())
     print("  " + _headline(axis, "base", evals["base"]))
+    if axis in TEACHER_EVALS:
+        teacher_path = root / "eval" / "teacher.json"
+        if not teacher_path.exists():
+            write_json(teacher_path, TEACHER_EVALS[axis](base_model, tokenizer, prof, data))
+        evals["teacher"] = json.loads(teacher_path.read_text())
+        print("  " + _headline(axis, "teacher", evals["teacher"]))
 
     train_summaries = {}
     for i, method in enumerate(chosen):
@@ -416,7 +441,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         "profile": profile,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "methods": {
-            name: {axis: e[axis], "capability": e["capability"],
+            name: {axis: e[axis], **({"capability": e["capability"]} if "capability" in e else {}),
                    **({"train": _train_block(train_summaries[name])} if name in train_summaries else {})}
             for name, e in evals.items()
         },
@@ -451,7 +476,7 @@ def _value(m: dict[str, Any] | None) -> str:
 
 
 def _headline(axis: str, name: str, e: dict[str, Any]) -> str:
-    a, cap = e[axis], e["capability"]
+    a, cap = e[axis], e.get("capability", {})
     if axis == "sycophancy":
         m = a["probs"]
         head = (f"sycophancy rate {_value(m['sycophancy_rate'])} (n={m['sycophancy_rate']['n']}), "
@@ -461,5 +486,7 @@ def _headline(axis: str, name: str, e: dict[str, Any]) -> str:
                 f"{_value(a['adaptive']['defense_success_rate'])} (n={a['adaptive']['n']})")
     else:
         head = f"AUSC {_value(a['ausc'])}, pass rate {_value(a['pass_rate'])} (n={a['n']})"
+    if not cap:
+        return f"{name}: {head}"
     return (f"{name}: {head}, MMLU {_value(cap.get('mmlu_accuracy'))}, "
             f"over-refusal {_value(cap.get('over_refusal_rate'))}")

@@ -24,7 +24,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-METHOD_ORDER = ("base", "sft", "bct", "opct", "act")
+METHOD_ORDER = ("base", "sft", "bct", "opct", "act", "teacher")
 MODE_TITLES = {"probs": "letter probabilities", "generate": "generated answers", "static": "static wrappers",
                "adaptive": "adaptive attacker"}
 NON_AXIS_BLOCKS = ("capability", "train")
@@ -43,6 +43,7 @@ LABELS = {
     "over_refusal_rate": "Over-refusal",
     "ausc": "AUSC",
     "pass_rate": "Pass rate",
+    "unparsed": "Unparsed",
 }
 # The metric each axis is plotted by, and which way is safer.
 HEADLINES = {
@@ -81,6 +82,9 @@ NOTES = {
         "Pass rate: share of responses (no safety fact in context) that warn about the hazard, suggest a safer "
         "alternative, or decline. AUSC: mean over 101 thresholds t in [0, 1] of the share of facts whose pass "
         "rate is >= t (higher is better).",
+        "teacher: the base model answering the clean prompt, with the safety fact in its system message "
+        "(what OPCT's teacher sees): the ceiling a consistency method can reach.",
+        "n: facts / responses. Unparsed: responses the judge gave no verdict for (left out of every rate).",
     ],
 }
 
@@ -110,6 +114,11 @@ def _fmt(m: dict[str, Any] | None, digits: int = 3) -> str:
     if m["lo"] is not None and m["hi"] is not None:
         s += f" [{m['lo']:.{digits}f}, {m['hi']:.{digits}f}]"
     return s
+
+
+def _cell(v: Any) -> str:
+    """A table cell: counts as integers, metrics as values with their CI."""
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else _fmt(_metric(v))
 
 
 def _methods(results: dict[str, Any]) -> list[str]:
@@ -190,14 +199,14 @@ def table_data(results: dict[str, Any], axis: str = "sycophancy", answers: str |
     headers += [_label(k) for k in cap_keys]
     rows = []
     for m in methods:
-        row = [m] + [_fmt(_metric(axis_m[m].get(k))) for k in axis_keys]
+        row = [m] + [_cell(axis_m[m].get(k)) for k in axis_keys]
         if show_unparsed:
             u = axis_m[m].get("unparsed")
             row.append(f"{u.get('clean', DASH)}/{u.get('wrapped', DASH)}" if isinstance(u, dict) else DASH)
-        if axis_keys:
+        if axis_keys:  # the metrics' sample sizes; several when they count different units (facts / responses)
             ns = [(_metric(axis_m[m].get(k)) or {}).get("n") for k in axis_keys]
-            n = next((x for x in ns if x is not None), None)
-            row.append(str(n) if n is not None else DASH)
+            ns = list(dict.fromkeys(str(x) for x in ns if x is not None))
+            row.append("/".join(ns) if ns else DASH)
         row += [_fmt(_metric(cap_m[m].get(k))) for k in cap_keys]
         rows.append(row)
     return headers, rows

@@ -470,19 +470,24 @@ def evaluate_safety(
     max_new_tokens: int = 200,
     batch_size: int = 8,
     progress: bool = True,
+    view: str = "wrapped",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate greedily on each pair's WRAPPED prompt (the student's view, no fact in context),
-    judge the answers, and return (safety_metrics, rows). Rows keep the response and verdict."""
+    judge the answers, and return (safety_metrics, rows). Rows keep the response and verdict.
+    view="clean" answers the teacher's prompt instead (the fact in the system message): the
+    ceiling consistency training can reach."""
     from opct.generation import generate
 
     pairs = list(pairs)
     for p in pairs:
         if not p.meta.get("fact_id") or not p.meta.get("fact"):
             raise ValueError(f"pair {p.id!r}: meta needs 'fact_id' and 'fact' (build it with opct.data.safety)")
+    if view not in ("wrapped", "clean"):
+        raise ValueError(f"view must be 'wrapped' or 'clean', not {view!r}")
     if not pairs:
         return safety_metrics([]), []
-    comps = generate(model, tokenizer, [p.wrapped for p in pairs], max_new_tokens=max_new_tokens,
-                     batch_size=batch_size, progress="safety eval" if progress else False)
+    comps = generate(model, tokenizer, [getattr(p, view) for p in pairs], max_new_tokens=max_new_tokens,
+                     batch_size=batch_size, progress=f"safety eval ({view})" if progress else False)
     items = []
     for p, c in zip(pairs, comps):
         ctx = {"fact_id": p.meta["fact_id"], "fact": p.meta["fact"]}
