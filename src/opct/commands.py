@@ -128,10 +128,10 @@ def add_eval(sub) -> None:
 
     c = esub.add_parser(
         "capability",
-        help="MMLU, math, instruction following, drift from the base model",
+        help="MMLU, math, instruction following, drift from the base model, over-refusal",
         description="quick: 100 held-out-subject MMLU questions (letter probabilities), 30 generated math word "
-        "problems, 20 verifiable instructions, and KL(model || base) on neutral prompts; full: larger sets plus "
-        "GSM8K / MATH-500 from --file or the hub.",
+        "problems, 20 verifiable instructions, KL(model || base) on neutral prompts, and the refusal rate on 24 "
+        "benign look-alike prompts; full: larger sets plus GSM8K / MATH-500 from --file or the hub.",
     )
     c.add_argument("--model", default="embedded:qwen2.5-0.5b-instruct")
     c.add_argument("--base", help="base model spec for the drift KL (default: the run's base model, if any)")

@@ -315,16 +315,14 @@ def _capability(model, base_model, tokenizer, prof: DemoProfile, is_base: bool) 
     the KL from the base on neutral prompts."""
     from opct.data.sycophancy import capability_items
     from opct.evals.capability import kl_from_base, mmlu_accuracy, neutral_prompts
-    from opct.evals.jailbreak import evaluate_over_refusal, over_refusal_prompts
+    from opct.evals.jailbreak import evaluate_over_refusal, over_refusal_prompts, spread
     from opct.evals.refusal import EmbeddingRefusalJudge
 
     out = {"mmlu_accuracy": mmlu_accuracy(model, tokenizer, capability_items(limit=prof.capability_items, seed=0),
                                           progress=True)}
     rows: list = []
     if prof.benign_prompts:
-        everything = over_refusal_prompts()[0]
-        step = max(1, len(everything) // prof.benign_prompts)  # evenly spaced: every prompt type is present
-        prompts = everything[::step][: prof.benign_prompts]
+        prompts = spread(over_refusal_prompts()[0], prof.benign_prompts)  # every prompt type is present
         refusal, rows = evaluate_over_refusal(model, tokenizer, prompts, EmbeddingRefusalJudge(), max_new_tokens=48)
         out["over_refusal_rate"] = refusal["over_refusal_rate"]
     if not is_base:

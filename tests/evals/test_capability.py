@@ -85,7 +85,7 @@ def test_quick_suite_on_tiny_model(tiny, perturbed):
     out = cap.run_capability_suite(model, tok, suite="quick", base_model=perturbed, limit=3, progress=False,
                                    max_new_tokens=8)
     assert list(out) == list(cap.BENCHMARKS)
-    for key in ("mmlu_accuracy", "math_accuracy", "ifeval_accuracy", "kl_from_base"):
+    for key in ("mmlu_accuracy", "math_accuracy", "ifeval_accuracy", "kl_from_base", "over_refusal_rate"):
         r = out[key]
         assert r["n"] == 3, (key, r)
         assert {"value", "ci_low", "ci_high", "n"} <= set(r)

@@ -22,6 +22,7 @@ from opct.evals.jailbreak import (
     over_refusal_metrics,
     over_refusal_prompts,
     read_behaviors_file,
+    spread,
     static_metrics,
 )
 from opct.evals.judges import Judge, Verdict
@@ -183,6 +184,13 @@ def test_over_refusal_end_to_end(tiny):
     assert set(m["per_source"]) == {"opct-lookalikes", "xstest"}
     assert all(isinstance(r["refused"], bool) for r in rows)
     assert m["judge"].startswith("refusal-pattern")
+
+
+def test_spread_keeps_every_group():
+    assert spread(range(10), 5) == [0, 2, 4, 6, 8] and spread("abc", None) == ["a", "b", "c"]
+    assert spread("abc", 7) == ["a", "b", "c"] and spread(range(5), 0) == []
+    prompts = over_refusal_prompts()[0]  # grouped by type in the file
+    assert {p["type"] for p in spread(prompts, 24)} == {p["type"] for p in prompts}
 
 
 def test_over_refusal_hub_offline_is_skipped_with_a_note(monkeypatch):

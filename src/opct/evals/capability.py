@@ -4,7 +4,9 @@
 * math (`opct.evals.math`): generated word problems, and GSM8K / MATH-500 from a file or the hub;
 * instruction following (`opct.evals.instructions`): code-verified format constraints;
 * `kl_from_base`: drift, the mean per-token KL(trained || base) on the trained model's own
-  greedy answers to neutral prompts.
+  greedy answers to neutral prompts;
+* `over_refusal_rate`: the refusal rate on benign prompts that look harmful (the jailbreak axis's
+  over-refusal set), judged by the offline refusal classifier.
 
 `run_capability_suite` runs them all; every benchmark reports a `summarize` dict
 {"value", "ci_low", "ci_high", "n"}; one that cannot run reports n = 0 and a "skipped" reason.
@@ -24,16 +26,18 @@ import torch
 from opct.chat import pad_id, position_ids_from_mask, render_prompt
 from opct.evals.stats import summarize
 
-BENCHMARKS = ("mmlu_accuracy", "math_accuracy", "gsm8k_accuracy", "math500_accuracy", "ifeval_accuracy", "kl_from_base")
+BENCHMARKS = ("mmlu_accuracy", "math_accuracy", "gsm8k_accuracy", "math500_accuracy", "ifeval_accuracy", "kl_from_base",
+              "over_refusal_rate")
 
 MMLU_INSTRUCTION = 'Answer in the form "#### <letter>" with the letter (A, B, C or D) of the correct option.'
 
 # per-benchmark sizes (None: the whole set); `limit` caps each of them
 SUITES: dict[str, dict[str, Any]] = {
     "quick": {"mmlu": 100, "math": 30, "math_levels": (1, 2), "ifeval": 20, "kl": 32, "gsm8k": 50, "math500": 50,
-              "hub": False, "max_new_tokens": 256, "kl_tokens": 64},
+              "benign": 24, "hub": False, "max_new_tokens": 256, "kl_tokens": 64, "refusal_tokens": 48},
     "full": {"mmlu": 1000, "math": 150, "math_levels": (1, 2, 3), "ifeval": None, "kl": None, "gsm8k": None,
-             "math500": None, "hub": True, "max_new_tokens": 512, "kl_tokens": 128},
+             "math500": None, "benign": None, "hub": True, "max_new_tokens": 512, "kl_tokens": 128,
+             "refusal_tokens": 96},
 }
 
 
@@ -222,14 +226,17 @@ def run_capability_suite(
     """All capability benchmarks, keyed by `BENCHMARKS`.
 
     quick: 100 held-out MMLU questions, 30 generated math problems (levels 1-2), 20 instruction
-    prompts, and KL from `base_model` on 32 neutral prompts; GSM8K / MATH-500 only from `file`.
-    full: larger sets (all levels, all instruction and neutral prompts) plus GSM8K / MATH-500 from
-    `file` or the hub. `file` is one JSONL file (GSM8K or MATH-500, told apart by its fields) or
+    prompts, KL from `base_model` on 32 neutral prompts, and the refusal rate on 24 benign
+    look-alike prompts; GSM8K / MATH-500 only from `file`.
+    full: larger sets (all levels, all instruction, neutral and look-alike prompts) plus GSM8K /
+    MATH-500 from `file` or the hub. `file` is one JSONL file (GSM8K or MATH-500, told apart by its fields) or
     {"gsm8k": path, "math500": path}; a malformed file raises, an unreachable hub is recorded as
     "skipped". `limit` caps every benchmark's size; `max_new_tokens` overrides generation lengths.
     """
     from opct.evals.instructions import instruction_accuracy
+    from opct.evals.jailbreak import evaluate_over_refusal, over_refusal_prompts, spread
     from opct.evals.math import BenchmarkUnavailable, generate_word_problems, load_gsm8k, load_math500, math_accuracy
+    from opct.evals.refusal import EmbeddingRefusalJudge
 
     if suite not in SUITES:
         raise ValueError(f"suite must be one of {', '.join(SUITES)}, got {suite!r}")
@@ -303,4 +310,11 @@ def run_capability_suite(
         results["kl_from_base"] = kl_from_base(model, base_model, tokenizer, prompts, max_new_tokens=kl_tokens,
                                                batch_size=batch_size, progress=bar("kl from base"))
         results["kl_from_base"]["seconds"] = round(time.time() - t, 1)
+
+    t = time.time()
+    benign = spread(over_refusal_prompts()[0], _cap(cfg["benign"], limit))
+    refusal = evaluate_over_refusal(model, tokenizer, benign, EmbeddingRefusalJudge(), batch_size=batch_size,
+                                    max_new_tokens=max_new_tokens or cfg["refusal_tokens"], progress=progress)[0]
+    results["over_refusal_rate"] = {**refusal["over_refusal_rate"], "judge": refusal["judge"],
+                                    "unparsed": refusal["unparsed"], "seconds": round(time.time() - t, 1)}
     return {k: results[k] for k in BENCHMARKS}

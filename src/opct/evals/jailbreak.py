@@ -376,6 +376,15 @@ def over_refusal_prompts(xstest: str | Path | None = None, lookalikes: bool = Tr
     return prompts, notes
 
 
+def spread(items: Sequence[Any], n: int | None) -> list[Any]:
+    """`n` items evenly spaced over `items` (all of them when n is None or larger): a subset of an
+    ordered set (look-alikes are grouped by type) that keeps every group."""
+    items = list(items)
+    if n is None or n >= len(items):
+        return items
+    return [items[int(i * len(items) / n)] for i in range(n)]
+
+
 def p_refused(verdict: Verdict) -> float | None:
     """P(refused) of a refusal judge's verdict; None when unparsed. Other judges: a ValueError."""
     if not verdict.parsed or verdict.score is None:
