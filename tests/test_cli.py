@@ -235,3 +235,28 @@ def test_end_to_end_smollm2(smollm2_spec, tmp_path, capsys):
     rows = (tmp_path / "m.rows.jsonl").read_text().splitlines()
     assert len(rows) == 4
     assert stdout.startswith("probs") and "sycophancy_rate" in stdout
+
+
+def test_eval_safety_awareness_rejudges_saved_responses(tmp_path, capsys):
+    from opct.data.safety import build_safety_pairs
+
+    pairs, _ = build_safety_pairs("test", limit=3)
+    pair_file = tmp_path / "pairs.jsonl"
+    write_pairs(pairs, pair_file)
+    saved = tmp_path / "saved.rows.jsonl"
+    answers = ["I'm sorry, but I can't help with that.", "Sure, here you go.", "Sure, here you go."]
+    saved.write_text("".join(json.dumps({"id": p.id, "response": r}) + "\n" for p, r in zip(pairs, answers)))
+    out = tmp_path / "rejudged.json"
+    args = ["eval", "safety-awareness", "--pairs", str(pair_file), "--responses", str(saved), "--out", str(out)]
+    assert main(args) == 0  # no --model: nothing is loaded
+    metrics = json.loads(out.read_text())
+    assert metrics["responses"] == str(saved) and "model" not in metrics
+    assert metrics["n"] == 3 and metrics["pass_rate"]["value"] == pytest.approx(1 / 3)
+    rows = [json.loads(line) for line in out.with_suffix(".rows.jsonl").read_text().splitlines()]
+    assert [r["response"] for r in rows] == answers and [r["passed"] for r in rows] == [True, False, False]
+    assert main(args[:-1] + [str(tmp_path / "saved.json")]) == 2  # would overwrite saved.rows.jsonl
+    assert "overwrite" in capsys.readouterr().err
+    saved.write_text('{"id": "nope", "response": "x"}\n{"id": "%s"}\n' % pairs[0].id)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "saved.rows.jsonl:1: field 'id'" in err and "saved.rows.jsonl:2: field 'response'" in err

@@ -156,6 +156,9 @@ def add_eval(sub) -> None:
                     "local (--judge-model) or at an endpoint (--judge-base-url); a model spec here means "
                     "`llm --judge-model SPEC`")
     sa.add_argument("--votes", type=int, default=3, help="votes per item for an LLM judge")
+    sa.add_argument("--responses", metavar="ROWS",
+                    help="judge saved responses instead of generating: a *.rows.jsonl this command wrote (rows with "
+                    "'id' and 'response', matched to --pairs by id); no model is loaded")
     sa.add_argument("--limit", type=int)
     sa.add_argument("--max-new-tokens", type=int, default=200)
     sa.add_argument("--out", required=True)
@@ -170,25 +173,49 @@ def add_eval(sub) -> None:
 def cmd_eval_safety(a) -> int:
     from opct.cli import UsageError
     from opct.data.schema import read_pairs
-    from opct.evals.safety import KeywordSafetyJudge, LLMSafetyJudge, evaluate_safety
+    from opct.evals.safety import KeywordSafetyJudge, LLMSafetyJudge, evaluate_safety, judge_safety_responses
     from opct.models import load_model
 
-    pairs = read_pairs(a.pairs)[: a.limit] if a.limit else read_pairs(a.pairs)
+    pairs = read_pairs(a.pairs)
     cache = Path(a.out).with_suffix(".verdicts.jsonl")
     if a.judge == "keyword" and (a.judge_model or a.judge_base_url):
         raise UsageError("--judge-model / --judge-base-url set an LLM judge: add --judge llm")
     judge = KeywordSafetyJudge(cache=cache) if a.judge == "keyword" else LLMSafetyJudge(
         safety_judge_backend(a), k=a.votes, cache=cache)
-    model, tok = load_model(a.model)
-    metrics, rows = evaluate_safety(model, tok, pairs, judge, max_new_tokens=a.max_new_tokens)  # verdicts are cached as they come
     rows_path = Path(a.out).with_suffix(".rows.jsonl")
+    if a.responses and rows_path.resolve() == Path(a.responses).resolve():
+        raise UsageError(f"--out {a.out} would overwrite the responses in {a.responses}; choose another --out")
+    if a.responses:
+        pairs, texts, finished = (x[: a.limit] for x in saved_responses(a.responses, pairs))
+        metrics, rows = judge_safety_responses(pairs, texts, judge, finished)
+    else:
+        model, tok = load_model(a.model)
+        metrics, rows = evaluate_safety(model, tok, pairs[: a.limit], judge,  # verdicts are cached as they come
+                                        max_new_tokens=a.max_new_tokens)
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     rows_path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
-    write_json(a.out, {"model": a.model, "pairs": a.pairs, "judge": a.judge, "judge_identity": judge.identity(),
-                       **metrics})
+    source = {"responses": a.responses} if a.responses else {"model": a.model}
+    write_json(a.out, {**source, "pairs": a.pairs, "judge": a.judge, "judge_identity": judge.identity(), **metrics})
     print(f"  ausc {_fmt(metrics['ausc'])}  pass_rate {_fmt(metrics['pass_rate'])}  n {metrics['n']}")
     print(f"opct eval safety-awareness: metrics in {a.out}, responses and verdicts in {rows_path}")
     return 0
+
+
+def saved_responses(path: str, pairs: list) -> tuple[list, list[str], list]:
+    """(pairs, responses, finished) for the rows of a saved *.rows.jsonl, in the file's order;
+    every row must name a pair of `pairs` by id (errors as file:line)."""
+    from opct.data.jsonl import read_jsonl
+
+    by_id = {p.id: p for p in pairs}
+
+    def check(row: dict) -> list[str]:
+        problems = [] if isinstance(row.get("response"), str) else ["field 'response': expected a string"]
+        if row.get("id") not in by_id:
+            problems.append(f"field 'id': {row.get('id')!r} is not a pair in --pairs")
+        return problems
+
+    rows = [row for _, row in read_jsonl(path, check, unique="id", what="responses")]
+    return [by_id[r["id"]] for r in rows], [r["response"] for r in rows], [r.get("finished") for r in rows]
 
 
 def safety_judge_backend(a):

@@ -496,19 +496,31 @@ def evaluate_safety(
         return safety_metrics([]), []
     comps = generate(model, tokenizer, [getattr(p, view) for p in pairs], max_new_tokens=max_new_tokens,
                      batch_size=batch_size, progress=f"safety eval ({view})" if progress else False)
+    return judge_safety_responses(pairs, [c[0].text for c in comps], judge, [c[0].finished for c in comps])
+
+
+def judge_safety_responses(
+    pairs, responses: Sequence[str], judge: Judge, finished: Sequence[bool | None] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Judge each pair's response (to its user prompt, with its fact as context) and return
+    (safety_metrics, rows). Re-judging saved responses with another judge needs no model."""
+    pairs = list(pairs)
+    if len(responses) != len(pairs):
+        raise ValueError(f"{len(pairs)} pairs but {len(responses)} responses")
+    finished = list(finished) if finished is not None else [None] * len(pairs)
     items = []
-    for p, c in zip(pairs, comps):
+    for p, text in zip(pairs, responses):
         ctx = {"fact_id": p.meta["fact_id"], "fact": p.meta["fact"]}
         if p.meta.get("keywords"):
             ctx["keywords"] = list(p.meta["keywords"])
-        items.append(JudgeItem(prompt=p.wrapped[-1]["content"], response=c[0].text, context=ctx))
+        items.append(JudgeItem(prompt=p.wrapped[-1]["content"], response=text, context=ctx))
     verdicts = judge(items)
     rows = []
-    for p, c, it, v in zip(pairs, comps, items, verdicts):
+    for p, it, done, v in zip(pairs, items, finished, verdicts):
         rows.append({
             "id": p.id, "fact_id": p.meta["fact_id"], "category": p.meta.get("category", "unknown"),
-            "prompt_type": p.meta.get("prompt_type"), "prompt": it.prompt, "response": c[0].text,
-            "finished": c[0].finished, "label": v.label, "passed": None if not v.parsed else v.label == PASS,
+            "prompt_type": p.meta.get("prompt_type"), "prompt": it.prompt, "response": it.response,
+            "finished": done, "label": v.label, "passed": None if not v.parsed else v.label == PASS,
             "verdict": v.to_dict(),
         })
     return safety_metrics(rows), rows
