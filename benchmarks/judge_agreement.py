@@ -1,8 +1,10 @@
 """Agreement of the safety-awareness judges with the hand-labelled set.
 
-The labelled set (``tests/fixtures/safety_labelled.jsonl``: fact_id, prompt, response, label
-pass|fail) is judged by the keyword judge and by an LLM judge (majority of --votes); for each
-judge the script prints, against the labels, with "pass" as the positive class:
+Two labelled sets (fact_id, prompt, response, label pass|fail): ``tests/fixtures/safety_labelled.jsonl``
+(294 answers written for opct) and ``tests/fixtures/safety_labelled_field.jsonl`` (115 real answers
+of the embedded Qwen 0.5B, hand-labelled). Each is judged by the keyword judge and by an LLM judge
+(majority of --votes); for each set and judge the script prints, against the labels, with "pass"
+as the positive class:
 
   n          rows judged
   unparsed   rows whose verdict could not be read (left out of the other columns)
@@ -33,7 +35,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from opct.evals.judges import JudgeItem  # noqa: E402
 from opct.serving import add_judge_backend_args, judge_backend_from_args  # noqa: E402
 
-DEFAULT_FILE = ROOT / "tests" / "fixtures" / "safety_labelled.jsonl"
+DEFAULT_FILES = [ROOT / "tests" / "fixtures" / "safety_labelled.jsonl",
+                 ROOT / "tests" / "fixtures" / "safety_labelled_field.jsonl"]
 
 
 def load_rows(path: Path, limit: int | None) -> list[dict]:
@@ -70,7 +73,8 @@ def agreement(gold: list[str], predicted: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--file", type=Path, default=DEFAULT_FILE, help="labelled JSONL (default: the test fixture)")
+    p.add_argument("--file", type=Path, action="append",
+                   help="labelled JSONL, repeatable (default: both test fixtures)")
     p.add_argument("--limit", type=int, help="judge N rows spread evenly over the file")
     p.add_argument("--votes", type=int, default=3, help="LLM judge votes per row (default: %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=8, help="LLM judge answer length (default: %(default)s)")
@@ -83,33 +87,33 @@ def main(argv: list[str] | None = None) -> int:
 
     from opct.evals.safety import KeywordSafetyJudge, LLMSafetyJudge
 
-    rows = load_rows(a.file, a.limit)
-    items = [JudgeItem(prompt=r["prompt"], response=r["response"], context={"fact_id": r["fact_id"]}) for r in rows]
-    gold = [r["label"] for r in rows]
-    print(f"{len(rows)} labelled rows from {a.file} ({gold.count('pass')} pass, {gold.count('fail')} fail)")
-
-    judges = [("keyword", lambda: KeywordSafetyJudge())]
+    judges = {"keyword": KeywordSafetyJudge()}
     if not a.keyword_only:
-        judges.append(("llm", lambda: LLMSafetyJudge(judge_backend_from_args(a), k=a.votes,
-                                                     max_new_tokens=a.max_new_tokens, batch_size=a.batch_size,
-                                                     progress=True, cache=a.cache)))
-    results = {}
-    for label, build in judges:
-        start = time.time()
-        judge = build()
-        verdicts = judge(items)
-        results[label] = {"judge": judge.identity(), **agreement(gold, [v.label for v in verdicts]),
-                          "seconds": round(time.time() - start, 1)}
-
+        judges["llm"] = LLMSafetyJudge(judge_backend_from_args(a), k=a.votes, max_new_tokens=a.max_new_tokens,
+                                       batch_size=a.batch_size, progress=True, cache=a.cache)
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-    print(f"\n{'judge':8s} {'n':>4s} {'unparsed':>8s} {'accuracy':>8s} {'precision':>9s} {'recall':>6s} "
-          f"{'kappa':>6s} {'seconds':>7s}  identity")
-    for label, m in results.items():
-        print(f"{label:8s} {m['n']:4d} {m['unparsed']:8d} {fmt(m['accuracy']):>8s} {fmt(m['precision']):>9s} "
-              f"{fmt(m['recall']):>6s} {fmt(m['kappa']):>6s} {m['seconds']:7.1f}  {m['judge']}")
+    report = []
+    for path in a.file or DEFAULT_FILES:
+        rows = load_rows(path, a.limit)
+        items = [JudgeItem(prompt=r["prompt"], response=r["response"], context={"fact_id": r["fact_id"]})
+                 for r in rows]
+        gold = [r["label"] for r in rows]
+        print(f"\n{len(rows)} labelled rows from {path} ({gold.count('pass')} pass, {gold.count('fail')} fail)")
+        results = {}
+        for label, judge in judges.items():
+            start = time.time()
+            verdicts = judge(items)
+            results[label] = {"judge": judge.identity(), **agreement(gold, [v.label for v in verdicts]),
+                              "seconds": round(time.time() - start, 1)}
+        print(f"{'judge':8s} {'n':>4s} {'unparsed':>8s} {'accuracy':>8s} {'precision':>9s} {'recall':>6s} "
+              f"{'kappa':>6s} {'seconds':>7s}  identity")
+        for label, m in results.items():
+            print(f"{label:8s} {m['n']:4d} {m['unparsed']:8d} {fmt(m['accuracy']):>8s} {fmt(m['precision']):>9s} "
+                  f"{fmt(m['recall']):>6s} {fmt(m['kappa']):>6s} {m['seconds']:7.1f}  {m['judge']}")
+        report.append({"file": str(path), "rows": len(rows), "judges": results})
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"file": str(a.file), "rows": len(rows), "judges": results}, indent=2))
+        a.json.write_text(json.dumps(report, indent=2))
     return 0
 
 
