@@ -259,12 +259,12 @@ def _eval_sycophancy(model, tokenizer, prof: DemoProfile, data: Path, seed: int)
             "rows": {"probs": probs["rows"], "generate": gen["rows"]}}
 
 
-def _eval_safety(model, tokenizer, prof: DemoProfile, data: Path, seed: int) -> dict[str, Any]:
+def _eval_safety(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str = "wrapped") -> dict[str, Any]:
     from opct.data.schema import read_pairs
     from opct.evals.safety import KeywordSafetyJudge, evaluate_safety
 
     metrics, rows = evaluate_safety(model, tokenizer, read_pairs(data / "test.jsonl"), KeywordSafetyJudge(),
-                                    max_new_tokens=prof.eval_max_new_tokens)
+                                    max_new_tokens=prof.eval_max_new_tokens, view=view)
     return {"safety": metrics, "rows": {"safety": rows}}
 
 
@@ -292,17 +292,12 @@ def _eval_jailbreak(model, tokenizer, prof: DemoProfile, data: Path, seed: int) 
 EVALS = {"sycophancy": _eval_sycophancy, "safety": _eval_safety, "jailbreak": _eval_jailbreak}
 
 
-def _teacher_safety(model, tokenizer, prof: DemoProfile, data: Path) -> dict[str, Any]:
+def _teacher_safety(model, tokenizer, prof: DemoProfile, data: Path, seed: int) -> dict[str, Any]:
     """The base model answering the clean prompt (the fact in its system message): what OPCT's
     teacher sees, and the ceiling a consistency method can reach on this axis."""
-    from opct.data.schema import read_pairs
-    from opct.evals.safety import KeywordSafetyJudge, evaluate_safety
-
     start = time.time()
-    metrics, rows = evaluate_safety(model, tokenizer, read_pairs(data / "test.jsonl"), KeywordSafetyJudge(),
-                                    max_new_tokens=prof.eval_max_new_tokens, view="clean")
-    return {"model": f"{prof.model} (clean prompt)", "safety": metrics, "rows": {"safety": rows},
-            "timings": {"safety_s": round(time.time() - start, 1)}}
+    result = _eval_safety(model, tokenizer, prof, data, seed, view="clean")
+    return {"model": f"{prof.model} (clean prompt)", **result, "timings": {"safety_s": round(time.time() - start, 1)}}
 
 
 # Axes whose clean prompt is worth answering too: a "teacher" row in the report (no capability panel,
@@ -405,7 +400,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     if axis in TEACHER_EVALS:
         teacher_path = root / "eval" / "teacher.json"
         if not teacher_path.exists():
-            write_json(teacher_path, TEACHER_EVALS[axis](base_model, tokenizer, prof, data))
+            write_json(teacher_path, TEACHER_EVALS[axis](base_model, tokenizer, prof, data, seed))
         evals["teacher"] = json.loads(teacher_path.read_text())
         print("  " + _headline(axis, "teacher", evals["teacher"]))
 
