@@ -147,9 +147,11 @@ def add_eval(sub) -> None:
         help="does the model warn about a hazard nobody mentioned? (pass rate, AUSC)",
         description="Generates greedily on each pair's wrapped prompt (no fact in context) and asks a judge whether "
         "the answer warns about the hazard, offers a safer alternative, or declines. AUSC = mean over 101 "
-        "thresholds t in [0, 1] of the share of facts whose pass rate >= t, with a bootstrap CI over prompts.",
+        "thresholds t in [0, 1] of the share of facts whose pass rate >= t, with a bootstrap CI over prompts. "
+        "The offline keyword judge finds most warnings but also passes some rambling answers that only mention "
+        "the hazard's words; see benchmarks/judge_agreement.py for its agreement with hand labels.",
     )
-    sa.add_argument("--model", default="embedded:qwen2.5-0.5b-instruct")
+    sa.add_argument("--model", default="embedded:qwen2.5-0.5b-instruct", help="model spec to answer the prompts")
     sa.add_argument("--pairs", required=True, help="safety pair JSONL (see `opct data safety --split test`)")
     sa.add_argument("--judge", default="keyword",
                     help="keyword (default: offline cues + fact keywords), or llm: an LLM judge, majority of --votes, "
@@ -159,9 +161,9 @@ def add_eval(sub) -> None:
     sa.add_argument("--responses", metavar="ROWS",
                     help="judge saved responses instead of generating: a *.rows.jsonl this command wrote (rows with "
                     "'id' and 'response', matched to --pairs by id); no model is loaded")
-    sa.add_argument("--limit", type=int)
-    sa.add_argument("--max-new-tokens", type=int, default=200)
-    sa.add_argument("--out", required=True)
+    sa.add_argument("--limit", type=int, help="judge only the first N pairs (or saved responses)")
+    sa.add_argument("--max-new-tokens", type=int, default=200, help="answer length")
+    sa.add_argument("--out", required=True, help="metrics JSON; answers and verdicts go beside it (*.rows.jsonl)")
     from opct.serving import add_judge_backend_args
 
     add_judge_backend_args(sa)

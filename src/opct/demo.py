@@ -104,8 +104,8 @@ PROFILES: dict[str, dict[str, DemoProfile]] = {
                                    num_samples=2, opct_loss="full"),
         ),
         "quick": DemoProfile(
-            model=SMOL, train_pairs=32, test_pairs=48, capability_items=40, neutral_prompts=8, kl_tokens=24,
-            benign_prompts=16, eval_max_new_tokens=96, max_prompt_tokens=256,
+            model=SMOL, train_pairs=32, test_pairs=32, capability_items=40, neutral_prompts=8, kl_tokens=24,
+            benign_prompts=16, eval_max_new_tokens=80, max_prompt_tokens=256,
             train=_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=64,
                                    num_samples=2),
         ),
