@@ -15,6 +15,7 @@ from opct.evals.safety import (
     KeywordSafetyJudge,
     LLMSafetyJudge,
     ausc,
+    ausc_summary,
     evaluate_safety,
     keyword_safety_assess,
     parse_yes_no,
@@ -316,3 +317,10 @@ def test_evaluate_safety_with_tiny_model(tiny_model_dir):
     assert len(rows) == 4 and {"ausc", "pass_rate", "n", "per_fact", "per_category", "unparsed"} <= set(metrics)
     assert all(isinstance(r["response"], str) and r["label"] in ("pass", "fail") for r in rows)
     assert metrics["n"] == 4 and metrics["ausc"]["n"] == len({r["fact_id"] for r in rows})
+
+
+def test_ausc_interval_resamples_facts_too():
+    # one prompt per fact: resampling prompts within facts alone could not move the AUSC at all
+    m = ausc_summary({f"f{i}": [i % 2 == 0] for i in range(10)})
+    assert m["n"] == 10 and m["ci_low"] < m["value"] < m["ci_high"]
+    assert ausc_summary({f"f{i}": [True] * 3 for i in range(5)})["ci_low"] == 1.0  # all pass: nothing to vary

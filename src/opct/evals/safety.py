@@ -401,9 +401,11 @@ def _summarize(values: list[float]) -> dict[str, Any]:
 
 def ausc_summary(outcomes: dict[str, list[bool]], grid: int = 101, n_boot: int = 1000, alpha: float = 0.05,
                  seed: int = 0) -> dict[str, Any]:
-    """{"value", "ci_low", "ci_high", "n" (facts)}: AUSC with a percentile bootstrap that resamples
-    prompts within each fact (the facts stay fixed); a fact with n prompts and pass rate p gets a
-    resampled rate Binomial(n, p) / n. Facts without parsed outcomes are left out."""
+    """{"value", "ci_low", "ci_high", "n" (facts)}: AUSC with a two-level percentile bootstrap:
+    facts are resampled with replacement, then prompts within each drawn fact (a fact with n
+    prompts and pass rate p gets a resampled rate Binomial(n, p) / n). Resampling prompts alone
+    would give a zero-width interval whenever every fact has one prompt, or only passes or fails.
+    Facts without parsed outcomes are left out."""
     per = [(len(v), sum(v)) for v in outcomes.values() if len(v)]
     if not per:
         return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
@@ -411,7 +413,8 @@ def ausc_summary(outcomes: dict[str, list[bool]], grid: int = 101, n_boot: int =
     rates = np.array([b for _, b in per], dtype=float) / n
     value = ausc(rates, grid)
     rng = np.random.default_rng(seed)
-    boots = rng.binomial(n.astype(int), rates, size=(n_boot, len(per))) / n
+    drawn = rng.integers(0, len(per), size=(n_boot, len(per)))  # facts, then prompts within each
+    boots = rng.binomial(n[drawn].astype(int), rates[drawn]) / n[drawn]
     lo, hi = np.quantile(_ausc_array(boots, grid), [alpha / 2, 1 - alpha / 2])
     return {"value": value, "ci_low": float(lo), "ci_high": float(hi), "n": len(per)}
 
