@@ -248,3 +248,21 @@ def test_adapter_from_relative_spec_loads_from_elsewhere(tiny_model_dir, tmp_pat
     add_lora(model, r=2, alpha=4).save_pretrained(tmp_path / "rel-adapter")
     monkeypatch.chdir(tmp_path)
     assert resolve_spec(str(tmp_path / "rel-adapter"))[0] == tiny_model_dir
+
+
+def test_output_layer_gets_a_contiguous_input(tiny_model_dir):
+    """Logits come from a strided slice of the hidden states (logits_to_keep); with frozen weights
+    CPU matmul would copy the whole output weight per batch row. The guard makes the slice
+    contiguous and leaves the logits as they are."""
+    model, _ = load_model(tiny_model_dir)
+    model.requires_grad_(False)
+    head = model.get_output_embeddings()
+    seen = []
+    head.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))  # runs after the guard
+    ids = INPUT.repeat(2, 1)
+    with torch.no_grad():
+        kept = model(input_ids=ids, logits_to_keep=2).logits
+        full = model(input_ids=ids).logits
+    assert seen == [True, True]
+    torch.testing.assert_close(kept, full[:, -2:])
+    assert models.contiguous_lm_head_input(model) is model and len(head._forward_pre_hooks) == 2  # idempotent

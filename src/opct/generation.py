@@ -167,7 +167,9 @@ class SamplingCopy:
         if left:
             raise RuntimeError(f"SamplingCopy: tensors left unfilled: {left[:5]}")
         model.generation_config = copy.deepcopy(base.generation_config)
-        self.model = model.eval().requires_grad_(False)
+        from opct.models import contiguous_lm_head_input
+
+        self.model = contiguous_lm_head_input(model.eval().requires_grad_(False))
         prefix = "base_model.model."
         targets = dict(self.model.named_modules())
         self.pairs = [

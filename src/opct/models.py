@@ -214,7 +214,27 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, merge_adapter: boo
             model = model.to(dtype)
     tokenizer = load_tokenizer(spec)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return contiguous_lm_head_input(model), tokenizer
+
+
+def _contiguous_input(module, args):
+    return (args[0].contiguous(), *args[1:])
+
+
+def contiguous_lm_head_input(model):
+    """Make the output layer's input contiguous before its matmul; returns `model`.
+
+    Transformers computes logits from a slice of the hidden states (`logits_to_keep`: the last
+    position in generation, the completion in scoring). On CPU, `linear` of such a strided 3-D
+    slice with a weight that does not require grad (a frozen base under LoRA, a sampling copy)
+    expands the [vocab, hidden] weight over the batch and copies it: measured on Qwen 0.5B with a
+    batch of 8, +2 GB of memory and 5.4 s per call instead of 0.02 s. A contiguous input takes
+    the plain matmul path. Idempotent."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_opct_contiguous_input", False):
+        head.register_forward_pre_hook(_contiguous_input)
+        head._opct_contiguous_input = True
+    return model
 
 
 def add_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.0, target_modules: str | list[str] = "all-linear"):

@@ -66,7 +66,7 @@ class ConsistencyArguments(LoRAArguments, TrainingArguments):
 
 def prepare_model(model, args: ConsistencyArguments):
     """(model, tokenizer) ready to train: a spec string is loaded, a LoRA adapter added if asked."""
-    from opct.models import add_lora, load_model
+    from opct.models import add_lora, contiguous_lm_head_input, load_model
 
     tokenizer = None
     if isinstance(model, str):
@@ -76,7 +76,7 @@ def prepare_model(model, args: ConsistencyArguments):
 
         set_seed(args.seed)  # the adapter's random init is part of the run's reproducibility
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_targets())
-    return model, tokenizer
+    return contiguous_lm_head_input(model), tokenizer
 
 
 def cut_left(ids: list[int], limit: int) -> list[int]:
