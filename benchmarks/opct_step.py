@@ -229,6 +229,14 @@ def make_step_clock(probe: Probe, warmup: int):
 # ---------------------------------------------------------------------------------------------
 # one trainer in one process
 # ---------------------------------------------------------------------------------------------
+def without_opct_guard(model) -> None:
+    """A TRL user loads with `from_pretrained`: drop the output-layer guard opct's `load_model` adds
+    (`opct.models.contiguous_lm_head_input`), so the TRL rows measure TRL as it is used."""
+    head = model.get_output_embeddings()
+    head._forward_pre_hooks.clear()
+    head._opct_contiguous_input = False
+
+
 def lora_config():
     from peft import LoraConfig
 
@@ -325,6 +333,7 @@ def run_gkd(opts, model, tok, pairs, out_dir, callbacks, spec, probe):
 
     P, k, N = opts.prompts, opts.samples, opts.new_tokens
     teacher, _ = load_model(spec)  # GKD needs its own teacher model: a second copy of the base weights
+    without_opct_guard(teacher)
     teacher.requires_grad_(False)
     teacher.eval()
     probe.attach_forward(teacher)
@@ -396,6 +405,8 @@ def worker(opts) -> None:
 
         spec = MODELS[opts.model]
         model, tok = load_model(spec)
+        if opts.worker != "opct":
+            without_opct_guard(model)
         pairs, prompt_stats = select_pairs(opts, tok)
         probe = Probe(eos_ids(tok, model))
         probe.attach_generate(model)
