@@ -233,8 +233,8 @@ def without_opct_guard(model) -> None:
     """A TRL user loads with `from_pretrained`: drop the output-layer guard opct's `load_model` adds
     (`opct.models.contiguous_lm_head_input`), so the TRL rows measure TRL as it is used."""
     head = model.get_output_embeddings()
-    head._forward_pre_hooks.clear()
-    head._opct_contiguous_input = False
+    head._opct_contiguous_input.remove()
+    head._opct_contiguous_input = None
 
 
 def lora_config():

@@ -185,9 +185,9 @@ def cmd_eval_safety(a) -> int:
     judge = KeywordSafetyJudge(cache=cache) if a.judge == "keyword" else LLMSafetyJudge(
         safety_judge_backend(a), k=a.votes, cache=cache)
     rows_path = Path(a.out).with_suffix(".rows.jsonl")
-    if a.responses and rows_path.resolve() == Path(a.responses).resolve():
-        raise UsageError(f"--out {a.out} would overwrite the responses in {a.responses}; choose another --out")
     if a.responses:
+        if rows_path.resolve() == Path(a.responses).resolve():
+            raise UsageError(f"--out {a.out} would overwrite the responses in {a.responses}; choose another --out")
         pairs, texts, finished = (x[: a.limit] for x in saved_responses(a.responses, pairs))
         metrics, rows = judge_safety_responses(pairs, texts, judge, finished)
     else:

@@ -309,16 +309,13 @@ def _capability(model, base_model, tokenizer, prof: DemoProfile, is_base: bool) 
     """Held-out-subject MMLU, the refusal rate on benign look-alike prompts, and (trained models)
     the KL from the base on neutral prompts."""
     from opct.data.sycophancy import capability_items
-    from opct.evals.capability import kl_from_base, mmlu_accuracy, neutral_prompts
-    from opct.evals.jailbreak import evaluate_over_refusal, over_refusal_prompts, spread
-    from opct.evals.refusal import EmbeddingRefusalJudge
+    from opct.evals.capability import kl_from_base, lookalike_over_refusal, mmlu_accuracy, neutral_prompts
 
     out = {"mmlu_accuracy": mmlu_accuracy(model, tokenizer, capability_items(limit=prof.capability_items, seed=0),
                                           progress=True)}
     rows: list = []
     if prof.benign_prompts:
-        prompts = spread(over_refusal_prompts()[0], prof.benign_prompts)  # every prompt type is present
-        refusal, rows = evaluate_over_refusal(model, tokenizer, prompts, EmbeddingRefusalJudge(), max_new_tokens=48)
+        refusal, rows = lookalike_over_refusal(model, tokenizer, prof.benign_prompts, max_new_tokens=48)
         out["over_refusal_rate"] = refusal["over_refusal_rate"]
     if not is_base:
         out["kl_from_base"] = kl_from_base(model, base_model, tokenizer, neutral_prompts()[: prof.neutral_prompts],

@@ -185,6 +185,17 @@ def kl_from_base(
 # ---------------------------------------------------------------------------- the suite
 
 
+def lookalike_over_refusal(model, tokenizer, n: int | None, *, max_new_tokens: int, batch_size: int = 8,
+                           progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(metrics, rows): the refusal rate on `n` of opct's benign look-alike prompts, spread over
+    every prompt type (all of them when n is None), judged by the offline refusal classifier."""
+    from opct.evals.jailbreak import evaluate_over_refusal, over_refusal_prompts, spread
+    from opct.evals.refusal import EmbeddingRefusalJudge
+
+    return evaluate_over_refusal(model, tokenizer, spread(over_refusal_prompts()[0], n), EmbeddingRefusalJudge(),
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+
+
 def _cap(size: int | None, limit: int | None) -> int | None:
     if limit is None:
         return size
@@ -234,9 +245,7 @@ def run_capability_suite(
     "skipped". `limit` caps every benchmark's size; `max_new_tokens` overrides generation lengths.
     """
     from opct.evals.instructions import instruction_accuracy
-    from opct.evals.jailbreak import evaluate_over_refusal, over_refusal_prompts, spread
     from opct.evals.math import BenchmarkUnavailable, generate_word_problems, load_gsm8k, load_math500, math_accuracy
-    from opct.evals.refusal import EmbeddingRefusalJudge
 
     if suite not in SUITES:
         raise ValueError(f"suite must be one of {', '.join(SUITES)}, got {suite!r}")
@@ -312,9 +321,8 @@ def run_capability_suite(
         results["kl_from_base"]["seconds"] = round(time.time() - t, 1)
 
     t = time.time()
-    benign = spread(over_refusal_prompts()[0], _cap(cfg["benign"], limit))
-    refusal = evaluate_over_refusal(model, tokenizer, benign, EmbeddingRefusalJudge(), batch_size=batch_size,
-                                    max_new_tokens=max_new_tokens or cfg["refusal_tokens"], progress=progress)[0]
+    refusal = lookalike_over_refusal(model, tokenizer, _cap(cfg["benign"], limit), batch_size=batch_size,
+                                     max_new_tokens=max_new_tokens or cfg["refusal_tokens"], progress=progress)[0]
     results["over_refusal_rate"] = {**refusal["over_refusal_rate"], "judge": refusal["judge"],
                                     "unparsed": refusal["unparsed"], "seconds": round(time.time() - t, 1)}
     return {k: results[k] for k in BENCHMARKS}
