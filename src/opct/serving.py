@@ -429,13 +429,13 @@ def _handler_class(state: ModelServer):
 
         def _reply(self, status: int, payload: dict[str, Any], note: str = "") -> None:
             data = json.dumps(payload).encode("utf-8")
+            if status >= 400:  # counted before the reply leaves, so a client's next /health sees it
+                state.count(errors=1)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-            if status >= 400:
-                state.count(errors=1)
             took = time.time() - self._start
             print(f"{self.command} {self.path} {status} {took:.2f}s{note}", flush=True)
 
