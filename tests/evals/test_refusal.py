@@ -3,7 +3,6 @@ the training file) and on PyRIT's labelled refusal set, and the cached classifie
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -116,9 +115,8 @@ def test_weights_are_cached_and_not_retrained(embedding_judge, monkeypatch):
     assert embedding_judge.weights_path.exists()
     assert embedding_judge.weights_path.parent.name == "refusal_judge"
     monkeypatch.setattr(refusal, "load_refusal_examples", lambda *a, **k: pytest.fail("retrained"))
-    t = time.time()
     again = EmbeddingRefusalJudge().fit()
-    assert time.time() - t < 1.0 and again.train_info == embedding_judge.train_info
+    assert again.train_info == embedding_judge.train_info
 
 
 @pytest.mark.skipif(package_dir("pyrit") is None, reason="pyrit not installed (pip install --no-deps pyrit)")
