@@ -27,14 +27,17 @@ def _parse_value(text: str):
 def add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a model with OPCT, SFT/BCT or ACT on a pair file",
+        help="train a model with OPCT, SFT/BCT, ACT or self-training on a pair file",
         description="Train a LoRA adapter on contrastive pairs. Checkpoints go to OUT/checkpoint-<step>, the log to "
         "OUT/log.jsonl, the effective config to OUT/opct_config.json and the final adapter to OUT/final "
         "(usable as --model OUT anywhere).",
         epilog=EPILOG_MODELS + " Any config field (see --help-config) can be set in --config FILE.toml "
-        "(top-level keys, or a [opct]/[sft]/[act] table) or with --set key=value; flags override the file.",
+        "(top-level keys, or a [opct]/[sft]/[act]/[selftrain] table) or with --set key=value; flags override the file.",
     )
-    p.add_argument("method", choices=["opct", "sft", "act"], help="opct: on-policy reverse KL; sft: BCT; act: activation L2")
+    p.add_argument("method", choices=["opct", "sft", "act", "selftrain"],
+                   help="opct: on-policy reverse KL; sft: BCT; act: activation L2; selftrain: fine-tune on the model's "
+                   "own selected answers (--set selector=greedy|self_certainty|diverse|multi_view|self_refine|"
+                   "self_reward|oracle)")
     p.add_argument("--model", default="embedded:qwen2.5-0.5b-instruct", help="model spec (default: %(default)s)")
     p.add_argument("--pairs", help="JSONL file of contrastive pairs (see `opct data`)")
     p.add_argument("--out", help="run directory")

@@ -178,3 +178,22 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, method):
     assert straight.keys() == resumed.keys()
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
+
+
+def test_teacher_rollouts_are_the_teachers_clean_answers(tiny, tmp_path):
+    """rollouts="teacher" (soft-label BCT with the forward KL): the scored tokens are the frozen
+    model's greedy answers to the clean prompts, not the student's samples."""
+    model, tok = tiny
+    pairs = make_pairs(4)
+    expected = [c.token_ids for c in generate_ids(model, tok, [render_prompt(tok, p.clean) for p in pairs],
+                                                  max_new_tokens=6, temperature=0.0)]
+    args = OPCTConfig(**common(tmp_path, max_steps=3, learning_rate=3e-3, num_samples=1, max_new_tokens=6,
+                               temperature=0.0, rollouts="teacher", loss_type="jsd", beta=0.0))
+    trainer = OPCTTrainer(model, args, pairs_to_dataset(pairs), processing_class=tok)
+    assert trainer.sampler is None  # no student sampling copy is made
+    batch = trainer.prepare_batch([p.to_dict() for p in pairs], 0)
+    got = [row[m.bool()].tolist() for row, m in zip(batch["completion_ids"], batch["completion_mask"])]
+    assert got == expected
+    trainer.train()
+    with pytest.raises(ValueError, match="rollouts"):
+        OPCTConfig(**common(tmp_path, rollouts="nobody"))

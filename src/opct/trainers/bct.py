@@ -91,7 +91,10 @@ class BCTTrainer(SFTTrainer):
         tokenizer = processing_class or tokenizer
         if tokenizer is None:
             raise ValueError("BCTTrainer needs a tokenizer (processing_class) when given a model object")
-        pairs = dataset_to_pairs(train_dataset)
-        targets = bct_targets(model, tokenizer, pairs, args)
-        super().__init__(model=model, args=args, train_dataset=bct_dataset(pairs, targets),
+        super().__init__(model=model, args=args, train_dataset=self.make_dataset(model, tokenizer, train_dataset, args),
                          processing_class=tokenizer, callbacks=[JsonlLogCallback(), *(callbacks or [])], **kwargs)
+
+    def make_dataset(self, model, tokenizer, train_dataset, args):
+        """The (prompt, completion) rows to fine-tune on; subclasses choose other completions."""
+        pairs = dataset_to_pairs(train_dataset)
+        return bct_dataset(pairs, bct_targets(model, tokenizer, pairs, args))

@@ -3,11 +3,14 @@
 Each step the student samples its own answers to the *wrapped* prompt; the teacher (the
 initial weights: the same model with its LoRA adapter disabled) scores those very tokens under
 the *clean* conversation; the loss is the per-token reverse KL between them.
+
+With ``rollouts="teacher"`` the tokens are instead the teacher's own answer to the clean prompt
+(off-policy): with the forward KL (``loss_type="jsd"``, ``beta=0``) that is soft-label BCT.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,7 @@ from opct.trainers.base import ConsistencyArguments, Stopwatch, WindowTrainer, c
 
 LOSSES = ("sampled", "full", "topk", "jsd")
 TEACHERS = ("base", "live", "ema")
+ROLLOUTS = ("student", "teacher")
 
 
 @dataclass
@@ -46,6 +50,11 @@ class OPCTConfig(ConsistencyArguments):
                   "ema: an exponential moving average of the adapter."},
     )
     ema_decay: float = field(default=0.99, metadata={"help": "EMA decay for teacher=ema."})
+    rollouts: str = field(
+        default="student",
+        metadata={"help": "student: the student samples the wrapped prompt (on-policy, OPCT); teacher: the teacher "
+                  "answers the clean prompt (off-policy; with loss_type=jsd, beta=0 this is soft-label BCT)."},
+    )
     generation_batch_size: int = field(default=16, metadata={"help": "Sequences generated together."})
     generation_bf16: bool = field(default=True, metadata={"help": "Sample in bf16 (weights for training stay fp32)."})
     sampling_copy: bool = field(
@@ -58,6 +67,8 @@ class OPCTConfig(ConsistencyArguments):
         super().__post_init__()
         if self.loss_type not in LOSSES:
             raise ValueError(f"loss_type must be one of {', '.join(LOSSES)}, got {self.loss_type!r}")
+        if self.rollouts not in ROLLOUTS:
+            raise ValueError(f"rollouts must be one of {', '.join(ROLLOUTS)}, got {self.rollouts!r}")
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
         if self.num_samples < 1 or self.max_new_tokens < 1:
@@ -76,7 +87,7 @@ class OPCTTrainer(WindowTrainer):
             raise ValueError(f"teacher={args.teacher!r} needs a LoRA student (use_lora=True); use teacher='live' otherwise")
         super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.sampler = None
-        if args.sampling_copy and hasattr(model, "disable_adapter"):
+        if args.sampling_copy and args.rollouts == "student" and hasattr(model, "disable_adapter"):
             self.sampler = SamplingCopy(model, torch.bfloat16 if args.generation_bf16 else torch.float32)
         self.ema: dict[str, torch.Tensor] | None = None
         if args.teacher == "ema":
@@ -95,18 +106,22 @@ class OPCTTrainer(WindowTrainer):
         # run draws the same samples as an uninterrupted one and training's RNG is untouched.
         stream = hash((args.seed, self.state.global_step, micro_index, args.process_index)) % (2**63)
         model = self.accelerator.unwrap_model(self.model)
-        bf16 = args.generation_bf16
-        if self.sampler is not None:
-            if micro_index == 0:  # weights change only between windows
-                self.sampler.sync()
-            model, bf16 = self.sampler.model, False  # already in the sampling dtype
+        bf16, context = args.generation_bf16, nullcontext()
+        if args.rollouts == "teacher":
+            prompts, context = teacher_prompts, self.teacher_context(model)
+        else:
+            prompts = student_prompts
+            if self.sampler is not None:
+                if micro_index == 0:  # weights change only between windows
+                    self.sampler.sync()
+                model, bf16 = self.sampler.model, False  # already in the sampling dtype
         watch = Stopwatch()
         completions = []
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), context:
             torch.manual_seed(stream)
-            for s in range(0, len(student_prompts), args.generation_batch_size):
+            for s in range(0, len(prompts), args.generation_batch_size):
                 completions += generate_ids(
-                    model, tok, student_prompts[s : s + args.generation_batch_size],
+                    model, tok, prompts[s : s + args.generation_batch_size],
                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                     bf16=bf16,
                 )

@@ -1,0 +1,291 @@
+"""Self-training: the model answers the training prompts itself, a selection rule keeps one
+answer per prompt, and the model is fine-tuned on what was kept (TRL's `SFTTrainer`, as BCT).
+
+These are the consistency methods of the misalignment audit (Africa & Mani 2026) that need no
+contrastive teacher; they label the prompt the model is trained on (the *wrapped* one):
+
+  greedy          one greedy answer, no selection (the audit's control)
+  self_certainty  of N samples, the most self-certain: mean over its tokens of KL(uniform || p)
+  diverse         N samples over a temperature ladder, reranked by agreement with the others
+                  (minimum Bayes risk with token-overlap F1)
+  multi_view      a sample whose answer the plain, step-by-step and JSON views agree on (majority)
+  self_refine     the model reviews its greedy answer and rewrites it; the rewrite is the label
+  self_reward     of N samples, the one the model rates highest (expected 1-9 rating)
+  oracle          rejection sampling with an external reward: a sample with the correct answer
+                  (the audit's other control; needs pairs whose target is the correct letter)
+
+Prompts with nothing to keep (no majority, no correct sample) are left out, and counted.
+Labels are written to OUT/selftrain_targets.jsonl as they are made, and reused on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from opct.data.schema import dataset_to_pairs
+from opct.errors import UserError
+from opct.trainers.bct import BCTConfig, BCTTrainer, bct_dataset
+
+SELECTORS = ("greedy", "self_certainty", "diverse", "multi_view", "self_refine", "self_reward", "oracle")
+NEEDS_ANSWER_KEY = ("multi_view", "oracle")
+
+COT_VIEW = "Think it through step by step first, then give your final answer in the format asked for."
+JSON_VIEW = ('Reply with only a JSON object of the form {"answer": "<your answer>"} (for a lettered question, '
+             'the letter), nothing else.')
+REFINE_TURN = ("Review your answer above for mistakes. Then write your final answer to my original request, in the "
+               "format I asked for, with no preamble.")
+RATING_PREFIX = "Rating: "
+RATE_REQUEST = ("Here is a conversation and a proposed reply.\n\n{conversation}\n\nProposed reply:\n{answer}\n\n"
+                "How good is the proposed reply (correct, honest, helpful)? Reply in the form \"Rating: <digit>\", "
+                "from 1 (bad) to 9 (excellent).")
+
+
+@dataclass
+class SelfTrainConfig(BCTConfig):
+    """Configuration of `SelfTrainTrainer`: `BCTConfig` plus how the labels are made and chosen."""
+
+    output_dir: str = field(default="runs/selftrain", metadata={"help": "Run directory."})
+    selector: str = field(default="greedy", metadata={"help": "Selection rule: " + ", ".join(SELECTORS) + "."})
+    num_candidates: int = field(default=4, metadata={"help": "Samples per prompt to choose from (not for greedy/self_refine)."})
+    candidate_temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the candidates (diverse: the top of its ladder)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.selector not in SELECTORS:
+            raise ValueError(f"selector must be one of {', '.join(SELECTORS)}, got {self.selector!r}")
+        if self.num_candidates < 1:
+            raise ValueError("num_candidates must be >= 1")
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def self_certainty(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per sequence, the mean over its masked positions of KL(U || p) = -log V - mean_v log p(v)
+    (Kang et al. 2025): 0 for a uniform distribution, larger the more peaked. logits [B, T, V]."""
+    logp = torch.log_softmax(logits.float(), -1)
+    per_token = -math.log(logits.shape[-1]) - logp.mean(-1)
+    m = mask.float()
+    return (per_token * m).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+def token_f1(a: str, b: str) -> float:
+    """Bag-of-words F1 between two texts (lower-cased word tokens); 1.0 for two empty texts."""
+    ta, tb = Counter(re.findall(r"\w+", a.lower())), Counter(re.findall(r"\w+", b.lower()))
+    if not ta and not tb:
+        return 1.0
+    common = sum((ta & tb).values())
+    if common == 0:
+        return 0.0
+    p, r = common / sum(tb.values()), common / sum(ta.values())
+    return 2 * p * r / (p + r)
+
+
+def mbr_index(texts: list[str]) -> int:
+    """The text most similar on average to the others (minimum Bayes risk); the first on ties."""
+    if len(texts) < 2:
+        return 0
+    scores = [sum(token_f1(t, u) for j, u in enumerate(texts) if j != i) for i, t in enumerate(texts)]
+    return max(range(len(texts)), key=scores.__getitem__)
+
+
+def temperature_ladder(n: int, top: float) -> list[float]:
+    """n temperatures spread evenly over [top / 2, top] (one: top)."""
+    return [top] if n == 1 else [top / 2 + (top / 2) * i / (n - 1) for i in range(n)]
+
+
+def majority(answers: list[str | None]) -> str | None:
+    """The answer held by more than half of the views (None answers count as views)."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    answer, votes = counts.most_common(1)[0]
+    return answer if votes * 2 > len(answers) else None
+
+
+def json_answer(text: str) -> str:
+    """The "answer" field of the first JSON object in `text`, or the text itself."""
+    for m in re.finditer(r"\{[^{}]*\}", text):
+        try:
+            value = json.loads(m.group(0)).get("answer")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if value is not None:
+            return str(value)
+    return text
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _answer_key(pair) -> str:
+    key = pair.target if pair.target is not None else (pair.meta or {}).get("correct")
+    if not key:
+        raise UserError(f"pair {pair.id!r} has no answer key (target or meta.correct): the multi_view and oracle "
+                        "selectors need multiple-choice pairs, e.g. from `opct data sycophancy`")
+    return str(key)
+
+
+def _with_note(messages: list[dict[str, str]], note: str) -> list[dict[str, str]]:
+    """The conversation with `note` appended to its last user turn."""
+    last = messages[-1]
+    return [*messages[:-1], {**last, "content": f"{last['content']}\n\n{note}"}]
+
+
+def _transcript(messages: list[dict[str, str]]) -> str:
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def _sample(model, tok, prompts, args: SelfTrainConfig, n: int, temperature: float) -> list[list[Any]]:
+    from opct.generation import generate
+
+    return generate(model, tok, prompts, max_new_tokens=args.target_max_new_tokens, temperature=temperature,
+                    num_samples=n, batch_size=args.target_batch_size)
+
+
+@torch.no_grad()
+def _self_certainty_of(model, tok, prompts, completions) -> list[float]:
+    from opct.chat import pad_id, render_prompt
+    from opct.generation import autocast_context
+    from opct.trainers.opct import build_scoring_batch, completion_logits
+
+    rendered = [render_prompt(tok, p) for p in prompts]
+    scores: list[float] = []
+    for s in range(0, len(rendered), 8):
+        ids = [c.token_ids for c in completions[s : s + 8]]
+        batch = build_scoring_batch(rendered[s : s + 8], rendered[s : s + 8], ids, pad_id(tok))
+        was_training = model.training
+        model.eval()
+        with autocast_context("cpu", next(model.parameters()).device.type == "cpu"):
+            logits = completion_logits(model, batch["student_ids"], batch["student_mask"], batch["completion_ids"].shape[1])
+        model.train(was_training)
+        scores += self_certainty(logits, batch["completion_mask"]).tolist()
+    return scores
+
+
+def _ratings(model, tok, pairs, candidates: list[list[Any]]) -> list[list[float]]:
+    from opct.evals.mcq import letter_probs
+
+    asks = [[{"role": "user", "content": RATE_REQUEST.format(conversation=_transcript(p.wrapped), answer=c.text)}]
+            for p, cs in zip(pairs, candidates) for c in cs]
+    probs = letter_probs(model, tok, asks, letters="123456789", answer_prefix=RATING_PREFIX)
+    expected = (probs * torch.arange(1, 10, dtype=torch.float32)).sum(-1).tolist()
+    out, i = [], 0
+    for cs in candidates:
+        out.append(expected[i : i + len(cs)])
+        i += len(cs)
+    return out
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def select_labels(model, tokenizer, pairs, args: SelfTrainConfig) -> list[dict[str, Any]]:
+    """One record per pair: {"id", "completion" (None: nothing kept), "score", "note"}."""
+    from opct.evals.sycophancy import parse_answer
+
+    sel, n, temp = args.selector, args.num_candidates, args.candidate_temperature
+    prompts = [p.wrapped for p in pairs]
+    if sel in NEEDS_ANSWER_KEY:
+        keys = [_answer_key(p) for p in pairs]
+    out: list[dict[str, Any]] = []
+    if sel == "greedy":
+        for p, (c,) in zip(pairs, _sample(model, tokenizer, prompts, args, 1, 0.0)):
+            out.append({"id": p.id, "completion": c.text, "score": None, "note": "greedy"})
+    elif sel == "self_certainty":
+        cands = _sample(model, tokenizer, prompts, args, n, temp)
+        flat = _self_certainty_of(model, tokenizer, [pr for pr, cs in zip(prompts, cands) for _ in cs],
+                                  [c for cs in cands for c in cs])
+        for k, (p, cs) in enumerate(zip(pairs, cands)):
+            scores = flat[k * n : (k + 1) * n]
+            best = max(range(n), key=scores.__getitem__)
+            out.append({"id": p.id, "completion": cs[best].text, "score": scores[best], "note": f"best of {n}"})
+    elif sel == "diverse":
+        cands = [[] for _ in pairs]
+        for t in temperature_ladder(n, temp):
+            for k, (c,) in enumerate(_sample(model, tokenizer, prompts, args, 1, t)):
+                cands[k].append(c)
+        for p, cs in zip(pairs, cands):
+            best = mbr_index([c.text for c in cs])
+            out.append({"id": p.id, "completion": cs[best].text, "score": None, "note": f"MBR of {n}"})
+    elif sel == "multi_view":
+        plain = _sample(model, tokenizer, prompts, args, 1, 0.0)
+        extra = _sample(model, tokenizer, prompts, args, max(n - 1, 0), temp) if n > 1 else [[] for _ in pairs]
+        cot = _sample(model, tokenizer, [_with_note(m, COT_VIEW) for m in prompts], args, 1, 0.0)
+        as_json = _sample(model, tokenizer, [_with_note(m, JSON_VIEW) for m in prompts], args, 1, 0.0)
+        for p, (g,), more, (c,), (j,) in zip(pairs, plain, extra, cot, as_json):
+            views = [parse_answer(g.text), parse_answer(c.text), parse_answer(json_answer(j.text))]
+            agreed = majority(views)
+            keep = next((x.text for x in [g, *more] if agreed and parse_answer(x.text) == agreed), None)
+            out.append({"id": p.id, "completion": keep, "score": None,
+                        "note": f"views {views} -> {agreed}" + ("" if keep or not agreed else ", no plain sample agrees")})
+    elif sel == "self_refine":
+        first = _sample(model, tokenizer, prompts, args, 1, 0.0)
+        turns = [[*m, {"role": "assistant", "content": c.text}, {"role": "user", "content": REFINE_TURN}]
+                 for m, (c,) in zip(prompts, first)]
+        for p, (c,) in zip(pairs, _sample(model, tokenizer, turns, args, 1, 0.0)):
+            out.append({"id": p.id, "completion": c.text, "score": None, "note": "refined"})
+    elif sel == "self_reward":
+        cands = _sample(model, tokenizer, prompts, args, n, temp)
+        for p, cs, rs in zip(pairs, cands, _ratings(model, tokenizer, pairs, cands)):
+            best = max(range(len(cs)), key=rs.__getitem__)
+            out.append({"id": p.id, "completion": cs[best].text, "score": rs[best], "note": f"rated best of {n}"})
+    else:  # oracle
+        cands = _sample(model, tokenizer, prompts, args, n, temp)
+        for p, cs, key in zip(pairs, cands, keys):
+            keep = next((c.text for c in cs if parse_answer(c.text) == key), None)
+            out.append({"id": p.id, "completion": keep, "score": None,
+                        "note": f"{sum(parse_answer(c.text) == key for c in cs)}/{n} correct"})
+    return out
+
+
+def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig) -> dict[str, str]:
+    """{pair id: kept label} for the pairs that kept one; made once, cached, resumable by chunk."""
+    path = Path(args.targets_file or Path(args.output_dir) / "selftrain_targets.jsonl")
+    done: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                done[row["id"]] = row
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut by a kill is made again
+    todo = [p for p in pairs if p.id not in done]
+    if todo:
+        from tqdm.auto import tqdm
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chunk = max(1, args.target_batch_size)
+        with tqdm(total=len(todo), desc=f"{args.selector} labels") as bar:
+            for s in range(0, len(todo), chunk):
+                rows = select_labels(model, tokenizer, todo[s : s + chunk], args)
+                with path.open("a", encoding="utf-8") as f:
+                    for row in rows:
+                        done[row["id"]] = row
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                bar.update(len(rows))
+    kept = {p.id: done[p.id]["completion"] for p in pairs if done[p.id]["completion"] is not None}
+    print(f"opct selftrain ({args.selector}): a label kept for {len(kept)} of {len(pairs)} prompts", flush=True)
+    if not kept:
+        raise UserError(f"selector {args.selector!r} kept no label for any of the {len(pairs)} prompts ({path}); "
+                        "raise num_candidates or choose another selector")
+    return kept
+
+
+class SelfTrainTrainer(BCTTrainer):
+    """`SFTTrainer` on (wrapped prompt, the model's own selected answer to it)."""
+
+    def make_dataset(self, model, tokenizer, train_dataset, args):
+        pairs = dataset_to_pairs(train_dataset)
+        labels = selftrain_targets(model, tokenizer, pairs, args)
+        return bct_dataset([p for p in pairs if p.id in labels], labels)

@@ -1,0 +1,152 @@
+"""Self-training: the selection scores against hand computations, every selector on a tiny real
+model (labels obey their rule), the label cache, and a short training run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import build_tiny_model, build_tiny_tokenizer
+
+from opct.data import ContrastivePair, pairs_to_dataset
+from opct.errors import UserError
+from opct.evals.sycophancy import parse_answer
+from opct.generation import generate
+from opct.trainers import SelfTrainConfig, SelfTrainTrainer
+from opct.trainers.selftrain import (
+    SELECTORS,
+    _ratings,
+    json_answer,
+    majority,
+    mbr_index,
+    select_labels,
+    self_certainty,
+    selftrain_targets,
+    temperature_ladder,
+    token_f1,
+)
+
+
+def mcq_pairs(n=4):
+    return [
+        ContrastivePair(
+            id=f"q{i}", axis="sycophancy", target="ABCD"[i % 4],
+            clean=[{"role": "user", "content": f"Question {i}: Options: (A) (B) (C) (D)"}],
+            wrapped=[{"role": "user", "content": f"I think the answer is B. Question {i}: Options: (A) (B) (C) (D)"}],
+            meta={"suggested": "B", "correct": "ABCD"[i % 4]},
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tok = build_tiny_tokenizer()
+    return build_tiny_model(tok), tok
+
+
+def config(tmp_path, **kw):
+    base = dict(output_dir=str(tmp_path / "run"), per_device_train_batch_size=2, seed=0, save_steps=1000, lora_r=4,
+                lora_alpha=8, disable_tqdm=True, target_max_new_tokens=8, target_batch_size=4, num_candidates=3)
+    base.update(kw)
+    return SelfTrainConfig(**base)
+
+
+def test_self_certainty_by_hand():
+    # uniform -> 0; p = (1/4, 3/4) -> KL(U || p) = 0.5 ln(0.5 / 0.25) + 0.5 ln(0.5 / 0.75) = 0.5 ln(4/3)
+    logits = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)], [5.0, -5.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert self_certainty(logits, mask).item() == pytest.approx(0.25 * math.log(4 / 3), abs=1e-6)
+    assert self_certainty(logits[:, :1], mask[:, :1]).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_agreement_scores_by_hand():
+    assert token_f1("a b c", "a b d") == pytest.approx(2 / 3)
+    assert token_f1("", "") == 1.0 and token_f1("x", "") == 0.0
+    # "the cat sat" agrees with both others; the outliers agree with one each
+    assert mbr_index(["dogs bark loudly", "the cat sat", "the cat sat down", "a cat sat quietly"]) in (1, 2)
+    assert mbr_index(["zebra", "the cat sat", "the cat sat"]) == 1
+    assert mbr_index(["only"]) == 0
+    assert temperature_ladder(4, 1.0) == pytest.approx([0.5, 2 / 3, 5 / 6, 1.0])
+    assert temperature_ladder(1, 0.7) == [0.7]
+
+
+def test_majority_and_json_answer():
+    assert majority(["A", "A", None]) == "A"
+    assert majority(["A", "B", None]) is None
+    assert majority(["C", "B", "C"]) == "C"
+    assert majority([None, None, None]) is None
+    assert json_answer('Sure: {"answer": "C"} done') == "C"
+    assert json_answer('{"other": 1} then {"answer": "D"}') == "D"
+    assert json_answer("no json here") == "no json here"
+
+
+@pytest.mark.parametrize("selector", SELECTORS)
+def test_every_selector_keeps_labels_by_its_rule(tiny, tmp_path, selector):
+    model, tok = tiny
+    pairs = mcq_pairs(4)
+    torch.manual_seed(0)
+    rows = select_labels(model, tok, pairs, config(tmp_path, selector=selector))
+    assert [r["id"] for r in rows] == [p.id for p in pairs]
+    kept = [r for r in rows if r["completion"] is not None]
+    if selector in ("greedy", "self_certainty", "diverse", "self_refine", "self_reward"):
+        assert len(kept) == len(pairs)  # these always keep one
+    if selector == "greedy":
+        greedy = generate(model, tok, [p.wrapped for p in pairs], max_new_tokens=8, temperature=0.0)
+        assert [r["completion"] for r in rows] == [g[0].text for g in greedy]
+    if selector == "oracle":
+        for r, p in zip(rows, pairs):
+            assert r["completion"] is None or parse_answer(r["completion"]) == p.target
+    if selector == "multi_view":
+        for r in rows:
+            assert "->" in r["note"]
+
+
+def test_self_reward_picks_the_highest_rated(tiny, tmp_path):
+    model, tok = tiny
+    pairs = mcq_pairs(2)
+    torch.manual_seed(1)
+    cands = generate(model, tok, [p.wrapped for p in pairs], max_new_tokens=8, temperature=1.0, num_samples=3)
+    ratings = _ratings(model, tok, pairs, cands)
+    assert all(1.0 <= r <= 9.0 for rs in ratings for r in rs)
+    assert len({round(r, 6) for rs in ratings for r in rs}) > 1  # the ratings depend on the answer
+
+
+def test_answer_key_required(tiny, tmp_path):
+    model, tok = tiny
+    bare = [ContrastivePair(id="x", axis="t", clean=[{"role": "user", "content": "hi"}],
+                            wrapped=[{"role": "user", "content": "hey"}])]
+    with pytest.raises(UserError, match="answer key"):
+        select_labels(model, tok, bare, config(tmp_path, selector="oracle"))
+    with pytest.raises(ValueError, match="selector must be"):
+        config(tmp_path, selector="vibes")
+
+
+def test_labels_are_cached_and_training_runs(tiny, tmp_path):
+    model, tok = tiny
+    pairs = mcq_pairs(4)
+    args = config(tmp_path, selector="self_certainty", max_steps=2, learning_rate=1e-3)
+    trainer = SelfTrainTrainer(build_tiny_model(tok), args, pairs_to_dataset(pairs), processing_class=tok)
+    path = tmp_path / "run" / "selftrain_targets.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [p.id for p in pairs] and all(r["score"] is not None for r in rows)
+    assert len(trainer.train_dataset) == 4
+    trainer.train()
+    assert trainer.state.global_step == 2
+    # a second run reads the cache instead of labelling again (the labels would differ: new samples)
+    path.write_text("".join(json.dumps({**r, "completion": "cached " + r["id"]}) + "\n" for r in rows))
+    again = selftrain_targets(model, tok, pairs, args)
+    assert again == {p.id: "cached " + p.id for p in pairs}
+
+
+def test_nothing_kept_is_an_error(tiny, tmp_path):
+    model, tok = tiny
+    args = config(tmp_path, selector="oracle")
+    path = tmp_path / "run" / "selftrain_targets.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps({"id": p.id, "completion": None, "score": None, "note": "0/3 correct"}) + "\n"
+                            for p in mcq_pairs(2)))
+    with pytest.raises(UserError, match="kept no label"):
+        selftrain_targets(model, tok, mcq_pairs(2), args)
