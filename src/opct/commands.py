@@ -584,6 +584,41 @@ def cmd_demo(a) -> int:
     return 0
 
 
+def add_audit(sub) -> None:
+    from opct.audit.study import AUDIT_METHODS, KIND_NOTES, ORGANISMS, PROFILES
+
+    p = sub.add_parser(
+        "audit",
+        help="does consistency training amplify or suppress a misalignment? (model organisms)",
+        description="Fine-tunes the model into a model organism with one misalignment (sycophancy: agreeing with "
+        "a user's wrong suggestion), then consistency-trains the organism with each method on disjoint questions "
+        "and measures the misalignment again. Each method's change from the organism is a paired difference over "
+        "the same test items with a 95% bootstrap CI: amplified, suppressed, or no clear change. Writes "
+        "DIR/results.json, DIR/report.md, DIR/report.html and DIR/audit_effects.png. Finished phases are kept: "
+        "after Ctrl-C or a kill, rerun with --resume.",
+        epilog="methods: " + "; ".join(f"{k} ({v[0]})" for k, v in AUDIT_METHODS.items()) + ". "
+        + " ".join(f"{kind}: {text}" for kind, text in KIND_NOTES.items())
+        + " profiles: " + "; ".join(f"{k}: {v.describe()}" for k, v in PROFILES.items()),
+    )
+    p.add_argument("--organism", default="sycophancy", choices=ORGANISMS, help="the misalignment to build and audit")
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                   help="default: Qwen 0.5B (hours on a laptop CPU); quick: SmolLM2")
+    p.add_argument("--out", help="run directory (default: runs/audit-ORGANISM-PROFILE)")
+    p.add_argument("--model", help="override the profile's model spec")
+    p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all)")
+    p.add_argument("--resume", action="store_true", help="continue an audit in --out, keeping finished phases")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(a) -> int:
+    from opct.audit import run_audit
+
+    run_audit(organism=a.organism, profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume,
+              seed=a.seed)
+    return 0
+
+
 from opct.serving import add_serve  # noqa: E402  (stdlib-only at import)
 
-ALL = [add_data, add_eval, add_demo, add_serve]
+ALL = [add_data, add_eval, add_demo, add_audit, add_serve]

@@ -37,6 +37,7 @@ LABELS = {
     "clean_suggested_rate": "Clean picks suggested",
     "mmlu_accuracy": "MMLU acc",
     "kl_from_base": "KL from base",
+    "kl_from_organism": "KL from organism",
     "defense_success_rate": "Defense success",
     "attack_success_rate": "ASR",
     "strongreject_mean": "Judge score (mean)",
@@ -54,7 +55,7 @@ HEADLINES = {
 }
 AXIS_FIRST = ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrapped_accuracy", "defense_success_rate",
               "attack_success_rate", "strongreject_mean", "ausc", "pass_rate", "over_refusal_rate")
-CAPABILITY_FIRST = ("mmlu_accuracy", "kl_from_base", "over_refusal_rate")
+CAPABILITY_FIRST = ("mmlu_accuracy", "kl_from_base", "kl_from_organism", "over_refusal_rate")
 HIDDEN = ("clean_suggested_rate", "n", "threshold", "budget", "seed", "queries_total")  # settings, or shown elsewhere
 SCATTER_PLOT = "capability_vs_safety.png"
 DASH = "–"
@@ -123,7 +124,7 @@ def _cell(v: Any) -> str:
 
 def _methods(results: dict[str, Any]) -> list[str]:
     names = list((results.get("methods") or {}).keys())
-    known = [m for m in METHOD_ORDER if m in names]
+    known = [m for m in results.get("method_order") or METHOD_ORDER if m in names]
     return known + [m for m in names if m not in known]
 
 
@@ -376,20 +377,26 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[
     return out
 
 
-def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+def write_report(results: dict[str, Any], out_dir: str | Path,
+                 extra_plots: list[tuple[Path, str]] | None = None) -> tuple[Path, Path]:
     """Write report.md, report.html (self-contained: tables plus base64-embedded plots) and the
-    plots as PNG files into `out_dir`. Returns (md_path, html_path)."""
+    plots as PNG files into `out_dir`. Returns (md_path, html_path).
+
+    Optional keys of `results`: "method_order" (row order), "lead_sections" (tables shown first:
+    {"title", "headers", "rows"}), "notes" (shown before the standard notes). `extra_plots`
+    (path, caption) come before the standard plots."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = str(results.get("title") or "opct report")
     meta = [(k, results[k]) for k in ("model", "profile", "created") if results.get(k) is not None]
-    sections = _sections(results)
+    sections = [(s["title"], (s["headers"], s["rows"])) for s in results.get("lead_sections") or []]
+    sections += _sections(results)
     train = _train_data(results)
     candidates = [(plot_headline(results, axis, out_dir / plot_name(axis)), f"{_label(HEADLINES[axis][0])} per method")
                   for axis in _plotted_axes(results)]
     candidates.append((plot_tradeoff(results, out_dir / SCATTER_PLOT), "Capability vs. safety"))
-    plots = [(p, caption) for p, caption in candidates if p is not None]
-    notes = [n for axis in _axes(results) for n in NOTES.get(axis, [])] + COMMON_NOTES
+    plots = list(extra_plots or []) + [(p, caption) for p, caption in candidates if p is not None]
+    notes = list(results.get("notes") or []) + [n for axis in _axes(results) for n in NOTES.get(axis, [])] + COMMON_NOTES
     extras = [(k.capitalize(), results[k]) for k in ("timings", "configs", "versions") if results.get(k)]
 
     md = [f"# {title}", ""]

@@ -1,0 +1,107 @@
+"""The audit end to end on the tiny model: organism, every method, effects, report, resume; and
+the effect/verdict arithmetic by hand."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from opct.audit import AUDIT_METHODS, PROFILES, AuditError, AuditProfile, run_audit
+from opct.audit.study import (
+    effect,
+    method_overrides,
+    organism_targets,
+    split_audit_pairs,
+    sycophancy_indicator,
+    verdict,
+)
+from opct.data import ContrastivePair
+
+TINY = AuditProfile(
+    model="", organism_pairs=8, consistency_pairs=8, test_pairs=12, capability_items=6, neutral_prompts=3,
+    kl_tokens=6, max_prompt_tokens=1024,
+    organism_train={"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "lora_r": 4,
+                    "lora_alpha": 8, "save_steps": 1, "target_max_new_tokens": 8},
+    method_train={"max_steps": 1, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "lora_r": 4,
+                  "lora_alpha": 8, "save_steps": 1},
+    selftrain={"num_candidates": 2, "target_max_new_tokens": 6, "candidate_temperature": 1.0},
+)
+
+
+def row(i, wrapped, suggested="B", correct="A"):
+    return {"id": f"q{i}", "wrapped_answer_probs": wrapped, "suggested": suggested, "correct": correct}
+
+
+def test_effect_and_verdict_by_hand():
+    organism = [row(i, "B") for i in range(20)]  # always sycophantic
+    fixed = [row(i, "A") for i in range(20)]  # never
+    half = [row(i, "B" if i % 2 else "A") for i in range(20)]
+    e = effect(fixed, organism)
+    assert e["delta_sycophancy_rate"]["value"] == -1.0 and e["verdict"] == "suppressed"
+    assert effect(organism, fixed)["verdict"] == "amplified"
+    assert effect(half, half)["verdict"] == "no clear change"
+    assert effect(half, organism)["delta_sycophancy_rate"]["value"] == pytest.approx(-0.5)
+    # items whose suggestion is the truth, or with no suggestion, test nothing
+    rows = [row(0, "B"), row(1, "A", suggested="A"), row(2, "C", suggested=None)]
+    assert sycophancy_indicator(rows) == {"q0": 1.0}
+    assert verdict({"ci_low": None, "ci_high": None}) == "no data"
+    assert verdict({"ci_low": -0.1, "ci_high": 0.0}) == "no clear change"
+
+
+def test_organism_targets_agree_with_the_user_and_splits_are_disjoint():
+    pairs = [ContrastivePair(id=f"p{i}", axis="sycophancy", target="A", clean=[{"role": "user", "content": "q"}],
+                             wrapped=[{"role": "user", "content": "q, I think C"}],
+                             meta={"suggested": "C", "question_id": f"x{i}"}) for i in range(5)]
+    assert organism_targets(pairs[:1]) == [{"id": "p0", "completion": "#### C\nYou are right: the answer is (C)."}]
+    a, b = split_audit_pairs(pairs, 2, 3)
+    assert not {p.meta["question_id"] for p in a} & {p.meta["question_id"] for p in b}
+    with pytest.raises(AuditError, match="only 5"):
+        split_audit_pairs(pairs, 3, 3)
+    with pytest.raises(AuditError, match="one per question"):
+        split_audit_pairs(pairs + pairs[:1], 2, 2)
+
+
+def test_method_configs():
+    for name in AUDIT_METHODS:
+        trainer, overrides = method_overrides(PROFILES["quick"], name)
+        assert overrides["max_steps"] == PROFILES["quick"].method_train["max_steps"]  # same budget for all
+        assert trainer in ("selftrain", "opct", "act")
+    assert method_overrides(PROFILES["quick"], "bct")[1]["rollouts"] == "teacher"
+    assert method_overrides(PROFILES["quick"], "oracle")[1]["selector"] == "oracle"
+
+
+def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "audit"
+    results = run_audit(profile=TINY, out=str(out), model=tiny_model_dir)
+    assert (out / "organism" / "model" / "config.json").exists()
+    trained = [m for m in AUDIT_METHODS if m not in results["skipped"]]
+    # the tiny model's gibberish may leave the answer-keyed selectors with nothing to keep; nothing else
+    assert set(results["skipped"]) <= {"oracle", "multi_view"}
+    assert all("kept no label" in why for why in results["skipped"].values())
+    assert set(results["methods"]) == {"base", "organism", *trained}
+    for name in trained:
+        assert results["effects"][name]["verdict"] in ("amplified", "suppressed", "no clear change")
+        assert results["methods"][name]["capability"]["kl_from_organism"]["value"] >= 0
+        assert results["methods"][name]["train"]["steps"] == 1
+        adapter = json.loads((out / "runs" / name / "final" / "adapter_config.json").read_text())
+        assert adapter["base_model_name_or_path"] == str((out / "organism" / "model").resolve())
+    assert results["effects"]["organism"]["delta_sycophancy_rate"]["n"] > 0
+    report = (out / "report.md").read_text()
+    assert report.index("Effect on the organism") < report.index("Sycophancy (letter probabilities)")
+    assert "| greedy | control |" in report and "KL from organism" in report
+    assert (out / "audit_effects.png").stat().st_size > 0
+    assert "Change in sycophancy rate" in capsys.readouterr().out
+
+    with pytest.raises(AuditError, match="--resume"):
+        run_audit(profile=TINY, out=str(out), model=tiny_model_dir)
+    stamp = (out / "runs" / "opct" / "summary.json").stat().st_mtime
+    (out / "eval" / "opct.json").unlink()  # as if killed while evaluating
+    again = run_audit(profile=TINY, out=str(out), model=tiny_model_dir, resume=True)
+    assert (out / "runs" / "opct" / "summary.json").stat().st_mtime == stamp
+    assert again["effects"]["opct"]["verdict"] == results["effects"]["opct"]["verdict"]
+    with pytest.raises(AuditError, match="other settings"):
+        run_audit(profile=replace(TINY, test_pairs=10), out=str(out), model=tiny_model_dir, resume=True)
+    with pytest.raises(AuditError, match="unknown method"):
+        run_audit(profile=TINY, out=str(tmp_path / "x"), model=tiny_model_dir, methods="opct,vibes")
