@@ -148,6 +148,27 @@ def test_help_config(capsys):
     assert code == 0 and "ACTConfig" in stdout
 
 
+def test_selftrain_from_the_command_line(tiny_model_dir, pair_file, tmp_path, capsys):
+    code, stdout, _ = run_cli(capsys, "train", "selftrain", "--help-config")
+    assert code == 0 and "SelfTrainConfig" in stdout and re.search(r"^  selector = 'greedy'", stdout, re.M)
+    out = tmp_path / "st"
+    code, stdout, err = run_cli(capsys, "train", "selftrain", "--model", tiny_model_dir, "--pairs", pair_file,
+                                "--out", out, "--max-steps", "1", "--set", "selector=self_certainty",
+                                "--set", "num_candidates=2", "--set", "target_max_new_tokens=4",
+                                "--set", "disable_tqdm=true")
+    assert code == 0, err
+    assert "label kept for" in stdout and (out / "final" / "adapter_config.json").exists()
+    code, _, err = run_cli(capsys, "train", "selftrain", "--model", tiny_model_dir, "--pairs", pair_file,
+                           "--out", tmp_path / "bad", "--set", "selector=vibes")
+    assert code == 2 and "selector must be one of" in err
+
+
+def test_audit_rejects_unknown_methods(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "audit", "--profile", "quick", "--methods", "greedy,vibes", "--out", tmp_path / "a")
+    assert code == 2 and "unknown method(s) vibes" in err
+    assert not (tmp_path / "a").exists()  # refused before anything was written or loaded
+
+
 def test_no_command_prints_help(capsys):
     code, stdout, _ = run_cli(capsys)
     assert code == 2 and "usage: opct" in stdout

@@ -129,8 +129,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _phase(name: str) -> None:
-    print(f"\n== opct demo: {name}", flush=True)
+def _phase(name: str, command: str = "demo") -> None:
+    print(f"\n== opct {command}: {name}", flush=True)
 
 
 def _release_memory() -> None:

@@ -88,6 +88,7 @@ def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
         adapter = json.loads((out / "runs" / name / "final" / "adapter_config.json").read_text())
         assert adapter["base_model_name_or_path"] == str((out / "organism" / "model").resolve())
     assert results["effects"]["organism"]["delta_sycophancy_rate"]["n"] > 0
+    assert "vs_greedy" in results["effects"]["opct"] and "vs_greedy" not in results["effects"]["greedy"]
     report = (out / "report.md").read_text()
     assert report.index("Effect on the organism") < report.index("Sycophancy (letter probabilities)")
     assert "| greedy | control |" in report and "KL from organism" in report

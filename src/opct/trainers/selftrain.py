@@ -160,16 +160,21 @@ def _self_certainty_of(model, tok, prompts, completions) -> list[float]:
     from opct.trainers.opct import build_scoring_batch, completion_logits
 
     rendered = [render_prompt(tok, p) for p in prompts]
+    device = next(model.parameters()).device
     scores: list[float] = []
-    for s in range(0, len(rendered), 8):
-        ids = [c.token_ids for c in completions[s : s + 8]]
-        batch = build_scoring_batch(rendered[s : s + 8], rendered[s : s + 8], ids, pad_id(tok))
-        was_training = model.training
-        model.eval()
-        with autocast_context("cpu", next(model.parameters()).device.type == "cpu"):
-            logits = completion_logits(model, batch["student_ids"], batch["student_mask"], batch["completion_ids"].shape[1])
+    was_training = model.training
+    model.eval()
+    try:
+        for s in range(0, len(rendered), 8):
+            ids = [c.token_ids for c in completions[s : s + 8]]
+            batch = {k: v.to(device) for k, v in
+                     build_scoring_batch(rendered[s : s + 8], rendered[s : s + 8], ids, pad_id(tok)).items()}
+            with autocast_context(device, device.type == "cpu"):
+                logits = completion_logits(model, batch["student_ids"], batch["student_mask"],
+                                           batch["completion_ids"].shape[1])
+            scores += self_certainty(logits, batch["completion_mask"]).tolist()
+    finally:
         model.train(was_training)
-        scores += self_certainty(logits, batch["completion_mask"]).tolist()
     return scores
 
 
