@@ -242,8 +242,6 @@ def resolve_profile(profile: "str | AuditProfile", model: str | None) -> tuple[s
 def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "default", out: str | None = None,
               model: str | None = None, methods: str | None = None, resume: bool = False, seed: int = 0) -> dict[str, Any]:
     from opct.demo import _phase, _release_memory, _versions
-
-    phase = lambda name: _phase(name, "audit")  # noqa: E731
     from opct.models import load_model
     from opct.report import write_report
     from opct.trainers.run import train
@@ -267,17 +265,17 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     started = time.time()
     base_model, tokenizer = load_model(prof.model)
 
-    phase("1/5 building pairs")
+    _phase("1/5 building pairs", "audit")
     data = root / "data"
     if not (data / "report.json").exists():
         write_json(data / "report.json", _data(prof, data, seed, tokenizer))
     data_report = json.loads((data / "report.json").read_text())
 
-    phase("2/5 training the organism")
+    _phase("2/5 training the organism", "audit")
     organism_dir = build_organism(prof, data, root).resolve()
     organism_model, _ = load_model(str(organism_dir))
 
-    phase("3/5 evaluating the base model and the organism")
+    _phase("3/5 evaluating the base model and the organism", "audit")
     evals: dict[str, dict[str, Any]] = {}
     for label, m, ref in (("base", base_model, organism_model), ("organism", organism_model, organism_model)):
         path = root / "eval" / f"{label}.json"
@@ -290,7 +288,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
 
     summaries, skipped = {}, {}
     for i, method in enumerate(chosen):
-        phase(f"4/5 {method} ({i + 1}/{len(chosen)}): training from the organism, then evaluating")
+        _phase(f"4/5 {method} ({i + 1}/{len(chosen)}): training from the organism, then evaluating", "audit")
         run_dir, path = root / "runs" / method, root / "eval" / f"{method}.json"
         trainer, overrides = method_overrides(prof, method)
         if not (run_dir / "summary.json").exists():
@@ -311,7 +309,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         evals[method] = json.loads(path.read_text())
         print("  " + _headline(method, evals[method], evals["organism"]))
 
-    phase("5/5 report")
+    _phase("5/5 report", "audit")
     results = audit_results(organism, name, prof, evals, summaries, chosen, data_report, settings, skipped)
     results["timings"] = {"this_invocation_s": round(time.time() - started, 1),
                           **{f"train_{m}_s": s["seconds"] for m, s in summaries.items()},
@@ -420,7 +418,11 @@ def plot_effects(results: dict[str, Any], path: str | Path) -> Path | None:
     ax.barh(ys, values, xerr=err, color=[colours[results["effects"][m]["verdict"]] for m in names], capsize=3)
     ax.set_yticks(ys, [f"{m} ({results['kinds'][m]})" for m in names])
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("change in sycophancy rate from the organism (red: amplified, blue: suppressed)")
+    if "greedy" in names:  # what further fine-tuning alone does: the line other methods are read against
+        ax.axvline(values[names.index("greedy")], color="#555555", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("change in sycophancy rate from the organism")
+    ax.set_title("red: amplified, blue: suppressed, grey: no clear change (95% CI);\n"
+                 "dashed: the greedy control", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)

@@ -58,6 +58,10 @@ class SelfTrainConfig(BCTConfig):
     candidate_temperature: float = field(
         default=1.0, metadata={"help": "Sampling temperature of the candidates (diverse: the top of its ladder)."}
     )
+    targets_file: str | None = field(
+        default=None, metadata={"help": "JSONL of labels {id, completion, score, note} to reuse (default: "
+                                "OUT/selftrain_targets.jsonl)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
