@@ -602,8 +602,8 @@ def add_audit(sub) -> None:
     )
     p.add_argument("--organism", default="sycophancy", choices=ORGANISMS, help="the misalignment to build and audit")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                   help="default: Qwen 0.5B (not yet timed end to end: several times the quick profile); quick: "
-                   "SmolLM2 (about 40 minutes on a 2-core CPU)")
+                   help="default: Qwen 0.5B, already sycophantic, audited as it is (not yet timed end to end); quick: "
+                   "SmolLM2 made into an organism first (about 30 minutes on a 2-core CPU)")
     p.add_argument("--out", help="run directory (default: runs/audit-ORGANISM-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all)")

@@ -106,3 +106,15 @@ def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
         run_audit(profile=replace(TINY, test_pairs=10), out=str(out), model=tiny_model_dir, resume=True)
     with pytest.raises(AuditError, match="unknown method"):
         run_audit(profile=TINY, out=str(tmp_path / "x"), model=tiny_model_dir, methods="opct,vibes")
+
+
+def test_natural_organism_is_the_base_model(tiny_model_dir, tmp_path):
+    prof = replace(TINY, natural_organism=True, organism_train={})
+    out = tmp_path / "natural"
+    results = run_audit(profile=prof, out=str(out), model=tiny_model_dir, methods="greedy,act")
+    assert not (out / "organism").exists() and not (out / "eval" / "base.json").exists()
+    assert results["method_order"] == ["organism", "greedy", "act"] and "organism" not in results["effects"]
+    adapter = json.loads((out / "runs" / "act" / "final" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == tiny_model_dir  # trained from the base model itself
+    assert "already shows the misalignment" in (out / "report.md").read_text()
+    assert results["effects"]["act"]["vs_greedy"]["verdict"] in ("amplified", "suppressed", "no clear change")
