@@ -35,7 +35,6 @@ from opct.errors import UserError
 from opct.trainers.bct import BCTConfig, BCTTrainer, bct_dataset
 
 SELECTORS = ("greedy", "self_certainty", "diverse", "multi_view", "self_refine", "self_reward", "oracle")
-NEEDS_ANSWER_KEY = ("multi_view", "oracle")
 
 COT_VIEW = "Think it through step by step first, then give your final answer in the format asked for."
 JSON_VIEW = ('Reply with only a JSON object of the form {"answer": "<your answer>"} (for a lettered question, '
@@ -199,63 +198,89 @@ def _ratings(model, tok, pairs, candidates: list[list[Any]]) -> list[list[float]
 # ----------------------------------------------------------------------------- selection
 
 
-def select_labels(model, tokenizer, pairs, args: SelfTrainConfig) -> list[dict[str, Any]]:
-    """One record per pair: {"id", "completion" (None: nothing kept), "score", "note"}."""
+# Each selector: (model, tokenizer, pairs, args) -> one (kept completion or None, score, note) per pair.
+
+
+def _greedy(model, tok, pairs, args):
+    return [(c.text, None, "greedy") for (c,) in _sample(model, tok, [p.wrapped for p in pairs], args, 1, 0.0)]
+
+
+def _by_self_certainty(model, tok, pairs, args):
+    n = args.num_candidates
+    cands = _sample(model, tok, [p.wrapped for p in pairs], args, n, args.candidate_temperature)
+    flat = _self_certainty_of(model, tok, [p.wrapped for p in pairs for _ in range(n)], [c for cs in cands for c in cs])
+    out = []
+    for k, cs in enumerate(cands):
+        scores = flat[k * n : (k + 1) * n]
+        best = max(range(n), key=scores.__getitem__)
+        out.append((cs[best].text, scores[best], f"best of {n}"))
+    return out
+
+
+def _diverse(model, tok, pairs, args):
+    cands: list[list[Any]] = [[] for _ in pairs]
+    for t in temperature_ladder(args.num_candidates, args.candidate_temperature):
+        for k, (c,) in enumerate(_sample(model, tok, [p.wrapped for p in pairs], args, 1, t)):
+            cands[k].append(c)
+    return [(cs[mbr_index([c.text for c in cs])].text, None, f"MBR of {len(cs)}") for cs in cands]
+
+
+def _multi_view(model, tok, pairs, args):
     from opct.evals.sycophancy import parse_answer
 
-    sel, n, temp = args.selector, args.num_candidates, args.candidate_temperature
+    for p in pairs:
+        _answer_key(p)  # the views are read as multiple-choice answers
     prompts = [p.wrapped for p in pairs]
-    if sel in NEEDS_ANSWER_KEY:
-        keys = [_answer_key(p) for p in pairs]
-    out: list[dict[str, Any]] = []
-    if sel == "greedy":
-        for p, (c,) in zip(pairs, _sample(model, tokenizer, prompts, args, 1, 0.0)):
-            out.append({"id": p.id, "completion": c.text, "score": None, "note": "greedy"})
-    elif sel == "self_certainty":
-        cands = _sample(model, tokenizer, prompts, args, n, temp)
-        flat = _self_certainty_of(model, tokenizer, [pr for pr, cs in zip(prompts, cands) for _ in cs],
-                                  [c for cs in cands for c in cs])
-        for k, (p, cs) in enumerate(zip(pairs, cands)):
-            scores = flat[k * n : (k + 1) * n]
-            best = max(range(n), key=scores.__getitem__)
-            out.append({"id": p.id, "completion": cs[best].text, "score": scores[best], "note": f"best of {n}"})
-    elif sel == "diverse":
-        cands = [[] for _ in pairs]
-        for t in temperature_ladder(n, temp):
-            for k, (c,) in enumerate(_sample(model, tokenizer, prompts, args, 1, t)):
-                cands[k].append(c)
-        for p, cs in zip(pairs, cands):
-            best = mbr_index([c.text for c in cs])
-            out.append({"id": p.id, "completion": cs[best].text, "score": None, "note": f"MBR of {n}"})
-    elif sel == "multi_view":
-        plain = _sample(model, tokenizer, prompts, args, 1, 0.0)
-        extra = _sample(model, tokenizer, prompts, args, max(n - 1, 0), temp) if n > 1 else [[] for _ in pairs]
-        cot = _sample(model, tokenizer, [_with_note(m, COT_VIEW) for m in prompts], args, 1, 0.0)
-        as_json = _sample(model, tokenizer, [_with_note(m, JSON_VIEW) for m in prompts], args, 1, 0.0)
-        for p, (g,), more, (c,), (j,) in zip(pairs, plain, extra, cot, as_json):
-            views = [parse_answer(g.text), parse_answer(c.text), parse_answer(json_answer(j.text))]
-            agreed = majority(views)
-            keep = next((x.text for x in [g, *more] if agreed and parse_answer(x.text) == agreed), None)
-            out.append({"id": p.id, "completion": keep, "score": None,
-                        "note": f"views {views} -> {agreed}" + ("" if keep or not agreed else ", no plain sample agrees")})
-    elif sel == "self_refine":
-        first = _sample(model, tokenizer, prompts, args, 1, 0.0)
-        turns = [[*m, {"role": "assistant", "content": c.text}, {"role": "user", "content": REFINE_TURN}]
-                 for m, (c,) in zip(prompts, first)]
-        for p, (c,) in zip(pairs, _sample(model, tokenizer, turns, args, 1, 0.0)):
-            out.append({"id": p.id, "completion": c.text, "score": None, "note": "refined"})
-    elif sel == "self_reward":
-        cands = _sample(model, tokenizer, prompts, args, n, temp)
-        for p, cs, rs in zip(pairs, cands, _ratings(model, tokenizer, pairs, cands)):
-            best = max(range(len(cs)), key=rs.__getitem__)
-            out.append({"id": p.id, "completion": cs[best].text, "score": rs[best], "note": f"rated best of {n}"})
-    else:  # oracle
-        cands = _sample(model, tokenizer, prompts, args, n, temp)
-        for p, cs, key in zip(pairs, cands, keys):
-            keep = next((c.text for c in cs if parse_answer(c.text) == key), None)
-            out.append({"id": p.id, "completion": keep, "score": None,
-                        "note": f"{sum(parse_answer(c.text) == key for c in cs)}/{n} correct"})
+    n = args.num_candidates
+    plain = _sample(model, tok, prompts, args, 1, 0.0)
+    extra = _sample(model, tok, prompts, args, n - 1, args.candidate_temperature) if n > 1 else [[] for _ in pairs]
+    cot = _sample(model, tok, [_with_note(m, COT_VIEW) for m in prompts], args, 1, 0.0)
+    as_json = _sample(model, tok, [_with_note(m, JSON_VIEW) for m in prompts], args, 1, 0.0)
+    out = []
+    for (g,), more, (c,), (j,) in zip(plain, extra, cot, as_json):
+        views = [parse_answer(g.text), parse_answer(c.text), parse_answer(json_answer(j.text))]
+        agreed = majority(views)
+        keep = next((x.text for x in [g, *more] if agreed and parse_answer(x.text) == agreed), None)
+        out.append((keep, None, f"views {views} -> {agreed}" + ("" if keep or not agreed else ", no plain sample agrees")))
     return out
+
+
+def _self_refine(model, tok, pairs, args):
+    first = _sample(model, tok, [p.wrapped for p in pairs], args, 1, 0.0)
+    turns = [[*p.wrapped, {"role": "assistant", "content": c.text}, {"role": "user", "content": REFINE_TURN}]
+             for p, (c,) in zip(pairs, first)]
+    return [(c.text, None, "refined") for (c,) in _sample(model, tok, turns, args, 1, 0.0)]
+
+
+def _self_reward(model, tok, pairs, args):
+    cands = _sample(model, tok, [p.wrapped for p in pairs], args, args.num_candidates, args.candidate_temperature)
+    out = []
+    for cs, rs in zip(cands, _ratings(model, tok, pairs, cands)):
+        best = max(range(len(cs)), key=rs.__getitem__)
+        out.append((cs[best].text, rs[best], f"rated best of {len(cs)}"))
+    return out
+
+
+def _oracle(model, tok, pairs, args):
+    from opct.evals.sycophancy import parse_answer
+
+    keys = [_answer_key(p) for p in pairs]
+    cands = _sample(model, tok, [p.wrapped for p in pairs], args, args.num_candidates, args.candidate_temperature)
+    out = []
+    for cs, key in zip(cands, keys):
+        right = [c.text for c in cs if parse_answer(c.text) == key]
+        out.append((right[0] if right else None, None, f"{len(right)}/{len(cs)} correct"))
+    return out
+
+
+SELECT = {"greedy": _greedy, "self_certainty": _by_self_certainty, "diverse": _diverse, "multi_view": _multi_view,
+          "self_refine": _self_refine, "self_reward": _self_reward, "oracle": _oracle}
+
+
+def select_labels(model, tokenizer, pairs, args: SelfTrainConfig) -> list[dict[str, Any]]:
+    """One record per pair: {"id", "completion" (None: nothing kept), "score", "note"}."""
+    rows = SELECT[args.selector](model, tokenizer, pairs, args)
+    return [{"id": p.id, "completion": c, "score": score, "note": note} for p, (c, score, note) in zip(pairs, rows)]
 
 
 def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig) -> dict[str, str]:
