@@ -296,7 +296,9 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
             write_json(path, evaluate_model(m, organism_model, tokenizer, prof, data, with_kl=m is not organism_model))
         evals[label] = json.loads(path.read_text())
         print("  " + _headline(label, evals[label]))
-    del base_model, m
+    # Training loads its own copy: the organism is reloaded only when an evaluation needs it.
+    del base_model, m, organism_model
+    organism_model = None
     _release_memory()
 
     summaries, skipped = {}, {}
@@ -305,6 +307,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         run_dir, path = root / "runs" / method, root / "eval" / f"{method}.json"
         trainer, overrides = method_overrides(prof, method)
         if not (run_dir / "summary.json").exists():
+            organism_model = None
+            _release_memory()
             try:
                 train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True)
             except UserError as e:  # e.g. a selector kept no label: reported, the other methods go on
@@ -315,6 +319,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                 _release_memory()
         summaries[method] = json.loads((run_dir / "summary.json").read_text())
         if not path.exists():
+            if organism_model is None:
+                organism_model, _ = load_model(organism_spec)
             trained, _ = load_model(str(run_dir))
             write_json(path, evaluate_model(trained, organism_model, tokenizer, prof, data, with_kl=True))
             del trained
