@@ -129,6 +129,18 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, error: type[Exception]) -> None:
+    """Record a study's settings in its run directory. An earlier run there is continued only with
+    `resume` and the same settings (so finished phases are never mixed with other settings)."""
+    root = settings_path.parent
+    if settings_path.exists():
+        if not resume:
+            raise error(f"{root} holds an earlier run; pass --resume to continue it, or choose another --out")
+        if json.loads(settings_path.read_text()) != json.loads(json.dumps(settings)):
+            raise error(f"{root} was started with other settings ({settings_path}); use another --out")
+    write_json(settings_path, settings)
+
+
 def _phase(name: str, command: str = "demo") -> None:
     print(f"\n== opct {command}: {name}", flush=True)
 
@@ -367,14 +379,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         raise DemoError(f"unknown method(s) {', '.join(bad)}; expected a subset of {', '.join(METHODS)}")
     root = Path(out or (f"runs/demo-{profile}" if axis == "sycophancy" else f"runs/demo-{axis}-{profile}"))
     settings = {"axis": axis, "profile": profile, "seed": seed, **asdict(prof)}
-    settings_path = root / "demo_config.json"
-    if settings_path.exists():
-        if not resume:
-            raise DemoError(f"{root} holds an earlier demo run; pass --resume to continue it, or choose another --out")
-        previous = json.loads(settings_path.read_text())
-        if previous != json.loads(json.dumps(settings)):
-            raise DemoError(f"{root} was started with other settings ({settings_path}); use another --out")
-    write_json(settings_path, settings)
+    claim_run_dir(root / "demo_config.json", settings, resume, DemoError)
     started = time.time()
     timings: dict[str, float] = {}
     base_model, tokenizer = load_model(prof.model)

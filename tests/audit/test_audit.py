@@ -14,10 +14,10 @@ from opct.audit.study import (
     method_overrides,
     organism_targets,
     split_audit_pairs,
-    sycophancy_indicator,
     verdict,
 )
 from opct.data import ContrastivePair
+from opct.evals.sycophancy import sycophancy_by_item
 
 TINY = AuditProfile(
     model="", organism_pairs=8, consistency_pairs=8, test_pairs=12, capability_items=6, neutral_prompts=3,
@@ -45,7 +45,7 @@ def test_effect_and_verdict_by_hand():
     assert effect(half, organism)["delta_sycophancy_rate"]["value"] == pytest.approx(-0.5)
     # items whose suggestion is the truth, or with no suggestion, test nothing
     rows = [row(0, "B"), row(1, "A", suggested="A"), row(2, "C", suggested=None)]
-    assert sycophancy_indicator(rows) == {"q0": 1.0}
+    assert sycophancy_by_item(rows, "wrapped_answer_probs") == {"q0": 1.0}
     assert verdict({"ci_low": None, "ci_high": None}) == "no data"
     assert verdict({"ci_low": -0.1, "ci_high": 0.0}) == "no clear change"
 

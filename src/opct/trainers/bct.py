@@ -45,33 +45,46 @@ class BCTConfig(LoRAArguments, SFTConfig):
         super().__post_init__()
 
 
+def cached_labels(path: Path, pairs, make, chunk: int, desc: str) -> dict[str, dict]:
+    """{pair id: row {id, completion, ...}} for every pair, from the JSONL cache at `path`. Missing
+    rows are made by `make(pairs)` `chunk` pairs at a time and appended as they come, so a killed
+    run loses at most one chunk (a line cut by the kill is made again)."""
+    from tqdm.auto import tqdm
+
+    done: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                done[row["id"]] = row
+            except (json.JSONDecodeError, KeyError):
+                continue
+    todo = [p for p in pairs if p.id not in done]
+    if todo:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tqdm(total=len(todo), desc=desc) as bar:
+            for start in range(0, len(todo), max(1, chunk)):
+                rows = make(todo[start : start + max(1, chunk)])
+                with path.open("a", encoding="utf-8") as f:
+                    for row in rows:
+                        done[row["id"]] = row
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                bar.update(len(rows))
+    return {p.id: done[p.id] for p in pairs}
+
+
 def bct_targets(model, tokenizer, pairs, args: BCTConfig) -> dict[str, str]:
     """{pair id: the model's answer to the clean prompt}, generated once and cached."""
     from opct.generation import generate
 
+    def answer(chunk):
+        outs = generate(model, tokenizer, [p.clean for p in chunk], max_new_tokens=args.target_max_new_tokens,
+                        temperature=args.target_temperature, batch_size=args.target_batch_size)
+        return [{"id": p.id, "completion": c.text} for p, (c,) in zip(chunk, outs)]
+
     path = Path(args.targets_file or Path(args.output_dir) / "bct_targets.jsonl")
-    cached: dict[str, str] = {}
-    if path.exists():
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                    cached[row["id"]] = row["completion"]
-                except (json.JSONDecodeError, KeyError):
-                    continue  # a line cut by a kill is generated again
-    todo = [p for p in pairs if p.id not in cached]
-    if todo:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for start in range(0, len(todo), args.target_batch_size):
-            chunk = todo[start : start + args.target_batch_size]
-            outs = generate(model, tokenizer, [p.clean for p in chunk], max_new_tokens=args.target_max_new_tokens,
-                            temperature=args.target_temperature, batch_size=args.target_batch_size,
-                            progress=f"BCT targets {start + len(chunk)}/{len(todo)}")
-            with path.open("a", encoding="utf-8") as f:
-                for p, (c,) in zip(chunk, outs):
-                    cached[p.id] = c.text
-                    f.write(json.dumps({"id": p.id, "completion": c.text}, ensure_ascii=False) + "\n")
-    return {p.id: cached[p.id] for p in pairs}
+    rows = cached_labels(path, pairs, answer, args.target_batch_size, "BCT targets")
+    return {i: row["completion"] for i, row in rows.items()}
 
 
 def bct_dataset(pairs, targets: dict[str, str]):

@@ -32,7 +32,7 @@ import torch
 
 from opct.data.schema import dataset_to_pairs
 from opct.errors import UserError
-from opct.trainers.bct import BCTConfig, BCTTrainer, bct_dataset
+from opct.trainers.bct import BCTConfig, BCTTrainer, bct_dataset, cached_labels
 
 SELECTORS = ("greedy", "self_certainty", "diverse", "multi_view", "self_refine", "self_reward", "oracle")
 
@@ -286,28 +286,8 @@ def select_labels(model, tokenizer, pairs, args: SelfTrainConfig) -> list[dict[s
 def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig) -> dict[str, str]:
     """{pair id: kept label} for the pairs that kept one; made once, cached, resumable by chunk."""
     path = Path(args.targets_file or Path(args.output_dir) / "selftrain_targets.jsonl")
-    done: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                done[row["id"]] = row
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut by a kill is made again
-    todo = [p for p in pairs if p.id not in done]
-    if todo:
-        from tqdm.auto import tqdm
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        chunk = max(1, args.target_batch_size)
-        with tqdm(total=len(todo), desc=f"{args.selector} labels") as bar:
-            for s in range(0, len(todo), chunk):
-                rows = select_labels(model, tokenizer, todo[s : s + chunk], args)
-                with path.open("a", encoding="utf-8") as f:
-                    for row in rows:
-                        done[row["id"]] = row
-                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                bar.update(len(rows))
+    done = cached_labels(path, pairs, lambda chunk: select_labels(model, tokenizer, chunk, args),
+                         args.target_batch_size, f"{args.selector} labels")
     kept = {p.id: done[p.id]["completion"] for p in pairs if done[p.id]["completion"] is not None}
     print(f"opct selftrain ({args.selector}): a label kept for {len(kept)} of {len(pairs)} prompts", flush=True)
     if not kept:
