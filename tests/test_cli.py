@@ -74,6 +74,7 @@ def test_train_writes_run_refuses_rerun_and_resumes(tiny_model_dir, pair_file, t
     code, stdout, err = run_cli(capsys, "train", "opct", "--model", tiny_model_dir, "--pairs", pair_file,
                                 "--out", out, "--max-steps", "3", "--resume", *TINY_FLAGS)
     assert code == 0, err
+    assert f"opct: resuming {out} from {out / 'checkpoint-2'} (step 2)" in stdout, stdout
     assert "opct train opct: 3 steps" in stdout, stdout
     assert (out / "checkpoint-3").is_dir()
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())

@@ -20,6 +20,7 @@ from opct import losses
 from opct.chat import left_pad, pad_id, position_ids_from_mask, render_prompt, right_pad
 from opct.data.schema import pair_from_row
 from opct.generation import SamplingCopy, generate_ids
+from opct.prefix import PrefixCache, shared_prefix_logits
 from opct.trainers.base import ConsistencyArguments, Stopwatch, WindowTrainer, cut_left, prepare_model
 
 LOSSES = ("sampled", "full", "topk", "jsd")
@@ -55,12 +56,17 @@ class OPCTConfig(ConsistencyArguments):
         metadata={"help": "student: the student samples the wrapped prompt (on-policy, OPCT); teacher: the teacher "
                   "answers the clean prompt (off-policy; with loss_type=jsd, beta=0 this is soft-label BCT)."},
     )
-    generation_batch_size: int = field(default=16, metadata={"help": "Sequences generated together."})
-    generation_bf16: bool = field(default=True, metadata={"help": "Sample in bf16 (weights for training stay fp32)."})
+    generation_batch_size: int = field(
+        default=0, metadata={"help": "Most sequences per generate call (0 = the whole micro-batch, k x prompts, at once)."}
+    )
+    generation_bf16: bool = field(default=True, metadata={"help": "Sample under bf16 autocast."})
     sampling_copy: bool = field(
         default=True,
-        metadata={"help": "Sample from a merged copy of the LoRA student, re-synced every step (faster decoding, one "
-                  "extra model copy in memory); false: sample through the training model."},
+        metadata={"help": "Sample from the student with its adapter merged into its adapted matrices (bf16, re-synced "
+                  "each step; other weights shared with the student); false: sample through the LoRA model."},
+    )
+    teacher_cache_mb: float = field(
+        default=512, metadata={"help": "Memory for the frozen teacher's clean-prompt KV caches kept across steps (MB; 0 = off)."}
     )
 
     def __post_init__(self):
@@ -89,6 +95,9 @@ class OPCTTrainer(WindowTrainer):
         self.sampler = None
         if args.sampling_copy and args.rollouts == "student" and hasattr(model, "disable_adapter"):
             self.sampler = SamplingCopy(model, torch.bfloat16 if args.generation_bf16 else torch.float32)
+        self.teacher_cache = None
+        if args.teacher == "base" and args.teacher_cache_mb > 0:
+            self.teacher_cache = PrefixCache(int(args.teacher_cache_mb * 2**20))
         self.ema: dict[str, torch.Tensor] | None = None
         if args.teacher == "ema":
             self.ema = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -99,31 +108,31 @@ class OPCTTrainer(WindowTrainer):
         pairs = [pair_from_row(r) for r in rows]
         wrapped = [cut_left(render_prompt(tok, p.wrapped), args.max_prompt_length) for p in pairs]
         clean = [cut_left(render_prompt(tok, p.clean), args.max_prompt_length) for p in pairs]
-        student_prompts = [w for w in wrapped for _ in range(args.num_samples)]
-        teacher_prompts = [c for c in clean for _ in range(args.num_samples)]
 
         # Sampling gets its own seeded RNG stream (seed, step, micro-batch, process), so a resumed
         # run draws the same samples as an uninterrupted one and training's RNG is untouched.
         stream = hash((args.seed, self.state.global_step, micro_index, args.process_index)) % (2**63)
         model = self.accelerator.unwrap_model(self.model)
-        bf16, context = args.generation_bf16, nullcontext()
+        context = nullcontext()
         if args.rollouts == "teacher":
-            prompts, context = teacher_prompts, self.teacher_context(model)
+            prompts, context = clean, self.teacher_context(model)
         else:
-            prompts = student_prompts
+            prompts = wrapped
             if self.sampler is not None:
                 if micro_index == 0:  # weights change only between windows
                     self.sampler.sync()
-                model, bf16 = self.sampler.model, False  # already in the sampling dtype
+                model = self.sampler.model
+        k = args.num_samples
+        chunk = max(1, args.generation_batch_size // k) if args.generation_batch_size else len(prompts)
         watch = Stopwatch()
         completions = []
         with torch.random.fork_rng(devices=[]), context:
             torch.manual_seed(stream)
-            for s in range(0, len(prompts), args.generation_batch_size):
+            for s in range(0, len(prompts), chunk):
                 completions += generate_ids(
-                    model, tok, prompts[s : s + args.generation_batch_size],
+                    model, tok, prompts[s : s + chunk], num_samples=k,
                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                    bf16=bf16,
+                    bf16=args.generation_bf16,
                 )
         gen_seconds = watch.seconds()
         completion_ids = [c.token_ids for c in completions]
@@ -133,18 +142,22 @@ class OPCTTrainer(WindowTrainer):
             finished_fraction=sum(c.finished for c in completions) / len(completions),
             generation_tokens_per_s=n_tokens / gen_seconds,
         )
-        return {"num_items": n_tokens, **build_scoring_batch(student_prompts, teacher_prompts, completion_ids, pad_id(tok))}
+        c_ids, c_mask = right_pad(completion_ids, pad_id(tok))
+        return {"num_items": n_tokens, "student_prompts": wrapped, "teacher_prompts": clean,
+                "completion_ids": c_ids, "completion_mask": c_mask}
 
     # ---- loss -----------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args = self.args
         watch = Stopwatch()
         temperature = args.temperature if args.temperature > 0 else 1.0
-        mask = inputs["completion_mask"].float()
-        student_logits = completion_logits(model, inputs["student_ids"], inputs["student_mask"], mask.shape[1])
+        pad, k = pad_id(self.processing_class), args.num_samples
+        targets, mask = inputs["completion_ids"], inputs["completion_mask"]
+        student_logits = shared_prefix_logits(model, inputs["student_prompts"], targets, mask, k, pad)
         with torch.no_grad(), self.teacher_context(model):
-            teacher_logits = completion_logits(model, inputs["teacher_ids"], inputs["teacher_mask"], mask.shape[1])
-        targets = inputs["completion_ids"]
+            teacher_logits = shared_prefix_logits(model, inputs["teacher_prompts"], targets, mask, k, pad,
+                                                  cache=self.frozen_teacher_cache(model))
+        targets, mask = targets.to(student_logits.device), mask.to(student_logits.device).float()
         if args.loss_type == "sampled":
             loss, stats = losses.sampled_reverse_kl_loss(
                 losses.token_logprobs(student_logits, targets, temperature),
@@ -162,6 +175,14 @@ class OPCTTrainer(WindowTrainer):
         self.record(reverse_kl=stats.get("reverse_kl", float("nan")), train_tokens_per_s=float(mask.sum()) / watch.seconds())
         loss = loss * self.loss_scale()
         return (loss, {"logits": student_logits}) if return_outputs else loss
+
+    def frozen_teacher_cache(self, model) -> PrefixCache | None:
+        """The clean-prompt KV cache, kept across steps, when the teacher is the frozen base."""
+        if self.teacher_cache is None:
+            return None
+        base = self.accelerator.unwrap_model(model).get_base_model()
+        self.teacher_cache.bind((id(base), next(base.parameters()).dtype, torch.is_autocast_enabled()))
+        return self.teacher_cache
 
     @contextmanager
     def teacher_context(self, model):

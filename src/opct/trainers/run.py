@@ -69,6 +69,14 @@ def has_checkpoint(out: str | Path) -> str | None:
     return get_last_checkpoint(str(out)) if Path(out).is_dir() else None
 
 
+def checkpoint_step(checkpoint: str | Path) -> int | None:
+    """The optimizer step a checkpoint was saved at (its trainer_state.json), or None."""
+    try:
+        return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[str, Any] | None = None,
           resume: bool = False, callbacks=None) -> dict[str, Any]:
     """Train and return a summary dict (also written to OUT/summary.json)."""
@@ -83,6 +91,8 @@ def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[st
                           "or choose another --out")
     if resume and not last:
         print(f"opct: no checkpoint in {out}; starting from scratch", flush=True)
+    if resume and last:
+        print(f"opct: resuming {out} from {last} (step {checkpoint_step(last)})", flush=True)
     main_process = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, rank 0 writes
     Path(out).mkdir(parents=True, exist_ok=True)
     effective = {"method": method, "model": model, "pairs": str(pairs_path), "n_pairs": len(pairs),

@@ -1,0 +1,135 @@
+"""Shared prompt prefixes: the same log-probs and gradients as the unshared forward, a teacher
+cache that is reused, invalidated and bounded, and generation that matches plain generation."""
+
+import pytest
+import torch
+from conftest import build_tiny_model, build_tiny_tokenizer
+
+from opct.chat import pad_id, render_prompt
+from opct.generation import generate_ids
+from opct.models import add_lora
+from opct.prefix import PrefixCache, shared_prefix_logits
+from opct.trainers.base import cast_frozen
+from opct.trainers.opct import build_scoring_batch, completion_logits
+
+MESSAGES = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "The answer is A"}],
+    [{"role": "user", "content": "0 1 2"}],
+]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tok = build_tiny_tokenizer()
+    model = add_lora(build_tiny_model(tok), r=8, alpha=16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)  # a trained adapter, so the gradient reaches both A and B
+    prompts = [render_prompt(tok, m) for m in MESSAGES]
+    k = 3
+    g = torch.Generator().manual_seed(0)
+    completions = [torch.randint(5, 300, (int(n),), generator=g).tolist()
+                   for n in torch.randint(1, 7, (len(prompts) * k,), generator=g)]
+    return tok, model, prompts, k, completions
+
+
+def logprob_sum(logits, ids, mask):
+    return (logits.float().log_softmax(-1).gather(-1, ids[..., None])[..., 0] * mask).sum()
+
+
+def unshared_and_shared(model, tok, prompts, k, completions):
+    pad = pad_id(tok)
+    repeated = [p for p in prompts for _ in range(k)]
+    batch = build_scoring_batch(repeated, repeated, completions, pad)
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    results = []
+    for shared in (False, True):
+        model.zero_grad()
+        if shared:
+            logits = shared_prefix_logits(model, prompts, ids, mask, k, pad)
+        else:
+            logits = completion_logits(model, batch["student_ids"], batch["student_mask"], mask.shape[1])
+        logprob_sum(logits, ids, mask).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((logits.detach().float(), grads))
+    return results, mask.bool()
+
+
+def test_shared_prefix_matches_unshared_logits_and_gradients(setup):
+    tok, model, prompts, k, completions = setup
+    ((ref, ref_grads), (got, got_grads)), mask = unshared_and_shared(model, tok, prompts, k, completions)
+    assert torch.allclose(ref[mask], got[mask], atol=1e-5)
+    assert ref_grads.keys() == got_grads.keys() and any("lora_A" in n for n in ref_grads)
+    for name in ref_grads:
+        assert torch.allclose(ref_grads[name], got_grads[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_shared_prefix_matches_under_bf16_base_and_autocast(setup):
+    tok, _, prompts, k, completions = setup
+    model = add_lora(build_tiny_model(tok), r=8, alpha=16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    cast_frozen(model, torch.bfloat16)
+    assert all(p.dtype == (torch.float32 if p.requires_grad else torch.bfloat16) for p in model.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ((ref, ref_grads), (got, got_grads)), mask = unshared_and_shared(model, tok, prompts, k, completions)
+    ref_lp = ref.log_softmax(-1)[mask]
+    got_lp = got.log_softmax(-1)[mask]
+    assert (ref_lp - got_lp).abs().max() < 0.1  # bf16 rounding of a different summation order
+    for name in ref_grads:
+        scale = ref_grads[name].abs().max()
+        assert (ref_grads[name] - got_grads[name]).abs().max() <= 0.05 * scale + 1e-6, name
+
+
+def test_teacher_cache_reuses_invalidates_and_stays_bounded(setup):
+    tok, model, prompts, k, completions = setup
+    pad = pad_id(tok)
+    repeated = [p for p in prompts for _ in range(k)]
+    batch = build_scoring_batch(repeated, repeated, completions, pad)
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    with torch.no_grad(), model.disable_adapter():
+        ref = shared_prefix_logits(model, prompts, ids, mask, k, pad)
+        cache = PrefixCache(max_bytes=1 << 30)
+        cache.bind("model-1")
+        first = shared_prefix_logits(model, prompts, ids, mask, k, pad, cache=cache)
+        assert (cache.hits, cache.misses) == (0, 3) and len(cache.entries) == 3
+        again = shared_prefix_logits(model, prompts, ids, mask, k, pad, cache=cache)
+        assert (cache.hits, cache.misses) == (3, 3)
+        m = mask.bool()
+        assert torch.allclose(ref[m], first[m], atol=1e-5) and torch.allclose(ref[m], again[m], atol=1e-5)
+
+        # New pairs: new entries, the old ones untouched; a different model: everything dropped.
+        other = [p[:-2] + p[-1:] for p in prompts]
+        shared_prefix_logits(model, other, ids, mask, k, pad, cache=cache)
+        assert cache.misses == 6 and len(cache.entries) == 6
+        cache.bind("model-2")
+        assert len(cache.entries) == 0 and cache.bytes == 0
+
+        # The bound: room for one or two prompts' caches; never exceeded, least recent dropped first.
+        probe = PrefixCache(1 << 30)
+        probe.kv(model, [max(prompts + other, key=len)[:-1]], pad)
+        one = probe.bytes  # the largest entry
+        small = PrefixCache(max_bytes=one + one // 2)
+        for p in prompts + other:
+            small.kv(model, [p[:-1]], pad)
+            assert small.bytes <= small.max_bytes
+        assert len(small.entries) >= 1 and tuple(other[-1][:-1]) in small.entries
+        assert tuple(prompts[0][:-1]) not in small.entries
+        tiny = PrefixCache(max_bytes=16)  # smaller than any entry: nothing kept, results still right
+        got = shared_prefix_logits(model, prompts, ids, mask, k, pad, cache=tiny)
+        assert tiny.bytes == 0 and torch.allclose(ref[m], got[m], atol=1e-5)
+
+
+def test_generation_with_shared_prefix_matches_plain(setup):
+    tok, model, prompts, k, _ = setup
+    repeated = [p for p in prompts for _ in range(k)]
+    plain = generate_ids(model, tok, repeated, max_new_tokens=8, temperature=0, bf16=False)
+    shared = generate_ids(model, tok, prompts, num_samples=k, max_new_tokens=8, temperature=0, bf16=False)
+    assert [c.token_ids for c in plain] == [c.token_ids for c in shared]
+    torch.manual_seed(3)
+    sampled = generate_ids(model, tok, prompts, num_samples=k, max_new_tokens=8, temperature=1.0, bf16=False)
+    assert len(sampled) == len(prompts) * k and all(c.token_ids for c in sampled)
