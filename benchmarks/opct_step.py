@@ -126,11 +126,17 @@ class Probe:
         self.gen_dtypes: set[str] = set()  # weight dtypes of the models that sampled
         self.fwd_grad_s = 0.0
         self.fwd_nograd_s = 0.0
-        self._fwd_start: dict[int, tuple[float, bool]] = {}
+        self.fwd_grad_flop = 0.0  # matmul FLOPs of grad-enabled forwards (their backward is counted as 1x)
+        self.fwd_nograd_flop = 0.0
+        self.decode_steps = 0  # decoding steps inside generate (one per new-token column)
+        self.decode_weight_bytes = 0.0  # weight bytes a decoding step reads, summed over calls x steps
+        self._fwd_start: dict[int, tuple[float, bool, int]] = {}
 
     def snapshot(self) -> dict:
         return dict(gen_s=self.gen_s, gen_tokens=self.gen_tokens, gen_rows=self.gen_rows, gen_calls=self.gen_calls,
-                    fwd_grad_s=self.fwd_grad_s, fwd_nograd_s=self.fwd_nograd_s)
+                    fwd_grad_s=self.fwd_grad_s, fwd_nograd_s=self.fwd_nograd_s, fwd_grad_flop=self.fwd_grad_flop,
+                    fwd_nograd_flop=self.fwd_nograd_flop, decode_steps=self.decode_steps,
+                    decode_weight_bytes=self.decode_weight_bytes)
 
     def attach_generate(self, hf_model) -> None:
         """Wrap `generate` on the model's class, not on the instance: an instance attribute would be
@@ -156,6 +162,9 @@ class Probe:
                 probe.gen_s += time.perf_counter() - t
                 probe.in_generate = False
             seqs = out if isinstance(out, torch.Tensor) else out.sequences
+            steps = seqs.shape[1] - prompt_width
+            probe.decode_steps += steps
+            probe.decode_weight_bytes += steps * matmul_weight_bytes(model_self)
             for row in seqs[:, prompt_width:].tolist():
                 n = len(row)
                 for i, tok in enumerate(row):
@@ -181,23 +190,74 @@ class Probe:
         if decoder is None or head is None:
             return
         key = id(hf_model)
+        body = sum(m.weight.numel() for m in decoder.modules() if isinstance(m, torch.nn.Linear))
+        head_params = head.weight.numel()
 
-        def pre(module, args):
+        def pre(module, args, kwargs):
             if not self.in_generate:
-                self._fwd_start[key] = (time.perf_counter(), torch.is_grad_enabled())
+                ids = kwargs.get("input_ids", args[0] if args else None)
+                if ids is None:
+                    ids = kwargs["inputs_embeds"][..., 0]
+                self._fwd_start[key] = (time.perf_counter(), torch.is_grad_enabled(), ids.numel())
 
         def post(module, args, output):
             start = self._fwd_start.pop(key, None)
             if start is None or self.in_generate:
                 return
             seconds = time.perf_counter() - start[0]
+            positions = args[0].numel() // args[0].shape[-1]  # logits actually computed
+            flop = 2.0 * (body * start[2] + head_params * positions)
             if start[1]:
                 self.fwd_grad_s += seconds
+                self.fwd_grad_flop += flop
             else:
                 self.fwd_nograd_s += seconds
+                self.fwd_nograd_flop += flop
 
-        decoder.register_forward_pre_hook(pre)
+        decoder.register_forward_pre_hook(pre, with_kwargs=True)
         head.register_forward_hook(post)
+
+
+def matmul_weight_bytes(model) -> int:
+    """Bytes of the weights one decoding step reads: every matmul weight (LoRA factors included),
+    the output layer included; the input embedding is a row lookup and is left out unless tied."""
+    import torch
+
+    embed = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
+    head = model.get_output_embeddings().weight if hasattr(model, "get_output_embeddings") else None
+    total = 0
+    for p in model.parameters():
+        if p is embed and p is not head:
+            continue
+        if p.dim() >= 2:
+            total += p.numel() * p.element_size()
+    return total
+
+
+def machine_limits() -> dict:
+    """Measured here, in this process: memory bandwidth (GB/s, a 1 GiB copy: bytes read + written)
+    and the bf16 matmul peak (TFLOP/s, 2048^3 products)."""
+    import torch
+
+    src = torch.ones(2**28, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t)
+    bandwidth = 2 * src.numel() * 4 / best / 1e9
+    del src, dst
+    n = 2048
+    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return {"bandwidth_gbs": bandwidth, "bf16_tflops": 2 * n**3 / best / 1e12}
 
 
 def make_step_clock(probe: Probe, warmup: int):
@@ -480,38 +540,55 @@ def run_worker(opts, model_key: str, trainer: str) -> dict:
     return result
 
 
-def summarize(r: dict) -> dict:
+def summarize(r: dict, limits: dict | None = None) -> dict:
     steps = r["steps"]
     n = len(steps)
-    mean = lambda key: sum(s[key] for s in steps) / n  # noqa: E731
+    mean = lambda key: sum(s.get(key, 0.0) for s in steps) / n  # noqa: E731
     sec = mean("seconds")
     toks = mean("gen_tokens")
     gen, fg, fn = mean("gen_s"), mean("fwd_grad_s"), mean("fwd_nograd_s")
-    return dict(sec=sec, toks=toks, rows=mean("gen_rows"), tps=toks / sec, gen=gen, fwd_grad=fg, fwd_nograd=fn,
-                rest=sec - gen - fg - fn, cpu=mean("cpu_s"), best=min(x["seconds"] for x in steps))
+    out = dict(sec=sec, toks=toks, rows=mean("gen_rows"), tps=toks / sec, gen=gen, fwd_grad=fg, fwd_nograd=fn,
+               rest=sec - gen - fg - fn, cpu=mean("cpu_s"), best=min(x["seconds"] for x in steps),
+               gen_pct=None, train_pct=None)
+    if limits:
+        # Decoding reads every matmul weight once per step: at best bandwidth / weight bytes steps/s.
+        decode_s, weight_bytes = mean("decode_steps"), mean("decode_weight_bytes")
+        if gen > 0 and decode_s > 0:
+            bound_s = weight_bytes / (limits["bandwidth_gbs"] * 1e9)  # seconds the weight reads alone need
+            out["gen_pct"] = 100 * bound_s / gen
+        # Training: forwards' matmul FLOPs, plus 1x for the backward of the grad-enabled ones (frozen
+        # base: gradients of activations only; the LoRA factors' own gradients are negligible).
+        flop = 2 * mean("fwd_grad_flop") + mean("fwd_nograd_flop")
+        train_s = sec - gen
+        if flop > 0 and train_s > 0:
+            out["train_pct"] = 100 * flop / train_s / (limits["bf16_tflops"] * 1e12)
+    return out
 
 
-def print_table(results: list[dict], opts) -> None:
-    head = (f"{'model':<8} {'trainer':<9} {'s/step':>7} {'min s':>7} {'cpu s':>7} {'tok/step':>8} {'tok/s':>6} "
-            f"{'gen s':>6} {'sample':>6} {'fwd s':>6} {'tfwd s':>6} {'rest s':>6} {'peak MB':>8} {'step MB':>8} "
-            f"{'load':>9}")
+def print_table(results: list[dict], opts, limits: dict | None = None) -> None:
+    head = (f"{'model':<8} {'shape':>5} {'trainer':<9} {'s/step':>7} {'min s':>7} {'cpu s':>7} {'tok/step':>8} "
+            f"{'tok/s':>6} {'gen s':>6} {'sample':>6} {'fwd s':>6} {'tfwd s':>6} {'rest s':>6} {'gen%bw':>6} "
+            f"{'trn%pk':>6} {'peak MB':>8} {'step MB':>8} {'load':>9}")
     print(head)
     print("-" * len(head))
     for r in results:
+        shape = f"{r.get('prompts', opts.prompts)}x{r.get('samples', opts.samples)}"
         if not r.get("ok"):
-            print(f"{r['model']:<8} {r['trainer']:<9} FAILED: {r.get('error', '?')}")
+            print(f"{r['model']:<8} {shape:>5} {r['trainer']:<9} FAILED: {r.get('error', '?')}")
             continue
-        s = summarize(r)
+        s = summarize(r, limits)
         step_mb = f"{r['step_peak_rss_mb']:.0f}" if r.get("step_peak_rss_mb") else "n/a"
         load = "{:.1f}-{:.1f}".format(*r["loadavg"])
         sample = "+".join(d.replace("torch.", "").replace("float32", "fp32").replace("bfloat16", "bf16")
                           for d in r.get("sampling_dtypes", [])) or "?"
-        print(f"{r['model']:<8} {r['trainer']:<9} {s['sec']:>7.2f} {s['best']:>7.2f} {s['cpu']:>7.2f} {s['toks']:>8.0f} "
-              f"{s['tps']:>6.2f} {s['gen']:>6.2f} {sample:>6} {s['fwd_grad']:>6.2f} {s['fwd_nograd']:>6.2f} "
-              f"{s['rest']:>6.2f} {r['peak_rss_mb']:>8.0f} {step_mb:>8} {load:>9}")
-        expected = opts.prompts * opts.samples * opts.new_tokens
+        pct = lambda v: f"{v:>6.1f}" if v is not None else f"{'n/a':>6}"  # noqa: E731
+        print(f"{r['model']:<8} {shape:>5} {r['trainer']:<9} {s['sec']:>7.2f} {s['best']:>7.2f} {s['cpu']:>7.2f} "
+              f"{s['toks']:>8.0f} {s['tps']:>6.2f} {s['gen']:>6.2f} {sample:>6} {s['fwd_grad']:>6.2f} "
+              f"{s['fwd_nograd']:>6.2f} {s['rest']:>6.2f} {pct(s['gen_pct'])} {pct(s['train_pct'])} "
+              f"{r['peak_rss_mb']:>8.0f} {step_mb:>8} {load:>9}")
+        expected = r.get("prompts", opts.prompts) * r.get("samples", opts.samples) * opts.new_tokens
         if abs(s["toks"] - expected) > 0.5:
-            print(f"{'':<18} note: {s['toks']:.0f} completion tokens/step generated, {expected} expected "
+            print(f"{'':<24} note: {s['toks']:.0f} completion tokens/step generated, {expected} expected "
                   "(tok/s uses the tokens actually generated)")
     print()
     prompt_lines = {}
@@ -523,14 +600,29 @@ def print_table(results: list[dict], opts) -> None:
                                         f"({ps['clean_padded']:.0f} padded)")
     for line in prompt_lines.values():
         print(line)
-    print("s/step: wall seconds per optimizer step (mean of the timed steps; warm-up excluded); min s: fastest one;")
-    print("cpu s: process CPU seconds per step (all threads; less sensitive to other jobs than wall time)")
+    print("shape: prompts x samples per step; s/step: wall seconds per optimizer step (mean of the timed steps;")
+    print("warm-up excluded); min s: fastest one; cpu s: process CPU seconds per step (all threads)")
     print("tok/step: completion tokens sampled (and trained on) per step, counted from generate's output")
     print("tok/s = tok/step / s/step; gen s: in generate(); sample: weight dtype of the model that sampled;")
-    print("fwd s: grad-enabled forwards (student);")
-    print("tfwd s: no-grad forwards outside generate (teacher); rest s: backward + optimizer + overhead")
+    print("fwd s: grad-enabled forwards (student); tfwd s: no-grad forwards outside generate (teacher);")
+    print("rest s: backward + optimizer + overhead")
+    if limits:
+        print(f"gen%bw: the time decoding's weight reads alone need at {limits['bandwidth_gbs']:.1f} GB/s (measured copy "
+              "bandwidth), as a share of gen s (prefill and KV reads count against it)")
+        print(f"trn%pk: matmul FLOP/s of the forwards (+1x for the student's backward) over the time outside generate, "
+              f"as a share of the measured bf16 matmul peak, {limits['bf16_tflops']:.2f} TFLOP/s")
     print("peak MB: process peak RSS (VmHWM, load included); step MB: peak RSS over the timed steps only")
     print("load: 1-minute load average when the trainer's process started and ended")
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for part in text.split(","):
+        p, _, k = part.strip().partition("x")
+        if not (p.isdigit() and k.isdigit()) or min(int(p), int(k)) < 1:
+            raise ValueError(f"--shapes: expected PxK items such as 4x2,2x8, got {part!r}")
+        shapes.append((int(p), int(k)))
+    return shapes
 
 
 def driver(opts) -> None:
@@ -541,42 +633,53 @@ def driver(opts) -> None:
     unknown = [t for t in trainers if t not in TRAINERS]
     if unknown:
         sys.exit(f"--only: unknown trainer(s) {', '.join(unknown)}; choose from {', '.join(TRAINERS)}")
+    try:
+        shapes = parse_shapes(opts.shapes) if opts.shapes else [(opts.prompts, opts.samples)]
+    except ValueError as e:
+        sys.exit(str(e))
     if opts.mem_limit_gb is None:
         avail = mem_available_gb()
         opts.mem_limit_gb = round(avail * 0.85, 1) if avail else 0
     versions = " ".join(f"{p}={md.version(p)}" for p in ("torch", "transformers", "trl", "peft", "accelerate"))
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+    limits = machine_limits()
     print(f"OPCT step benchmark  {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(f"prompts P={opts.prompts}  samples k={opts.samples}  new tokens N={opts.new_tokens} (EOS suppressed)  "
-          f"timed steps S={opts.steps} (+1 warm-up)  precision={'fp32' if opts.fp32 else 'bf16 autocast, fp32 weights'}")
+    print(f"shapes (prompts x samples) {', '.join(f'{p}x{k}' for p, k in shapes)}  new tokens N={opts.new_tokens} "
+          f"(EOS suppressed)  timed steps S={opts.steps} (+1 warm-up)  "
+          f"precision={'fp32' if opts.fp32 else 'bf16 autocast'}")
     print(f"sycophancy train pairs with prompts <= {opts.max_prompt_tokens or 'any'} tokens")
     print(f"LoRA r={LORA['r']} alpha={LORA['alpha']} {LORA['targets']}; temperature 1.0; lr 1e-5; no grad checkpointing")
     print(f"{platform.platform()}  python {platform.python_version()}  cpus={os.cpu_count()}  "
           f"loadavg={' '.join(f'{x:.2f}' for x in load)}  memory guard={opts.mem_limit_gb} GiB")
+    print(f"measured limits: memory bandwidth {limits['bandwidth_gbs']:.1f} GB/s, bf16 matmul "
+          f"{limits['bf16_tflops']:.2f} TFLOP/s")
     print(versions)
     print()
     results = []
     for m in models:
-        for t in trainers:
-            t0 = time.perf_counter()
-            print(f"[{m}/{t}] running ...", end=" ", flush=True)
-            r = run_worker(opts, m, t)
-            print(("ok" if r.get("ok") else "FAILED") + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
-            results.append(r)
+        for p, k in shapes:
+            opts.prompts, opts.samples = p, k
+            for t in trainers:
+                t0 = time.perf_counter()
+                print(f"[{m} {p}x{k} {t}] running ...", end=" ", flush=True)
+                r = run_worker(opts, m, t)
+                r.update(prompts=p, samples=k)
+                print(("ok" if r.get("ok") else "FAILED") + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+                results.append(r)
     print()
-    print_table(results, opts)
+    print_table(results, opts, limits)
     print()
-    ref = "qwen" if "qwen" in models else models[-1]
-    by = {(r["model"], r["trainer"]): r for r in results}
-    o, s = by.get((ref, "opct")), by.get((ref, "trl-sdft"))
-    if ref != "qwen":
-        print(f"(ratio below is for {ref}: qwen was not run)")
-    if o and s and o.get("ok") and s.get("ok"):
-        so, ss = summarize(o), summarize(s)
-        print(f"opct/trl-sdft throughput ratio: {so['tps'] / ss['tps']:.2f} "
-              f"(memory ratio: {o['peak_rss_mb'] / s['peak_rss_mb']:.2f})")
-    else:
-        print("opct/trl-sdft throughput ratio: n/a (memory ratio: n/a)")
+    by = {(r["model"], r["prompts"], r["samples"], r["trainer"]): r for r in results}
+    ratios = []
+    for m in models:
+        for p, k in shapes:
+            o, s = by.get((m, p, k, "opct")), by.get((m, p, k, "trl-sdft"))
+            if o and s and o.get("ok") and s.get("ok"):
+                ratio = summarize(o)["tps"] / summarize(s)["tps"]
+                ratios.append(f"{m} {p}x{k} {ratio:.2f} (memory {o['peak_rss_mb'] / s['peak_rss_mb']:.2f})")
+            else:
+                ratios.append(f"{m} {p}x{k} n/a")
+    print("opct/trl-sdft throughput ratio: " + "; ".join(ratios))
 
 
 def main(argv=None) -> None:
@@ -585,6 +688,9 @@ def main(argv=None) -> None:
     ap.add_argument("--prompts", type=int, default=4, help="P: prompts per step")
     ap.add_argument("--samples", type=int, default=2, help="k: completions per prompt")
     ap.add_argument("--new-tokens", type=int, default=32, help="N: tokens per completion (EOS suppressed)")
+    ap.add_argument("--shapes", default="4x2,2x8",
+                    help="comma-separated PxK shapes to run (prompts x samples per step; default 4x2 and the reference "
+                    "sycophancy shape's 8 samples per prompt, 2x8); empty = --prompts x --samples")
     ap.add_argument("--steps", type=int, default=2, help="S: timed steps after one warm-up step")
     ap.add_argument("--only", default=",".join(TRAINERS), help="comma-separated subset of " + ",".join(TRAINERS))
     ap.add_argument("--max-prompt-tokens", type=int, default=256,

@@ -73,6 +73,7 @@ def generate_ids(
         kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    bf16 = bf16 or next(model.parameters()).dtype == torch.bfloat16  # a bf16 base needs autocast for its fp32 adapter
     was_training = model.training
     model.eval()
     try:

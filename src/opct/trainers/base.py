@@ -88,8 +88,16 @@ def prepare_model(model, args: ConsistencyArguments):
 
         set_seed(args.seed)  # the adapter's random init is part of the run's reproducibility
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_targets())
-    if hasattr(model, "disable_adapter"):
+    if hasattr(model, "disable_adapter") and args.frozen_dtype() != torch.float32:
+        if not getattr(args, "bf16", False):
+            raise ValueError("base_dtype=bfloat16 needs bf16 autocast (bf16=True): without it the fp32 adapter "
+                             "and the bf16 base cannot be mixed")
         cast_frozen(model, args.frozen_dtype())
+        # Under autocast LoRA's fp32 factors are cast to bf16 anyway; peft's cast of every input to
+        # their dtype is then a copy there and back that changes no value (10% of a SmolLM2 step).
+        for module in model.modules():
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
     return contiguous_lm_head_input(model), tokenizer
 
 
