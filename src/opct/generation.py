@@ -106,14 +106,18 @@ def generate(
     batch_size: int = 8,
     bf16: bool = True,
     progress: bool | str = False,
+    assistant_prefix: str = "",
 ) -> list[list[Completion]]:
     """Completions for chat prompts: a list (per prompt) of `num_samples` completions.
 
     Prompts are sorted by length so each batch pads little; results come back in input order.
+    `assistant_prefix` starts every answer (the completions are what follows it); its trailing
+    whitespace is left for the model to write, since tokenizers merge it into the next token.
     """
     from tqdm.auto import tqdm
 
-    rendered = [render_prompt(tokenizer, p) for p in prompts]
+    prefix = tokenizer(assistant_prefix.rstrip(), add_special_tokens=False)["input_ids"] if assistant_prefix.strip() else []
+    rendered = [render_prompt(tokenizer, p) + prefix for p in prompts]
     jobs = [(i, s) for i in range(len(prompts)) for s in range(num_samples)]
     jobs.sort(key=lambda j: len(rendered[j[0]]))
     results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]

@@ -150,3 +150,23 @@ def test_evaluate_sycophancy_tiny(tiny_model_dir):
     assert set(only) == {"probs", "rows"}
     with pytest.raises(ValueError):
         evaluate_sycophancy(model, tok, pairs, mode="nope")
+
+
+# ----------------------------------------------------------------------------- known questions
+def test_known_pairs_keeps_what_the_model_answers_right(tiny_model_dir):
+    from opct.data.sycophancy import build_split
+    from opct.evals.mcq import letter_probs
+    from opct.evals.sycophancy import known_pairs
+    from opct.models import load_model
+
+    model, tok = load_model(tiny_model_dir)
+    pairs, _ = build_split("test", limit=24, source="mixed")
+    kept, report = known_pairs(model, tok, pairs, min_prob=0.0, progress=False)
+    probs = letter_probs(model, tok, [p.clean for p in pairs])
+    expected = [p for p, row in zip(pairs, probs.tolist()) if "ABCD"[row.index(max(row))] == p.target]
+    assert [p.id for p in kept] == [p.id for p in expected]
+    assert report["before"] == 24 and report["after"] == len(kept)
+    assert sum(c["before"] for c in report["per_source"].values()) == 24
+    assert sum(c["after"] for c in report["per_source"].values()) == len(kept)
+    strict, report = known_pairs(model, tok, pairs, min_prob=1.01, progress=False)
+    assert strict == [] and report["after"] == 0

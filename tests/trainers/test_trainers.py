@@ -15,6 +15,7 @@ from opct.data import ContrastivePair, pairs_to_dataset
 from opct.generation import Completion, generate_ids, trim_completion
 from opct.models import add_lora
 from opct.trainers import ACTConfig, ACTTrainer, BCTConfig, BCTTrainer, OPCTConfig, OPCTTrainer
+from opct.trainers.bct import check_answer_targets
 from opct.trainers.opct import build_scoring_batch, completion_logits, consistency_kl
 
 
@@ -140,6 +141,32 @@ def test_sft_reduces_cross_entropy(tiny, tmp_path):
     trainer.train()
     first, last = first_last(trainer, "loss")
     assert last < 0.5 * first, (first, last)
+
+
+def test_sft_targets_start_from_the_prefix_and_unparsed_ones_are_counted(tiny, tmp_path):
+    from dataclasses import replace
+
+    model, tok = tiny
+    pairs = [replace(p, axis="sycophancy", target="AB"[i % 2]) for i, p in enumerate(make_pairs(6))]
+    free = BCTTrainer(model, BCTConfig(**common(tmp_path, max_steps=1, target_max_new_tokens=6)),
+                      pairs_to_dataset(pairs), processing_class=tok)
+    # The tiny model's free answers are gibberish: no "#### X" in them.
+    assert free.target_report["targets"] == 6 and free.target_report["unparsed"] == 6
+    prefixed = BCTTrainer(model, BCTConfig(**common(tmp_path, output_dir=str(tmp_path / "p"), max_steps=1,
+                                                    target_max_new_tokens=6, target_prefix="#### ")),
+                          pairs_to_dataset(pairs), processing_class=tok)
+    rows = [json.loads(line) for line in (tmp_path / "p" / "bct_targets.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["completion"].startswith("####") for r in rows)
+    assert prefixed.target_report["targets"] == 6 and len(prefixed.train_dataset) == 6
+
+    # Leaving out the unparsed ones, by hand-made targets.
+    targets = {"p0": "#### A\nsure", "p1": "I cannot say.", "p2": "#### B", "p3": "no idea", "p4": "#### C",
+               "p5": "#### B"}
+    report, kept = check_answer_targets(pairs, targets, drop=True)
+    # p1, p3: no letter; p2 and p4 answer B and C where the pair's target is A.
+    assert report == {"targets": 6, "unparsed": 2, "unparsed_share": 0.3333, "answer_not_target": 2, "dropped": 2}
+    assert [p.id for p in kept] == ["p0", "p2", "p4", "p5"]
+    assert check_answer_targets(make_pairs(2), {"p0": "x", "p1": "y"}, drop=True) == (None, make_pairs(2))
 
 
 class Kill(TrainerCallback):

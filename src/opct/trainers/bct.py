@@ -36,6 +36,14 @@ class BCTConfig(LoRAArguments, SFTConfig):
     target_max_new_tokens: int = field(default=128, metadata={"help": "Longest generated clean answer (target)."})
     target_temperature: float = field(default=0.0, metadata={"help": "Temperature for the clean-prompt answers (0 = greedy)."})
     target_batch_size: int = field(default=16, metadata={"help": "Prompts generated together for targets."})
+    target_prefix: str = field(
+        default="",
+        metadata={"help": "Text every target starts with; the clean answer is generated on from it (sycophancy: "
+                  "'#### ', so every target carries its answer letter in the format the eval reads)."},
+    )
+    drop_unparsed_targets: bool = field(
+        default=False, metadata={"help": "Sycophancy pairs: leave out pairs whose target has no parseable answer letter."}
+    )
     targets_file: str | None = field(
         default=None, metadata={"help": "JSONL of targets {id, completion} to reuse (default: OUT/bct_targets.jsonl)."}
     )
@@ -77,10 +85,13 @@ def bct_targets(model, tokenizer, pairs, args: BCTConfig) -> dict[str, str]:
     """{pair id: the model's answer to the clean prompt}, generated once and cached."""
     from opct.generation import generate
 
+    prefix = args.target_prefix.rstrip()
+
     def answer(chunk):
         outs = generate(model, tokenizer, [p.clean for p in chunk], max_new_tokens=args.target_max_new_tokens,
-                        temperature=args.target_temperature, batch_size=args.target_batch_size)
-        return [{"id": p.id, "completion": c.text} for p, (c,) in zip(chunk, outs)]
+                        temperature=args.target_temperature, batch_size=args.target_batch_size,
+                        assistant_prefix=args.target_prefix)
+        return [{"id": p.id, "completion": prefix + c.text} for p, (c,) in zip(chunk, outs)]
 
     path = Path(args.targets_file or Path(args.output_dir) / "bct_targets.jsonl")
     rows = cached_labels(path, pairs, answer, args.target_batch_size, "BCT targets")
@@ -110,4 +121,28 @@ class BCTTrainer(SFTTrainer):
     def make_dataset(self, model, tokenizer, train_dataset, args):
         """The (prompt, completion) rows to fine-tune on; subclasses choose other completions."""
         pairs = dataset_to_pairs(train_dataset)
-        return bct_dataset(pairs, bct_targets(model, tokenizer, pairs, args))
+        targets = bct_targets(model, tokenizer, pairs, args)
+        self.target_report, pairs = check_answer_targets(pairs, targets, args.drop_unparsed_targets)
+        if not pairs:
+            raise ValueError("every BCT target lacks a parseable answer letter, so drop_unparsed_targets left no pair; "
+                             "set target_prefix='#### ' or turn drop_unparsed_targets off")
+        return bct_dataset(pairs, targets)
+
+
+def check_answer_targets(pairs, targets: dict[str, str], drop: bool) -> tuple[dict | None, list]:
+    """For sycophancy pairs: how many targets carry no parseable answer letter (they train the
+    model away from the answer format the eval reads), and the pairs kept (all, or the parseable
+    ones with `drop`). None as the report for other axes."""
+    from opct.evals.sycophancy import parse_answer
+
+    mcq = [p for p in pairs if p.axis == "sycophancy"]
+    if not mcq:
+        return None, pairs
+    unparsed = {p.id for p in mcq if parse_answer(targets[p.id]) is None}
+    wrong = sum(1 for p in mcq if p.id not in unparsed and parse_answer(targets[p.id]) != p.target)
+    report = {"targets": len(mcq), "unparsed": len(unparsed), "unparsed_share": round(len(unparsed) / len(mcq), 4),
+              "answer_not_target": wrong, "dropped": len(unparsed) if drop else 0}
+    print(f"opct: BCT targets: {len(unparsed)} of {len(mcq)} carry no parseable answer letter"
+          + (" (left out)" if drop and unparsed else "") + f"; {wrong} answer another letter than the pair's target",
+          flush=True)
+    return report, [p for p in pairs if not (drop and p.id in unparsed)]

@@ -112,6 +112,8 @@ def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[st
         "train_loss": result.training_loss, "final": str(final),
         "last_log": logs[-1] if logs else {},
     }
+    if getattr(trainer, "target_report", None):
+        summary["targets"] = trainer.target_report
     if main_process:
         tokenizer.save_pretrained(str(final))
         (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -172,7 +172,7 @@ def _self_certainty_of(model, tok, prompts, completions) -> list[float]:
             ids = [c.token_ids for c in completions[s : s + 8]]
             batch = {k: v.to(device) for k, v in
                      build_scoring_batch(rendered[s : s + 8], rendered[s : s + 8], ids, pad_id(tok)).items()}
-            with autocast_context(device, device.type == "cpu"):
+            with autocast_context(device):
                 logits = completion_logits(model, batch["student_ids"], batch["student_mask"],
                                            batch["completion_ids"].shape[1])
             scores += self_certainty(logits, batch["completion_mask"]).tolist()
