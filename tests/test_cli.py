@@ -188,6 +188,28 @@ def test_data_sycophancy(tmp_path, capsys):
         assert p.meta["family"] and p.clean != p.wrapped
 
 
+def test_data_sycophancy_known_by_a_model(tiny_model_dir, tmp_path, capsys):
+    from opct.evals.sycophancy import known_pairs
+    from opct.models import load_model
+
+    out = tmp_path / "known.jsonl"
+    code, stdout, err = run_cli(capsys, "data", "sycophancy", "--split", "test", "--limit", "12", "--source", "easy",
+                                "--known-by", tiny_model_dir, "--min-prob", "0", "--out", out)
+    model, tok = load_model(tiny_model_dir)
+    from opct.data.sycophancy import build_split
+
+    expected, _ = known_pairs(model, tok, build_split("test", limit=12, source="easy")[0], min_prob=0, progress=False)
+    if not expected:  # nothing known: a clear error, no file
+        assert code == 2 and "no pairs to write" in err and not out.exists()
+        return
+    assert code == 0, err
+    assert [p.id for p in read_pairs(out)] == [p.id for p in expected]
+    assert f"answers {len(expected)} of 12 clean questions right" in stdout
+    code, _, err = run_cli(capsys, "data", "sycophancy", "--split", "test", "--limit", "12", "--source", "easy",
+                           "--known-by", tiny_model_dir, "--min-prob", "1.5", "--out", tmp_path / "none.jsonl")
+    assert code == 2 and "no pairs to write" in err and not (tmp_path / "none.jsonl").exists()
+
+
 CHUA_ROWS = [
     {"original_question_hash": "h1", "original_dataset": "mmlu", "bias_name": "suggested_answer",
      "unbiased_question": [{"role": "user", "content": "Q1? (A) x (B) y"}],

