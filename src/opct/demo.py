@@ -72,10 +72,14 @@ def _sycophancy_targets(train: dict[str, dict[str, Any]]) -> dict[str, dict[str,
 
 
 QWEN, SMOL = "embedded:qwen2.5-0.5b-instruct", "embedded:smollm2-135m-instruct"
+# Sycophancy needs a model that knows answers: on letter probabilities Qwen-Coder 0.5B and SmolLM2 are
+# at chance even on "Which of these is a fruit?" (0.30 and 0.21), the 1.5B model answers all of those
+# and 41% of MMLU (benchmarks/known_questions.py, README).
+QWEN15 = "embedded:qwen2.5-coder-1.5b-instruct"
 PROFILES: dict[str, dict[str, DemoProfile]] = {
     "sycophancy": {
         "default": DemoProfile(
-            model=QWEN, train_pairs=64, test_pairs=128, generate_limit=16, capability_items=60, neutral_prompts=12,
+            model=QWEN15, train_pairs=64, test_pairs=128, generate_limit=16, capability_items=60, neutral_prompts=12,
             kl_tokens=32, benign_prompts=24, eval_max_new_tokens=48, max_prompt_tokens=288,
             # ACT at 1e-4 collapsed Qwen (KL from base 1.6, one letter for every question): 1e-5.
             # OPCT with the sampled-token estimator and 2 samples cut sycophancy less than SFT (0.55 vs 0.33):
@@ -86,6 +90,9 @@ PROFILES: dict[str, dict[str, DemoProfile]] = {
         "quick": DemoProfile(
             model=SMOL, train_pairs=32, test_pairs=64, generate_limit=8, capability_items=40, neutral_prompts=8,
             kl_tokens=24, benign_prompts=16, eval_max_new_tokens=48, max_prompt_tokens=256,
+            # SmolLM2 is at chance on every question (its "known" ones would be lucky guesses): the quick
+            # profile checks the pipeline in minutes; its sycophancy rate measures guessing.
+            known_min_prob=0,
             train=_sycophancy_targets(_train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
                                                        max_new_tokens=48, num_samples=2, opct_loss="full")),
         ),
@@ -200,8 +207,9 @@ def _data_sycophancy(prof: DemoProfile, data: Path, seed: int, model, tokenizer)
     from opct.data.sycophancy import build_split, question_source
     from opct.evals.sycophancy import known_pairs
 
-    # Candidates: enough that the known ones fill the budget (about a quarter of MMLU questions pass).
-    factor = 6 if prof.known_min_prob > 0 else 2
+    # Candidates: enough that the known ones fill the budget (the 1.5B model knows 94% of the easy
+    # questions and 12% of MMLU's at p >= 0.5, so about half of a mixed set).
+    factor = 3 if prof.known_min_prob > 0 else 2
     out = {}
     for split, want in (("train", prof.train_pairs), ("test", prof.test_pairs)):
         built = build_split(split, limit=factor * want, seed=seed, source=prof.question_source)
