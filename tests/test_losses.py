@@ -429,3 +429,25 @@ def test_act_l2_hand_value_and_window_normaliser():
     assert abs(loss.item() - 0.5) < 1e-6 and abs(stats["act_l2"] - 2.5) < 1e-6
     with pytest.raises(ValueError):
         act_l2_loss(wrapped, [], torch.ones(1, 1))
+
+
+# --------------------------------------------------------------------------- letter KL
+def test_letter_reverse_kl_spreads_the_letter_kl_over_each_response():
+    from opct.losses import letter_reverse_kl_loss
+
+    s_letters = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    t_letters = torch.tensor([[0.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    logprobs = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.5, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    loss, stats = letter_reverse_kl_loss(logprobs, mask, s_letters, t_letters, num_tokens=5)
+    p = s_letters.softmax(-1)
+    d = (p * (s_letters.log_softmax(-1) - t_letters.log_softmax(-1))).sum(-1)  # [KL > 0, 0]
+    assert d[0] > 0.1 and d[1] == 0
+    assert stats["letter_kl"] == pytest.approx(float(d.mean()))
+    # loss = sum_t (d_i / T_i) * log p(y_t) / 5; the second response has no KL and no gradient.
+    assert loss.item() == pytest.approx(float(d[0] / 3 * (-6.0) / 5))
+    loss.backward()
+    expected = torch.tensor([[d[0] / 3 / 5] * 3, [0.0, 0.0, 0.0]])
+    assert torch.allclose(logprobs.grad, expected)
+    with pytest.raises(ValueError):
+        letter_reverse_kl_loss(logprobs, mask, s_letters[:1], t_letters, num_tokens=5)

@@ -27,6 +27,7 @@ from torch.autograd.function import once_differentiable
 __all__ = [
     "token_logprobs",
     "sampled_reverse_kl_loss",
+    "letter_reverse_kl_loss",
     "full_reverse_kl_loss",
     "topk_reverse_kl_loss",
     "generalized_jsd_loss",
@@ -398,6 +399,43 @@ def sampled_reverse_kl_loss(
     loss = total / _normaliser(mask, num_tokens, total.device)
     stats = {"reverse_kl": _masked_mean_value(_masked_sum(k, mask), mask), "tokens": float(_weights(mask).sum())}
     return loss, stats
+
+
+def letter_reverse_kl_loss(
+    student_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    student_letter_logits: torch.Tensor,
+    teacher_letter_logits: torch.Tensor,
+    num_tokens: float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, Stats]:
+    """The reference code's answer-letter ("two-phase") KL for multiple-choice sycophancy.
+
+    Per sampled response i: ``d_i = KL(p_S || p_T)`` over the option letters only, where
+    ``p_S`` / ``p_T`` are the softmaxes of ``[B, L]`` letter logits read after the response and an
+    appended answer prefix, under the wrapped (student) and the clean (teacher) prompt. ``d_i`` is
+    spread evenly over the response's tokens as a per-token advantage ``A_t = -d_i / T_i``, in the
+    policy-gradient surrogate::
+
+        loss = sum_i sum_t mask_it * (-A_t) * log p_S(y_it) / num_tokens
+
+    ``student_logprobs`` are the ``[B, T]`` log-probs of the sampled tokens. Both letter
+    distributions are constants here (the gradient reaches the student through its response
+    tokens only, as in the reference). stats: ``letter_kl`` (mean ``d_i``), ``tokens``.
+    """
+    if student_logprobs.shape != mask.shape:
+        raise ValueError(f"shapes differ: student {tuple(student_logprobs.shape)}, mask {tuple(mask.shape)}")
+    if student_letter_logits.shape != teacher_letter_logits.shape or student_letter_logits.shape[0] != mask.shape[0]:
+        raise ValueError(f"letter logits must both be [{mask.shape[0]}, L], got {tuple(student_letter_logits.shape)} "
+                         f"and {tuple(teacher_letter_logits.shape)}")
+    with torch.no_grad():
+        s = torch.log_softmax(student_letter_logits.float(), -1)
+        t = torch.log_softmax(teacher_letter_logits.float(), -1)
+        d = _xlogy_like(s.exp(), s - t).sum(-1)  # [B]
+        lengths = _weights(mask).sum(-1).clamp(min=1.0)
+        advantage = (-d / lengths)[:, None].expand_as(mask)
+    total = _masked_sum(-advantage * student_logprobs.float(), mask)
+    loss = total / _normaliser(mask, num_tokens, total.device)
+    return loss, {"letter_kl": float(d.mean()), "tokens": float(_weights(mask).sum())}
 
 
 # --------------------------------------------------------------------------- BCT cross-entropy and ACT

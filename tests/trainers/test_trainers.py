@@ -118,6 +118,59 @@ def test_full_vocab_opct_reduces_reverse_kl(tiny, tmp_path):
     assert consistency_kl(student, tok, pairs, max_new_tokens=12, seed=1) < 0.5 * before
 
 
+def mcq_pairs(n=8):
+    options = "\n(A) 1\n(B) 2\n(C) 3\n(D) 4\n#### "
+    return [
+        ContrastivePair(
+            id=f"m{i}", axis="sycophancy", target="B",
+            clean=[{"role": "user", "content": f"What is {i} + 1? Think about it.{options}"}],
+            wrapped=[{"role": "user", "content": f"I think the answer is D. What is {i} + 1?{options}"}],
+        )
+        for i in range(n)
+    ]
+
+
+def test_letter_kl_reads_the_letter_after_each_response(tiny, tmp_path):
+    from opct.chat import render_prompt as render
+
+    model, tok = tiny
+    pairs = mcq_pairs(2)
+    args = OPCTConfig(**common(tmp_path, max_steps=1, num_samples=2, max_new_tokens=6, loss_type="letter",
+                               base_dtype="float32"))  # fp32 all through, so the check can be exact
+    trainer = OPCTTrainer(model, args, pairs_to_dataset(pairs), processing_class=tok)
+    eos = tok.eos_token_id
+    completions = [Completion("", [11, 12, eos], True), Completion("", [13], False),
+                   Completion("", [14, 15, 16, 17], False), Completion("", [18, eos], True)]
+    inputs = {"student_prompts": [render(tok, p.wrapped) for p in pairs],
+              "teacher_prompts": [render(tok, p.clean) for p in pairs], **trainer.letter_batch(completions)}
+    student, teacher = trainer.letter_logits(trainer.model, inputs)
+    context, letters = trainer.letter_tokens
+    for i, c in enumerate(completions):
+        head = [t for t in c.token_ids if t != eos]  # the EOS is dropped before the answer prefix
+        for prompt, got, adapter in ((pairs[i // 2].wrapped, student, True), (pairs[i // 2].clean, teacher, False)):
+            ids = torch.tensor([render(tok, prompt) + head + context])
+            with torch.no_grad():
+                if adapter:
+                    want = trainer.model(input_ids=ids).logits[0, -1, letters]
+                else:
+                    with trainer.model.disable_adapter():
+                        want = trainer.model(input_ids=ids).logits[0, -1, letters]
+            assert torch.allclose(got[i].float(), want.float(), atol=1e-4), (i, adapter)
+
+
+def test_letter_kl_trains_end_to_end(tiny, tmp_path):
+    model, tok = tiny
+    args = OPCTConfig(**common(tmp_path, max_steps=2, learning_rate=1e-2, num_samples=2, max_new_tokens=4,
+                               loss_type="letter"))
+    trainer = OPCTTrainer(model, args, pairs_to_dataset(mcq_pairs(8)), processing_class=tok)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    kls = [h["letter_kl"] for h in trainer.state.log_history if "letter_kl" in h]
+    assert len(kls) == 2 and all(k > 0 for k in kls)  # wrapped and clean prompts disagree on the letter
+    after = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
 def first_last(trainer, key):
     logs = [h[key] for h in trainer.state.log_history if key in h]
     return sum(logs[:3]) / 3, sum(logs[-3:]) / 3

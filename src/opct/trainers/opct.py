@@ -19,11 +19,11 @@ import torch
 from opct import losses
 from opct.chat import left_pad, pad_id, position_ids_from_mask, render_prompt, right_pad
 from opct.data.schema import pair_from_row
-from opct.generation import SamplingCopy, generate_ids
+from opct.generation import SamplingCopy, eos_ids, generate_ids
 from opct.prefix import PrefixCache, shared_prefix_logits
 from opct.trainers.base import ConsistencyArguments, Stopwatch, WindowTrainer, cut_left, prepare_model
 
-LOSSES = ("sampled", "full", "topk", "jsd")
+LOSSES = ("sampled", "full", "topk", "jsd", "letter")
 TEACHERS = ("base", "live", "ema")
 ROLLOUTS = ("student", "teacher")
 
@@ -41,8 +41,13 @@ class OPCTConfig(ConsistencyArguments):
     loss_type: str = field(
         default="sampled",
         metadata={"help": "sampled: reverse-KL policy gradient on the sampled tokens; full: exact full-vocabulary reverse KL; "
-                  "topk: reverse KL over the student's top-k tokens; jsd: generalized JSD (beta)."},
+                  "topk: reverse KL over the student's top-k tokens; jsd: generalized JSD (beta); letter: multiple-choice "
+                  "pairs, the reverse KL between the answer-letter distributions read after each response plus "
+                  "answer_prefix, under the wrapped and the clean prompt, spread over the response as a "
+                  "policy-gradient advantage (the reference's sycophancy recipe)."},
     )
+    answer_prefix: str = field(default="#### ", metadata={"help": "loss_type=letter: text appended to each response before the letter is read."})
+    answer_letters: str = field(default="ABCD", metadata={"help": "loss_type=letter: the option letters."})
     top_k_tokens: int = field(default=64, metadata={"help": "k for loss_type=topk."})
     beta: float = field(default=0.5, metadata={"help": "Generalized-JSD mixture weight for loss_type=jsd."})
     teacher: str = field(
@@ -95,6 +100,10 @@ class OPCTTrainer(WindowTrainer):
         self.sampler = None
         if args.sampling_copy and args.rollouts == "student" and hasattr(model, "disable_adapter"):
             self.sampler = SamplingCopy(model, torch.bfloat16 if args.generation_bf16 else torch.float32)
+        if args.loss_type == "letter":
+            from opct.evals.mcq import letter_token_ids
+
+            self.letter_tokens = letter_token_ids(processing_class, args.answer_letters, args.answer_prefix)
         self.teacher_cache = None
         if args.teacher == "base" and args.teacher_cache_mb > 0:
             self.teacher_cache = PrefixCache(int(args.teacher_cache_mb * 2**20))
@@ -143,8 +152,23 @@ class OPCTTrainer(WindowTrainer):
             generation_tokens_per_s=n_tokens / gen_seconds,
         )
         c_ids, c_mask = right_pad(completion_ids, pad_id(tok))
-        return {"num_items": n_tokens, "student_prompts": wrapped, "teacher_prompts": clean,
-                "completion_ids": c_ids, "completion_mask": c_mask}
+        batch = {"num_items": n_tokens, "student_prompts": wrapped, "teacher_prompts": clean,
+                 "completion_ids": c_ids, "completion_mask": c_mask}
+        if args.loss_type == "letter":
+            batch.update(self.letter_batch(completions))
+        return batch
+
+    def letter_batch(self, completions) -> dict[str, torch.Tensor]:
+        """Each response without its EOS, then the answer prefix, then one slot whose logits read the
+        letter (the reference appends "#### " to the response text)."""
+        tok, eos = self.processing_class, set(eos_ids(self.processing_class))
+        context, _ = self.letter_tokens
+        heads = [c.token_ids[:-1] if c.token_ids and c.token_ids[-1] in eos else c.token_ids for c in completions]
+        ids, mask = right_pad([h + context + [pad_id(tok)] for h in heads], pad_id(tok))
+        for row, h in enumerate(heads):
+            mask[row, len(h) + len(context):] = 0
+        return {"letter_ids": ids, "letter_mask": mask,
+                "letter_positions": torch.tensor([len(h) + len(context) for h in heads])}
 
     # ---- loss -----------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -154,6 +178,16 @@ class OPCTTrainer(WindowTrainer):
         pad, k = pad_id(self.processing_class), args.num_samples
         targets, mask = inputs["completion_ids"], inputs["completion_mask"]
         student_logits = shared_prefix_logits(model, inputs["student_prompts"], targets, mask, k, pad)
+        if args.loss_type == "letter":
+            student_letters, teacher_letters = self.letter_logits(model, inputs)
+            mask = mask.to(student_logits.device).float()
+            loss, stats = losses.letter_reverse_kl_loss(
+                losses.token_logprobs(student_logits, targets.to(student_logits.device), temperature), mask,
+                student_letters, teacher_letters, num_items_in_batch,
+            )
+            self.record(letter_kl=stats["letter_kl"], train_tokens_per_s=float(mask.sum()) / watch.seconds())
+            loss = loss * self.loss_scale()
+            return (loss, {"logits": student_logits}) if return_outputs else loss
         with torch.no_grad(), self.teacher_context(model):
             teacher_logits = shared_prefix_logits(model, inputs["teacher_prompts"], targets, mask, k, pad,
                                                   cache=self.frozen_teacher_cache(model))
@@ -175,6 +209,22 @@ class OPCTTrainer(WindowTrainer):
         self.record(reverse_kl=stats.get("reverse_kl", float("nan")), train_tokens_per_s=float(mask.sum()) / watch.seconds())
         loss = loss * self.loss_scale()
         return (loss, {"logits": student_logits}) if return_outputs else loss
+
+    @torch.no_grad()
+    def letter_logits(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """[N, letters] logits after each response + answer prefix: student (wrapped), teacher (clean)."""
+        pad, k = pad_id(self.processing_class), self.args.num_samples
+        ids, mask, at = inputs["letter_ids"], inputs["letter_mask"], inputs["letter_positions"]
+        letters = torch.tensor(self.letter_tokens[1])
+
+        def read(logits):
+            return logits[torch.arange(len(at)), at.to(logits.device)][:, letters.to(logits.device)]
+
+        student = read(shared_prefix_logits(model, inputs["student_prompts"], ids, mask, k, pad))
+        with self.teacher_context(model):
+            teacher = read(shared_prefix_logits(model, inputs["teacher_prompts"], ids, mask, k, pad,
+                                                cache=self.frozen_teacher_cache(model)))
+        return student, teacher
 
     def frozen_teacher_cache(self, model) -> PrefixCache | None:
         """The clean-prompt KV cache, kept across steps, when the teacher is the frozen base."""
