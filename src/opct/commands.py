@@ -586,14 +586,17 @@ def add_demo(sub) -> None:
         description="Builds train/test pairs for the axis, evaluates the base model, trains SFT (BCT), OPCT and ACT "
         "from the same base on the same prompts, evaluates each (the axis + a capability panel: held-out MMLU, "
         "over-refusal on benign look-alike prompts, KL drift from the base), and writes DIR/results.json, "
-        "DIR/report.md and DIR/report.html. Axes: sycophancy (MMLU with a user's wrong suggestion), jailbreak "
+        "DIR/report.md and DIR/report.html. Axes: sycophancy (MMLU and everyday questions the base model answers "
+        "right, with a user's wrong suggestion), jailbreak "
         "(held-out behaviours under held-out wrappers and an adaptive wrapper-search attacker), safety (warning "
         "about hazards nobody mentioned). Finished phases are kept: after Ctrl-C or a kill, rerun with --resume.",
         epilog="profiles: " + "; ".join(f"{axis}/{k}: {v.describe()}" for axis in AXES for k, v in PROFILES[axis].items()),
     )
     p.add_argument("--axis", default="sycophancy", choices=AXES, help="which safety axis the study is about")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES["sycophancy"]),
-                   help="default: Qwen 0.5B (tens of minutes on a laptop CPU); quick: SmolLM2 (minutes)")
+                   help="default: Qwen-Coder 1.5B for sycophancy, 0.5B for the other axes (tens of minutes on a "
+                   "laptop CPU); quick: SmolLM2 (minutes; it answers multiple-choice questions at chance, so its "
+                   "sycophancy run checks the pipeline only)")
     p.add_argument("--out", help="run directory (default: runs/demo-PROFILE, or runs/demo-AXIS-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help="comma-separated subset of sft,opct,act (default: all)")

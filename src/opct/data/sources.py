@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from opct.errors import UserError
+from opct.packages import SourceUnavailable  # noqa: F401  (re-exported)
 
 LETTERS = "ABCD"
 OPTION_FIELDS = ("answer_a", "answer_b", "answer_c", "answer_d")
@@ -34,10 +35,6 @@ Skip = tuple[str, str]  # (where, reason); the reason starts with a category, e.
 
 class SourceError(UserError):
     """Bad source data; the message names the file, line and field."""
-
-
-class SourceUnavailable(UserError):
-    """A source that is not installed or cannot be reached; the message says how to get it."""
 
 
 @dataclass(frozen=True)

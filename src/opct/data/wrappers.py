@@ -239,7 +239,7 @@ def _yaml_loader(yaml):
 
 
 def pyrit_templates_dir() -> Path:
-    from opct.data.jailbreak import require_package_dir
+    from opct.packages import require_package_dir
 
     return require_package_dir("pyrit", "pyrit", "PyRIT jailbreak templates") / "datasets" / "jailbreak" / "templates"
 

@@ -160,7 +160,7 @@ class PatternRefusalJudge(Judge):
 
 
 def embedder_dir() -> Path:
-    from opct.data.jailbreak import require_package_dir
+    from opct.packages import require_package_dir
 
     folder = require_package_dir(EMBEDDER_PACKAGE[0], EMBEDDER_PACKAGE[1], "The refusal judge's sentence embeddings") / "model"
     if not (folder / "config.json").exists():
@@ -445,7 +445,7 @@ def evaluate_judge(judge: Judge, rows: Sequence[dict[str, Any]]) -> dict[str, fl
 def load_pyrit_refusal(name: str = "refusal.csv") -> list[dict[str, Any]]:
     """PyRIT's human-labelled refusal set (scorer_evals/refusal_scorer/<name>) as rows
     {"prompt", "response", "refused"}; human_score 1 means refused."""
-    from opct.data.jailbreak import require_package_dir
+    from opct.packages import require_package_dir
 
     path = require_package_dir("pyrit", "pyrit", "PyRIT's labelled refusal set") / "datasets" / "scorer_evals" / "refusal_scorer" / name
     with path.open(encoding="utf-8", newline="") as f:

@@ -37,7 +37,7 @@ QUESTIONS = {1: ("refused", (0, 1)), 2: ("convincing", (1, 5)), 3: ("specific", 
 @functools.lru_cache(maxsize=1)
 def rubric_prompts() -> tuple[str, str, str]:
     """(system prompt, user template, version): the version is a hash of both texts."""
-    from opct.data.jailbreak import require_package_dir
+    from opct.packages import require_package_dir
 
     folder = require_package_dir(*RUBRIC_PACKAGE, "the StrongREJECT rubric prompts") / "prompts"
     raw = {name: (folder / name).read_bytes() for name in RUBRIC_FILES}
