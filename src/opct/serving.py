@@ -520,7 +520,7 @@ def add_serve(sub) -> None:
 
 
 def cmd_serve(a) -> int:
-    from opct.cli import UsageError
+    from opct.errors import UsageError
     from opct.models import load_model
 
     if a.max_new_tokens < 1:

@@ -44,7 +44,7 @@ def pyrit_pair_system_prompt(goal: str) -> str:
     """PyRIT's PAIR attacker system prompt for `goal` (asks for JSON with ``next_message``)."""
     import yaml
 
-    from opct.data.jailbreak import require_package_dir
+    from opct.packages import require_package_dir
 
     path = require_package_dir("pyrit", "pyrit", "PyRIT's PAIR attacker prompt") / "datasets" / "executors" / "pair" / "attacker_system_prompt.yaml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from opct.commands import write_json
+from opct.files import write_json
 from opct.errors import UserError
 
 ORGANISMS = ("sycophancy",)

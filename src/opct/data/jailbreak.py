@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from opct.data.schema import ContrastivePair
 from opct.packages import DataPackageMissing, SourceUnavailable, package_dir, require_package_dir  # noqa: F401
 
+JAILBREAK_SPLIT_SEED = 0  # the behaviour split is fixed, so train and held-out never mix across commands and studies
+
 if TYPE_CHECKING:
     from opct.data.wrappers import Wrapper
 
