@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from opct.attacks.pair import PairAttacker, PairRequest
 from opct.attacks.search import WrapperSearch
-from opct.evals.jailbreak import judge_scores, query_target
+from opct.evals.target import judge_scores, query_target
 from opct.evals.judges import Judge
 
 if TYPE_CHECKING:
