@@ -206,7 +206,8 @@ class SamplingCopy:
         for lora, target in self.pairs:
             weight = lora.get_base_layer().weight
             adapters = [a for a in lora.active_adapters if a in lora.lora_A]
-            if len(adapters) == 1 and not lora.fan_in_fan_out and weight.dtype == self.dtype:
+            plain = len(adapters) == 1 and not lora.fan_in_fan_out and not lora.use_dora.get(adapters[0], False)
+            if plain and weight.dtype == self.dtype:
                 a = adapters[0]  # out = W + scale * B @ A, in one kernel, straight into the copy
                 torch.addmm(weight, lora.lora_B[a].weight.to(self.dtype), lora.lora_A[a].weight.to(self.dtype),
                             alpha=lora.scaling[a], out=target.weight)
