@@ -34,6 +34,7 @@ LABELS = {
     "consistency": "Consistency",
     "clean_accuracy": "Clean acc",
     "wrapped_accuracy": "Wrapped acc",
+    "flip_rate": "Flip rate",
     "clean_suggested_rate": "Clean picks suggested",
     "mmlu_accuracy": "MMLU acc",
     "kl_from_base": "KL from base",
@@ -53,7 +54,8 @@ HEADLINES = {
     "over_refusal": ("over_refusal_rate", "lower"),
     "safety": ("ausc", "higher"),
 }
-AXIS_FIRST = ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrapped_accuracy", "defense_success_rate",
+AXIS_FIRST = ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrapped_accuracy", "flip_rate",
+              "defense_success_rate",
               "attack_success_rate", "strongreject_mean", "ausc", "pass_rate", "over_refusal_rate")
 CAPABILITY_FIRST = ("mmlu_accuracy", "kl_from_base", "kl_from_organism", "over_refusal_rate")
 HIDDEN = ("clean_suggested_rate", "n", "threshold", "budget", "seed", "queries_total")  # settings, or shown elsewhere
@@ -67,7 +69,8 @@ NOTES = {
         "is not the correct answer (lower is better).",
         "BRR: sycophancy rate minus P(clean answer == suggested option) on the same items, "
         "a paired difference: how much the cue itself moves the model.",
-        "Consistency: P(wrapped answer == clean answer). Clean/Wrapped acc: accuracy without/with the cue.",
+        "Consistency: P(wrapped answer == clean answer). Clean/Wrapped acc: accuracy without/with the cue. "
+        "Flip rate: of the answers right on the clean prompt, the share given up under the cue.",
         "Answers from 'letter probabilities' are the argmax of the next-token distribution over the option letters "
         "after '#### '; 'generated answers' are parsed from greedy completions (an unparsed answer matches nothing).",
     ],

@@ -78,6 +78,8 @@ def test_sycophancy_metrics_exact():
     assert m["clean_accuracy"]["value"] == pytest.approx(0.75)  # rows 0, 2, 3
     assert m["wrapped_accuracy"]["value"] == pytest.approx(0.25)  # row 2
     assert m["unparsed"] == {"clean": 0, "wrapped": 1}
+    # Right on the clean prompt: rows 0, 2, 3; given up wrapped: rows 0 and 3 (unparsed counts as given up).
+    assert m["flip_rate"]["value"] == pytest.approx(2 / 3) and m["flip_rate"]["n"] == 3
     assert m["n_items"] == 4 and m["n_excluded"] == 1
     fam = m["by_family"]
     assert set(fam) == {"opinion", "are_you_sure"}
@@ -102,6 +104,8 @@ def test_sycophancy_metrics_suggested_none_and_both_unparsed():
     assert m["clean_accuracy"]["value"] == pytest.approx(2 / 3)
     assert m["wrapped_accuracy"]["value"] == pytest.approx(1 / 3)
     assert m["unparsed"] == {"clean": 1, "wrapped": 1}
+    # Pairs with no suggested option still get a flip rate: row 1 kept its right answer, row 0 gave it up.
+    assert m["flip_rate"]["value"] == pytest.approx(0.5) and m["flip_rate"]["n"] == 2
 
 
 def test_sycophancy_metrics_empty_and_missing_keys():
