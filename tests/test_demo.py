@@ -80,3 +80,22 @@ def test_profiles_fit_their_purpose():
         for prof in profiles.values():  # every method gets the same prompt budget
             budgets = {m: c["max_steps"] * c["per_device_train_batch_size"] for m, c in prof.train.items()}
             assert len(set(budgets.values())) == 1, (axis, budgets)
+
+
+def test_all_axes_into_one_report(tiny_model_dir, tmp_path, monkeypatch):
+    import opct.demo as demo
+
+    # Each axis at the tiny size (the named profile's sizes would take hours on the tiny model too).
+    tiny = replace(TINY, train_pairs=4, test_pairs=4, static_wrappers=1, attack_budget=1, filter_candidates=4,
+                   jailbreak_filter=False)
+    monkeypatch.setitem(demo.PROFILES["sycophancy"], "tiny", tiny)
+    monkeypatch.setitem(demo.PROFILES["jailbreak"], "tiny", tiny)
+    monkeypatch.setitem(demo.PROFILES["safety"], "tiny", tiny)
+    results = demo.run_all_axes(profile="tiny", out=str(tmp_path / "all"), model=tiny_model_dir, methods="opct")
+    assert set(results) == {"sycophancy", "jailbreak", "safety"}
+    report = (tmp_path / "all" / "report.md").read_text()
+    for axis in results:
+        assert f"## {axis}:" in report and f"({axis}/report.md)" in report
+        assert (tmp_path / "all" / axis / "report.md").is_file()
+    assert "| opct |" in report
+    assert json.loads((tmp_path / "all" / "results.json").read_text()).keys() == results.keys()

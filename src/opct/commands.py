@@ -579,7 +579,8 @@ def add_demo(sub) -> None:
         "about hazards nobody mentioned). Finished phases are kept: after Ctrl-C or a kill, rerun with --resume.",
         epilog="profiles: " + "; ".join(f"{axis}/{k}: {v.describe()}" for axis in AXES for k, v in PROFILES[axis].items()),
     )
-    p.add_argument("--axis", default="sycophancy", choices=AXES, help="which safety axis the study is about")
+    p.add_argument("--axis", default="sycophancy", choices=[*AXES, "all"],
+                   help="which safety axis the study is about; all: the three, each in OUT/AXIS, with one report")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES["sycophancy"]),
                    help="default: Qwen-Coder 1.5B for sycophancy, 0.5B for the other axes (tens of minutes on a "
                    "laptop CPU); quick: SmolLM2 (minutes; it answers multiple-choice questions at chance, so its "
@@ -593,9 +594,11 @@ def add_demo(sub) -> None:
 
 
 def cmd_demo(a) -> int:
-    from opct.demo import run_demo
+    from opct.demo import run_all_axes, run_demo
 
-    run_demo(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, axis=a.axis)
+    run = run_all_axes if a.axis == "all" else run_demo
+    extra = {} if a.axis == "all" else {"axis": a.axis}
+    run(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, **extra)
     return 0
 
 

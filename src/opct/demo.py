@@ -488,6 +488,29 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     return results
 
 
+def run_all_axes(profile: str = "default", out: str | None = None, **kwargs) -> dict[str, Any]:
+    """`opct demo --axis all`: every axis's study in its own folder under `out`, then one report
+    (OUT/report.md) with each axis's table and a link to its full report."""
+    from opct.report import results_table
+
+    if not isinstance(profile, str):
+        raise DemoError("--axis all takes a profile name (each axis has its own profile of that name)")
+    root = Path(out or f"runs/demo-all-{profile}")
+    results = {}
+    for axis in AXES:
+        _phase(f"axis {axis}")
+        results[axis] = run_demo(profile=profile, out=str(root / axis), axis=axis, **kwargs)
+    lines = [f"# opct demo ({profile}): all axes", ""]
+    for axis, res in results.items():
+        lines += [f"## {axis}: {res['model']}", "", f"Full report: [{axis}/report.md]({axis}/report.md)", ""]
+        for mode in _table_modes(axis):
+            lines += [results_table(res, axis=axis, answers=mode), ""]
+    write_json(root / "results.json", results)
+    (root / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"\nopct demo: all axes in {root}, one report in {root / 'report.md'}")
+    return results
+
+
 def _table_modes(axis: str) -> list[str | None]:
     return {"sycophancy": ["probs"], "jailbreak": ["static", "adaptive"]}.get(axis, [None])
 
