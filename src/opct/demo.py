@@ -439,6 +439,9 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         print("  " + _headline(axis, "teacher", evals["teacher"]))
 
     train_summaries = {}
+    if any(not (root / "runs" / m / "summary.json").exists() for m in chosen):
+        base_model = None  # training loads its own copy: never hold two (7 GB each for the 1.5B model in fp32)
+        _release_memory()
     for i, method in enumerate(chosen):
         _phase(f"3/5 training {method} ({i + 1}/{len(chosen)})")
         run_dir = root / "runs" / method
@@ -449,6 +452,8 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         train_summaries[method] = json.loads(summary_path.read_text())
         timings[f"train_{method}_s"] = train_summaries[method]["seconds"]
 
+    if base_model is None:
+        base_model, tokenizer = load_model(prof.model)
     for i, method in enumerate(chosen):
         _phase(f"4/5 evaluating {method} ({i + 1}/{len(chosen)})")
         path = root / "eval" / f"{method}.json"
