@@ -144,7 +144,7 @@ class SamplingCopy:
     """The LoRA student with its adapter merged, used only for sampling.
 
     Decoding through the training wrapper runs the unmerged LoRA matmuls at every step (measured:
-    about 40% slower on SmolLM2, 10-20% on Qwen 0.5B). This copy holds merged weights in `dtype`
+    about 50% slower on SmolLM2, 20% on Qwen 0.5B). This copy holds merged weights in `dtype`
     for the adapted matrices only; every other tensor (embeddings, norms, the output layer) is the
     student's own when it already has that dtype (the bf16 frozen base), so the copy costs one
     extra set of adapted matrices, never a second model. `sync()` refreshes them (W + scale * B @ A,
