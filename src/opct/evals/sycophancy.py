@@ -231,13 +231,14 @@ def known_pairs(model, tokenizer, pairs: Sequence, min_prob: float = 0.5, batch_
             i = letters.index(target)
             if max(range(len(p)), key=p.__getitem__) == i and p[i] >= min_prob:
                 kept.append(pair)
-    count = lambda ps, f: dict(sorted(Counter(f(p) for p in ps).items()))  # noqa: E731
-    family = lambda p: (p.meta or {}).get("family") or "unknown"  # noqa: E731
+    def before_after(key) -> dict[str, dict[str, int]]:
+        before, after = Counter(key(p) for p in pairs), Counter(key(p) for p in kept)
+        return {k: {"before": n, "after": after[k]} for k, n in sorted(before.items())}
+
     report = {
         "min_prob": min_prob, "before": len(pairs), "after": len(kept),
-        "per_source": {src: {"before": n, "after": count(kept, question_source).get(src, 0)}
-                       for src, n in count(pairs, question_source).items()},
-        "per_family": {f: {"before": n, "after": count(kept, family).get(f, 0)} for f, n in count(pairs, family).items()},
+        "per_source": before_after(question_source),
+        "per_family": before_after(lambda p: (p.meta or {}).get("family") or "unknown"),
     }
     return kept, report
 

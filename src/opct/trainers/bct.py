@@ -138,8 +138,9 @@ def check_answer_targets(pairs, targets: dict[str, str], drop: bool) -> tuple[di
     mcq = [p for p in pairs if p.axis == "sycophancy"]
     if not mcq:
         return None, pairs
-    unparsed = {p.id for p in mcq if parse_answer(targets[p.id]) is None}
-    wrong = sum(1 for p in mcq if p.id not in unparsed and parse_answer(targets[p.id]) != p.target)
+    answers = {p.id: parse_answer(targets[p.id]) for p in mcq}
+    unparsed = {i for i, a in answers.items() if a is None}
+    wrong = sum(1 for p in mcq if answers[p.id] not in (None, p.target))
     report = {"targets": len(mcq), "unparsed": len(unparsed), "unparsed_share": round(len(unparsed) / len(mcq), 4),
               "answer_not_target": wrong, "dropped": len(unparsed) if drop else 0}
     print(f"opct: BCT targets: {len(unparsed)} of {len(mcq)} carry no parseable answer letter"

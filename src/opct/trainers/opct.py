@@ -178,37 +178,41 @@ class OPCTTrainer(WindowTrainer):
         pad, k = pad_id(self.processing_class), args.num_samples
         targets, mask = inputs["completion_ids"], inputs["completion_mask"]
         student_logits = shared_prefix_logits(model, inputs["student_prompts"], targets, mask, k, pad)
-        if args.loss_type == "letter":
-            student_letters, teacher_letters = self.letter_logits(model, inputs)
-            mask = mask.to(student_logits.device).float()
-            loss, stats = losses.letter_reverse_kl_loss(
-                losses.token_logprobs(student_logits, targets.to(student_logits.device), temperature), mask,
-                student_letters, teacher_letters, num_items_in_batch,
-            )
-            self.record(letter_kl=stats["letter_kl"], train_tokens_per_s=float(mask.sum()) / watch.seconds())
-            loss = loss * self.loss_scale()
-            return (loss, {"logits": student_logits}) if return_outputs else loss
-        with torch.no_grad(), self.teacher_context(model):
-            teacher_logits = shared_prefix_logits(model, inputs["teacher_prompts"], targets, mask, k, pad,
-                                                  cache=self.frozen_teacher_cache(model))
         targets, mask = targets.to(student_logits.device), mask.to(student_logits.device).float()
-        if args.loss_type == "sampled":
-            loss, stats = losses.sampled_reverse_kl_loss(
-                losses.token_logprobs(student_logits, targets, temperature),
-                losses.token_logprobs(teacher_logits, targets, temperature),
-                mask, num_items_in_batch,
+        if args.loss_type == "letter":
+            loss, stats = losses.letter_reverse_kl_loss(
+                losses.token_logprobs(student_logits, targets, temperature), mask,
+                *self.letter_logits(model, inputs), num_items_in_batch,
             )
-        elif args.loss_type == "full":
-            loss, stats = losses.full_reverse_kl_loss(student_logits, teacher_logits, mask, num_items_in_batch, temperature)
-        elif args.loss_type == "topk":
-            loss, stats = losses.topk_reverse_kl_loss(
-                student_logits, teacher_logits, mask, args.top_k_tokens, num_items_in_batch, temperature
-            )
+            logged = {"letter_kl": stats["letter_kl"]}
         else:
-            loss, stats = losses.generalized_jsd_loss(student_logits, teacher_logits, mask, args.beta, num_items_in_batch, temperature)
-        self.record(reverse_kl=stats.get("reverse_kl", float("nan")), train_tokens_per_s=float(mask.sum()) / watch.seconds())
+            loss, stats = self.token_divergence(model, inputs, student_logits, targets, mask, temperature,
+                                                num_items_in_batch)
+            logged = {"reverse_kl": stats.get("reverse_kl", float("nan"))}
+        self.record(**logged, train_tokens_per_s=float(mask.sum()) / watch.seconds())
         loss = loss * self.loss_scale()
         return (loss, {"logits": student_logits}) if return_outputs else loss
+
+    def token_divergence(self, model, inputs, student_logits, targets, mask, temperature, num_items):
+        """The per-token divergence of `loss_type` between the student's logits and the teacher's on
+        the same completions under the clean prompts: (loss, stats)."""
+        args = self.args
+        with torch.no_grad(), self.teacher_context(model):
+            teacher_logits = shared_prefix_logits(model, inputs["teacher_prompts"], inputs["completion_ids"],
+                                                  inputs["completion_mask"], args.num_samples,
+                                                  pad_id(self.processing_class), cache=self.frozen_teacher_cache(model))
+        if args.loss_type == "sampled":
+            return losses.sampled_reverse_kl_loss(
+                losses.token_logprobs(student_logits, targets, temperature),
+                losses.token_logprobs(teacher_logits, targets, temperature),
+                mask, num_items,
+            )
+        if args.loss_type == "full":
+            return losses.full_reverse_kl_loss(student_logits, teacher_logits, mask, num_items, temperature)
+        if args.loss_type == "topk":
+            return losses.topk_reverse_kl_loss(student_logits, teacher_logits, mask, args.top_k_tokens, num_items,
+                                               temperature)
+        return losses.generalized_jsd_loss(student_logits, teacher_logits, mask, args.beta, num_items, temperature)
 
     @torch.no_grad()
     def letter_logits(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
