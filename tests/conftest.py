@@ -60,6 +60,19 @@ def build_tiny_model(tokenizer, seed: int = 0, layers: int = 2):
     return LlamaForCausalLM(config)
 
 
+def tiny_trained_lora(tokenizer, r: int = 8, alpha: int = 16):
+    """The tiny model with a LoRA adapter whose B factors are non-zero, as after training: the
+    adapter changes the outputs, and gradients reach both factors."""
+    from opct.models import add_lora
+
+    model = add_lora(build_tiny_model(tokenizer), r=r, alpha=alpha)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A saved tiny model folder (pad == eos, like SmolLM2): usable as a model spec."""

@@ -1,7 +1,7 @@
 """Generation helpers: the merged sampling copy follows the LoRA student."""
 
 import torch
-from conftest import build_tiny_model, build_tiny_tokenizer
+from conftest import build_tiny_model, build_tiny_tokenizer, tiny_trained_lora
 
 from opct.generation import SamplingCopy
 from opct.models import add_lora
@@ -9,11 +9,7 @@ from opct.models import add_lora
 
 def test_sampling_copy_tracks_student():
     tok = build_tiny_tokenizer()
-    student = add_lora(build_tiny_model(tok), r=8, alpha=16)
-    with torch.no_grad():
-        for name, p in student.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
+    student = tiny_trained_lora(tok)
     copy = SamplingCopy(student, torch.float32)
     x = torch.tensor([[1, 5, 9, 22, 31]])
     assert torch.allclose(student(x).logits, copy.model(x).logits, atol=1e-5)

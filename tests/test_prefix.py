@@ -3,11 +3,10 @@ cache that is reused, invalidated and bounded, and generation that matches plain
 
 import pytest
 import torch
-from conftest import build_tiny_model, build_tiny_tokenizer
+from conftest import build_tiny_tokenizer, tiny_trained_lora
 
 from opct.chat import pad_id, render_prompt
 from opct.generation import generate_ids
-from opct.models import add_lora
 from opct.prefix import PrefixCache, shared_prefix_logits
 from opct.trainers.base import cast_frozen
 from opct.trainers.opct import build_scoring_batch, completion_logits
@@ -22,11 +21,7 @@ MESSAGES = [
 @pytest.fixture(scope="module")
 def setup():
     tok = build_tiny_tokenizer()
-    model = add_lora(build_tiny_model(tok), r=8, alpha=16)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)  # a trained adapter, so the gradient reaches both A and B
+    model = tiny_trained_lora(tok)
     prompts = [render_prompt(tok, m) for m in MESSAGES]
     k = 3
     g = torch.Generator().manual_seed(0)
@@ -68,11 +63,7 @@ def test_shared_prefix_matches_unshared_logits_and_gradients(setup):
 
 def test_shared_prefix_matches_under_bf16_base_and_autocast(setup):
     tok, _, prompts, k, completions = setup
-    model = add_lora(build_tiny_model(tok), r=8, alpha=16)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
+    model = tiny_trained_lora(tok)
     cast_frozen(model, torch.bfloat16)
     assert all(p.dtype == (torch.float32 if p.requires_grad else torch.bfloat16) for p in model.parameters())
     with torch.autocast("cpu", dtype=torch.bfloat16):
