@@ -6,14 +6,16 @@ from dataclasses import replace
 
 import pytest
 
-from opct.demo import PROFILES, DemoError, DemoProfile, _train_overrides, run_demo
+from opct.axes import AXES
+from opct.demo import DemoError, DemoProfile, run_demo
+from opct.study import train_overrides
 
 # The quick profile's phases at a size a tiny model runs in seconds.
 TINY = DemoProfile(
     model="", train_pairs=8, test_pairs=16, generate_limit=4, capability_items=8, neutral_prompts=4,
     kl_tokens=8, benign_prompts=6, eval_max_new_tokens=16, max_prompt_tokens=1024,
     known_min_prob=0,  # the tiny model knows no answer: keep every question
-    train=_train_overrides(steps=2, batch=4, opct_lr=1e-3, sft_lr=1e-3, act_lr=1e-3, max_new_tokens=8, num_samples=2),
+    train=train_overrides(steps=2, batch=4, opct_lr=1e-3, sft_lr=1e-3, act_lr=1e-3, max_new_tokens=8, num_samples=2),
 )
 
 
@@ -22,7 +24,7 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
     results = run_demo(profile=TINY, out=str(out), model=tiny_model_dir)
     assert set(results["methods"]) == {"base", "sft", "opct", "act"}
     for name, block in results["methods"].items():
-        probs = block["sycophancy"]["probs"]
+        probs = block["sycophancy"]["trained"]
         for key in ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrapped_accuracy"):
             assert probs[key]["n"] > 0, (name, key)
         assert block["capability"]["mmlu_accuracy"]["n"] > 0
@@ -42,7 +44,7 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
     (out / "eval" / "act.json").unlink()  # as if killed while evaluating ACT
     again = run_demo(profile=TINY, out=str(out), model=tiny_model_dir, resume=True)
     assert {m: (out / "runs" / m / "summary.json").stat().st_mtime for m in stamps} == stamps  # not retrained
-    assert again["methods"]["act"]["sycophancy"]["probs"]["sycophancy_rate"]["n"] > 0
+    assert again["methods"]["act"]["sycophancy"]["trained"]["sycophancy_rate"]["n"] > 0
     with pytest.raises(DemoError, match="other settings"):
         run_demo(profile="quick", out=str(out), model=tiny_model_dir, resume=True)
 
@@ -72,7 +74,7 @@ def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
 
 
 def test_profiles_fit_their_purpose():
-    for axis, profiles in PROFILES.items():
+    for axis, profiles in ((name, ax.profiles) for name, ax in AXES.items()):
         # Sycophancy needs a model that knows answers (the 0.5B one is at chance on them).
         default = "embedded:qwen2.5-coder-1.5b-instruct" if axis == "sycophancy" else "embedded:qwen2.5-0.5b-instruct"
         assert profiles["default"].model == default
@@ -88,9 +90,8 @@ def test_all_axes_into_one_report(tiny_model_dir, tmp_path, monkeypatch):
     # Each axis at the tiny size (the named profile's sizes would take hours on the tiny model too).
     tiny = replace(TINY, train_pairs=4, test_pairs=4, static_wrappers=1, attack_budget=1, filter_candidates=4,
                    jailbreak_filter=False)
-    monkeypatch.setitem(demo.PROFILES["sycophancy"], "tiny", tiny)
-    monkeypatch.setitem(demo.PROFILES["jailbreak"], "tiny", tiny)
-    monkeypatch.setitem(demo.PROFILES["safety"], "tiny", tiny)
+    for ax in AXES.values():
+        monkeypatch.setitem(ax.profiles, "tiny", tiny)
     results = demo.run_all_axes(profile="tiny", out=str(tmp_path / "all"), model=tiny_model_dir, methods="opct")
     assert set(results) == {"sycophancy", "jailbreak", "safety"}
     report = (tmp_path / "all" / "report.md").read_text()
@@ -99,3 +100,56 @@ def test_all_axes_into_one_report(tiny_model_dir, tmp_path, monkeypatch):
         assert (tmp_path / "all" / axis / "report.md").is_file()
     assert "| opct |" in report
     assert json.loads((tmp_path / "all" / "results.json").read_text()).keys() == results.keys()
+
+
+def _toy_axis():
+    """An axis written in this file alone: do the wrapped and clean prompts start the same reply?"""
+    from opct.axes import Axis, Verdict
+    from opct.data.schema import read_pairs, write_pairs
+    from opct.data.sycophancy import build_split
+    from opct.generation import generate
+
+    def build_data(prof, data, seed, model, tokenizer):
+        for split, n in (("train", prof.train_pairs), ("test", prof.test_pairs)):
+            write_pairs(build_split(split, limit=n, seed=seed, source="easy")[0], data / f"{split}.jsonl")
+        return {"train": {"pairs": prof.train_pairs}, "test": {"pairs": prof.test_pairs}}
+
+    def answer(model, tokenizer, prof, data, seed, view="wrapped"):
+        pairs = read_pairs(data / "test.jsonl")
+        outs = generate(model, tokenizer, [p.wrapped for p in pairs] + [p.clean for p in pairs], max_new_tokens=3)
+        texts = [o[0].text for o in outs]
+        return {"toy": [{"id": p.id, "changed": texts[i] != texts[len(pairs) + i]} for i, p in enumerate(pairs)]}
+
+    def score(rows):
+        from opct.evals.stats import summarize
+
+        return {"toy_rate": summarize([float(r["changed"]) for r in rows["toy"]])}
+
+    def item_scores(rows, mode):
+        return {r["id"]: float(r["changed"]) for r in rows["toy"]}
+
+    return Axis(name="toy", profiles={}, build_data=build_data, answer=answer, score=score, item_scores=item_scores,
+                headline="toy_rate", better="lower", verdicts=(Verdict(None, "toy_rate", "lower", "toy rate"),),
+                notes=("Toy rate: the share of prompts whose reply starts differently under the wrapper.",))
+
+
+def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_path, monkeypatch):
+    from opct.axes import register
+
+    monkeypatch.delitem(AXES, "toy", raising=False)
+    monkeypatch.setitem(AXES, "toy", _toy_axis())
+    register(AXES["toy"])  # what a user's own module would call
+    prof = replace(TINY, train_pairs=4, test_pairs=6, benign_prompts=0)
+    out = tmp_path / "toy"
+    results = run_demo(profile=prof, out=str(out), model=tiny_model_dir, methods="sft,opct", axis="toy", seeds=2)
+    for name in ("sft", "sft-s1", "opct", "opct-s1"):
+        assert (out / "runs" / name / "summary.json").is_file() and (out / "eval" / f"{name}.json").is_file()
+    assert json.loads((out / "runs" / "opct-s1" / "opct_config.json").read_text())["config"]["seed"] == 43
+    toy = results["methods"]["opct"]["toy"]["toy_rate"]
+    assert toy["seeds"] == 2 and toy["n"] == 6  # two-level interval over the 6 items and 2 seeds
+    assert results["methods"]["opct"]["capability"]["mmlu_accuracy"]["seeds"] == 2
+    (verdict,) = results["verdicts"]
+    assert verdict["answer"] in ("yes", "no", "unclear") and "over 6 items x 2 seeds" in verdict["sentence"]
+    report = (out / "report.md").read_text()
+    assert "## Verdict" in report and verdict["sentence"] in report and "Toy rate: the share" in report
+    assert (out / "toy_rate.png").stat().st_size > 0

@@ -565,7 +565,7 @@ def cmd_eval_over_refusal(a) -> int:
 
 # ---------------------------------------------------------------------------------- demo
 def add_demo(sub) -> None:
-    from opct.demo import AXES, PROFILES
+    from opct.axes import AXES
 
     p = sub.add_parser(
         "demo",
@@ -576,12 +576,15 @@ def add_demo(sub) -> None:
         "DIR/report.md and DIR/report.html. Axes: sycophancy (MMLU and everyday questions the base model answers "
         "right, with a user's wrong suggestion), jailbreak "
         "(held-out behaviours under held-out wrappers and an adaptive wrapper-search attacker), safety (warning "
-        "about hazards nobody mentioned). Finished phases are kept: after Ctrl-C or a kill, rerun with --resume.",
-        epilog="profiles: " + "; ".join(f"{axis}/{k}: {v.describe()}" for axis in AXES for k, v in PROFILES[axis].items()),
+        "about hazards nobody mentioned). With --seeds N every method is trained N times and the report says, per "
+        "verdict metric, whether OPCT beats SFT (yes / no / unclear) from a paired comparison over items and seeds. "
+        "Finished phases are kept: after Ctrl-C or a kill, rerun with --resume (more seeds may be added then).",
+        epilog="profiles: " + "; ".join(f"{name}/{k}: {v.describe()}" for name, ax in AXES.items()
+                                        for k, v in ax.profiles.items()),
     )
     p.add_argument("--axis", default="sycophancy", choices=[*AXES, "all"],
                    help="which safety axis the study is about; all: the three, each in OUT/AXIS, with one report")
-    p.add_argument("--profile", default="default", choices=sorted(PROFILES["sycophancy"]),
+    p.add_argument("--profile", default="default", choices=sorted({k for ax in AXES.values() for k in ax.profiles}),
                    help="default: Qwen-Coder 1.5B for sycophancy, 0.5B for the other axes (tens of minutes on a "
                    "laptop CPU); quick: SmolLM2 (minutes; it answers multiple-choice questions at chance, so its "
                    "sycophancy run checks the pipeline only)")
@@ -589,7 +592,9 @@ def add_demo(sub) -> None:
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help="comma-separated subset of sft,opct,act (default: all)")
     p.add_argument("--resume", action="store_true", help="continue a run in --out, keeping finished phases")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, wrappers, suggested options)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="training seeds per method (42, 43, ...); tables pool them, verdicts pair over items and seeds")
     p.set_defaults(func=cmd_demo)
 
 
@@ -598,7 +603,8 @@ def cmd_demo(a) -> int:
 
     run = run_all_axes if a.axis == "all" else run_demo
     extra = {} if a.axis == "all" else {"axis": a.axis}
-    run(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, **extra)
+    run(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, seeds=a.seeds,
+        **extra)
     return 0
 
 

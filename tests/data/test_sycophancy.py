@@ -120,7 +120,7 @@ def test_suggested_is_never_the_truth(sample):
         item, m = by_id[p.meta["question_id"]], p.meta
         assert m["suggested"] != m["correct"] == p.target == item.answer
         assert item.option(m["suggested"]).strip().lower() != item.option(item.answer).strip().lower()
-        if m["family"] not in ("wrong_fewshot", "are_you_sure"):
+        if m["family"] not in ("wrong_fewshot", "are_you_sure", "system_persona"):
             assert f"({m['suggested']})" in p.wrapped[-1]["content"]
         assert p.clean == [{"role": "user", "content": clean_prompt(item)}]
         # Same question and options text in the wrapped conversation.
@@ -154,6 +154,20 @@ def test_conversation_templates(sample):
             roles = [m["role"] for m in p.wrapped]
             assert roles == ["user", "assistant"] * 3 + ["user"]
             assert all(m["content"] == f"#### {s}" for m in p.wrapped if m["role"] == "assistant")
+
+
+def test_heldout_families_differ_in_form(sample):
+    pairs = build_sycophancy_pairs(sample[:20], templates="heldout", per_question=None)
+    assert {p.meta["family"] for p in pairs} == set(HELDOUT_FAMILIES) and len(HELDOUT_FAMILIES) >= 4
+    for p in pairs:
+        s, fam = p.meta["suggested"], p.meta["family"]
+        if fam == "system_persona":  # the cue is the operator's, the user asks the clean question
+            assert [m["role"] for m in p.wrapped] == ["system", "user"] and f"({s})" in p.wrapped[0]["content"]
+            assert p.wrapped[1] == p.clean[0]
+        elif fam == "crowd_data":  # quoted data, not the user's own opinion
+            assert ("votes" in p.wrapped[0]["content"]) or ('"most_chosen": "' + s + '"') in p.wrapped[0]["content"]
+        elif fam == "grading_request":
+            assert f"My answer: ({s})" in p.wrapped[0]["content"]
 
 
 def test_pairs_validate_and_round_trip(sample, tmp_path):

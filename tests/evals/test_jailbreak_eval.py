@@ -11,7 +11,7 @@ import torch
 from conftest import build_tiny_model, build_tiny_tokenizer
 
 from opct.data.jailbreak import Behavior
-from opct.data.wrappers import own_wrappers
+from opct.data.wrappers import HELDOUT_FAMILIES, own_wrappers
 from opct.evals.jailbreak import (
     BehaviorFileError,
     adaptive_metrics,
@@ -240,7 +240,7 @@ def test_cli_eval_jailbreak_static_and_adaptive(tiny_model_dir, behavior_file, t
     assert code == 0, err
     m = json.loads(out.read_text())
     assert {"attack_success_rate", "strongreject_mean", "n", "per_family", "judge"} <= set(m)
-    assert set(m["per_family"]) <= {"many_shot", "pyrit-arth-singh"} and m["n"] == 2 * m["n_wrappers"]
+    assert set(m["per_family"]) <= HELDOUT_FAMILIES and m["n"] == 2 * m["n_wrappers"]
     assert len(out.with_suffix(".rows.jsonl").read_text().splitlines()) == m["n_rows"]
     assert out.with_suffix(".verdicts.jsonl").exists() and "attack_success_rate" in stdout
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from opct.evals.stats import bootstrap_ci, paired_diff_summary, summarize
+from opct.evals.stats import bootstrap_ci, paired_diff_summary, seeded_paired_diff, seeded_summary, summarize
 
 
 def test_summarize_binary():
@@ -52,3 +52,27 @@ def test_paired_diff():
     assert paired_diff_summary([], [])["value"] is None
     with pytest.raises(ValueError):
         paired_diff_summary([1, 0], [1])
+
+
+def test_seeded_paired_diff_one_seed_is_the_item_bootstrap():
+    a = {"x": 1.0, "y": 0.0, "z": 1.0, "w": 1.0}
+    b = {"x": 0.0, "y": 0.0, "z": 1.0, "w": 0.0, "extra": 1.0}  # ids only one side scored are left out
+    d = seeded_paired_diff([a], [b])
+    ref = paired_diff_summary([1, 0, 1, 1], [0, 0, 1, 0])
+    assert d["value"] == pytest.approx(0.5) and d["n"] == 4 and d["seeds"] == 1
+    assert (d["ci_low"], d["ci_high"]) == (pytest.approx(ref["ci_low"]), pytest.approx(ref["ci_high"]))
+
+
+def test_seeded_paired_diff_over_seeds():
+    # Seed 0: a beats b on every item; seed 1: a equals b. The mean difference is 0.5 over both.
+    items = [f"q{i}" for i in range(20)]
+    a = [dict.fromkeys(items, 1.0), dict.fromkeys(items, 0.0)]
+    b = [dict.fromkeys(items, 0.0), dict.fromkeys(items, 0.0)]
+    d = seeded_paired_diff(a, b)
+    assert d["value"] == pytest.approx(0.5) and d["seeds"] == 2 and d["n"] == 20
+    # Items carry no spread within a seed: the interval comes from resampling seeds (0, 0.5 or 1).
+    assert d["ci_low"] == pytest.approx(0.0) and d["ci_high"] == pytest.approx(1.0)
+    assert seeded_summary(a)["value"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same number of seeds"):
+        seeded_paired_diff(a, b[:1])
+    assert seeded_paired_diff([{"x": 1.0}], [{"y": 1.0}])["value"] is None

@@ -145,13 +145,13 @@ def split_audit_pairs(pairs, organism: int, consistency: int):
 def _data(prof: AuditProfile, data: Path, seed: int, tokenizer) -> dict[str, Any]:
     from opct.data.schema import write_pairs
     from opct.data.sycophancy import build_split
-    from opct.demo import _short_pairs
+    from opct.study import short_pairs
 
     want = prof.organism_pairs + prof.consistency_pairs
-    train, train_report = _short_pairs(build_split("train", limit=2 * want, seed=seed), tokenizer,
+    train, train_report = short_pairs(build_split("train", limit=2 * want, seed=seed), tokenizer,
                                        prof.max_prompt_tokens, want)
     organism, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
-    test, test_report = _short_pairs(build_split("test", limit=2 * prof.test_pairs, seed=seed), tokenizer,
+    test, test_report = short_pairs(build_split("test", limit=2 * prof.test_pairs, seed=seed), tokenizer,
                                      prof.max_prompt_tokens, prof.test_pairs)
     write_pairs(organism, data / "organism.jsonl")
     write_pairs(consistency, data / "consistency.jsonl")
@@ -163,7 +163,7 @@ def _data(prof: AuditProfile, data: Path, seed: int, tokenizer) -> dict[str, Any
 def build_organism(prof: AuditProfile, data: Path, root: Path) -> Path:
     """Train the sycophancy organism (SFT on wrapped prompt -> the suggested option) and merge it;
     returns the merged model's folder."""
-    from opct.demo import _release_memory
+    from opct.study import release_memory
     from opct.models import load_model
     from opct.trainers.run import train
 
@@ -180,7 +180,7 @@ def build_organism(prof: AuditProfile, data: Path, root: Path) -> Path:
     if not (run / "summary.json").exists():
         train("sft", prof.model, str(data / "organism.jsonl"), str(run),
               {**prof.organism_train, "targets_file": str(targets)}, resume=True)
-        _release_memory()
+        release_memory()
     model, tok = load_model(str(run))  # the adapter merged in fp32
     tmp = model_dir.with_name("model.partial")
     model.save_pretrained(tmp)
@@ -196,12 +196,12 @@ def evaluate_model(model, reference, tokenizer, prof: AuditProfile, data: Path, 
     """Sycophancy (letter probabilities) on the test pairs, held-out MMLU, and the KL from the
     reference model (the organism) on neutral prompts."""
     from opct.data.schema import read_pairs
-    from opct.demo import _capability
+    from opct.study import capability_panel
     from opct.evals.sycophancy import evaluate_sycophancy
 
     start = time.time()
     syc = evaluate_sycophancy(model, tokenizer, read_pairs(data / "test.jsonl"), mode="probs")
-    capability, _ = _capability(model, reference, tokenizer, prof, is_base=not with_kl)
+    capability, _ = capability_panel(model, reference, tokenizer, prof, is_base=not with_kl)
     if "kl_from_base" in capability:
         capability["kl_from_organism"] = capability.pop("kl_from_base")
     return {"sycophancy": {"probs": syc["probs"]}, "capability": capability, "rows": syc["rows"],
@@ -242,7 +242,7 @@ def resolve_profile(profile: "str | AuditProfile", model: str | None) -> tuple[s
 
 def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "default", out: str | None = None,
               model: str | None = None, methods: str | None = None, resume: bool = False, seed: int = 0) -> dict[str, Any]:
-    from opct.demo import _phase, _release_memory, _versions, claim_run_dir
+    from opct.study import claim_run_dir, phase, release_memory, versions
     from opct.models import load_model
     from opct.report import write_report
     from opct.trainers.run import train
@@ -260,7 +260,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     started = time.time()
     base_model, tokenizer = load_model(prof.model)
 
-    _phase("1/5 building pairs", "audit")
+    phase("1/5 building pairs", "audit")
     data = root / "data"
     if not (data / "report.json").exists():
         write_json(data / "report.json", _data(prof, data, seed, tokenizer))
@@ -268,15 +268,15 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
 
     evals: dict[str, dict[str, Any]] = {}
     if prof.natural_organism:
-        _phase("2/5 the organism is the base model itself (natural_organism)", "audit")
+        phase("2/5 the organism is the base model itself (natural_organism)", "audit")
         organism_spec, organism_model = prof.model, base_model
-        _phase("3/5 evaluating the base model", "audit")
+        phase("3/5 evaluating the base model", "audit")
         baselines = [("organism", organism_model)]
     else:
-        _phase("2/5 training the organism", "audit")
+        phase("2/5 training the organism", "audit")
         organism_spec = str(build_organism(prof, data, root).resolve())
         organism_model, _ = load_model(organism_spec)
-        _phase("3/5 evaluating the base model and the organism", "audit")
+        phase("3/5 evaluating the base model and the organism", "audit")
         baselines = [("base", base_model), ("organism", organism_model)]
     for label, m in baselines:
         path = root / "eval" / f"{label}.json"
@@ -287,16 +287,16 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     # Training loads its own copy: the organism is reloaded only when an evaluation needs it.
     del base_model, m, organism_model
     organism_model = None
-    _release_memory()
+    release_memory()
 
     summaries, skipped = {}, {}
     for i, method in enumerate(chosen):
-        _phase(f"4/5 {method} ({i + 1}/{len(chosen)}): training from the organism, then evaluating", "audit")
+        phase(f"4/5 {method} ({i + 1}/{len(chosen)}): training from the organism, then evaluating", "audit")
         run_dir, path = root / "runs" / method, root / "eval" / f"{method}.json"
         trainer, overrides = method_overrides(prof, method)
         if not (run_dir / "summary.json").exists():
             organism_model = None
-            _release_memory()
+            release_memory()
             try:
                 train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True)
             except UserError as e:  # e.g. a selector kept no label: reported, the other methods go on
@@ -304,7 +304,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                 print(f"  {method}: not trained: {e}")
                 continue
             finally:
-                _release_memory()
+                release_memory()
         summaries[method] = json.loads((run_dir / "summary.json").read_text())
         if not path.exists():
             if organism_model is None:
@@ -312,16 +312,16 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
             trained, _ = load_model(str(run_dir))
             write_json(path, evaluate_model(trained, organism_model, tokenizer, prof, data, with_kl=True))
             del trained
-            _release_memory()
+            release_memory()
         evals[method] = json.loads(path.read_text())
         print("  " + _headline(method, evals[method], evals["organism"]))
 
-    _phase("5/5 report", "audit")
+    phase("5/5 report", "audit")
     results = audit_results(organism, name, prof, evals, summaries, chosen, data_report, settings, skipped)
     results["timings"] = {"this_invocation_s": round(time.time() - started, 1),
                           **{f"train_{m}_s": s["seconds"] for m, s in summaries.items()},
                           **{f"eval_{k}_s": v["seconds"] for k, v in evals.items()}}
-    results["versions"] = _versions()
+    results["versions"] = versions()
     write_json(root / "results.json", results)
     plot = plot_effects(results, root / EFFECT_PLOT)
     md, html = write_report(results, root, extra_plots=[(plot, "Change in sycophancy rate from the organism")]

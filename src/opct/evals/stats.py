@@ -79,3 +79,39 @@ def paired_diff_summary(
         raise ValueError(f"paired arrays differ in length: {a_arr.size} vs {b_arr.size}")
     # resampling item indices and differencing means == bootstrapping the per-item differences
     return summarize(a_arr - b_arr, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def _seed_item_matrix(scores: Sequence[dict[str, float]], ids: Sequence[str]) -> np.ndarray:
+    return np.array([[s[i] for i in ids] for s in scores], dtype=float)
+
+
+def seeded_paired_diff(a: Sequence[dict[str, float]], b: Sequence[dict[str, float]], n_boot: int = 1000,
+                       alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
+    """mean(a) - mean(b) over training seeds and items, with a two-level paired bootstrap: seeds
+    are resampled, then items (the same items for both sides, so their correlation narrows the
+    interval). `a[k]` and `b[k]` are {item id: score} for seed k; only ids every seed scored are
+    used. With one seed this is `paired_diff_summary` over the shared items. Same keys as
+    `summarize`, plus "seeds"."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"seeded_paired_diff needs the same number of seeds on both sides, got {len(a)} and {len(b)}")
+    ids = sorted(set.intersection(*(set(s) for s in [*a, *b])))
+    if not ids:
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0, "seeds": len(a)}
+    diff = _seed_item_matrix(a, ids) - _seed_item_matrix(b, ids)  # (seeds, items)
+    value = float(diff.mean())
+    if diff.size == 1 or np.all(diff == diff.flat[0]):
+        lo = hi = value
+    else:
+        rng = np.random.default_rng(seed)
+        s_idx = rng.integers(0, diff.shape[0], size=(n_boot, diff.shape[0]))
+        i_idx = rng.integers(0, diff.shape[1], size=(n_boot, diff.shape[1]))
+        boots = diff[s_idx[:, :, None], i_idx[:, None, :]].mean(axis=(1, 2))
+        lo, hi = (float(x) for x in np.quantile(boots, [alpha / 2, 1 - alpha / 2]))
+    return {"value": value, "ci_low": lo, "ci_high": hi, "n": len(ids), "seeds": len(a)}
+
+
+def seeded_summary(scores: Sequence[dict[str, float]], n_boot: int = 1000, alpha: float = 0.05,
+                   seed: int = 0) -> dict[str, Any]:
+    """The mean of per-item scores over seeds and items, with the same two-level bootstrap as
+    `seeded_paired_diff` (against zero)."""
+    return seeded_paired_diff(scores, [dict.fromkeys(s, 0.0) for s in scores], n_boot, alpha, seed)

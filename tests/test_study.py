@@ -1,0 +1,40 @@
+"""The shared study machinery: run directories and the paired verdict."""
+
+import pytest
+
+from opct.errors import UserError
+from opct.study import claim_run_dir, compare_methods, mean_over_seeds, seed_tag
+
+
+def test_verdict_yes_no_unclear():
+    items = [f"q{i}" for i in range(40)]
+    low, high = dict.fromkeys(items, 0.0), dict.fromkeys(items, 1.0)
+    mixed = {i: float(n % 2) for n, i in enumerate(items)}
+    yes = compare_methods("opct", "sft", [low], [high], "sycophancy rate", "lower")
+    assert yes["answer"] == "yes" and yes["sentence"].startswith("OPCT below SFT on sycophancy rate: yes (OPCT 0.000")
+    assert "40 items x 1 seed;" in yes["sentence"]
+    assert compare_methods("opct", "sft", [high], [low], "m", "lower")["answer"] == "no"
+    assert compare_methods("opct", "sft", [high], [low], "m", "higher")["answer"] == "yes"
+    assert compare_methods("opct", "sft", [high], [low], "m", "higher")["sentence"].startswith("OPCT above SFT")
+    assert compare_methods("opct", "sft", [mixed], [dict(mixed)], "m", "lower")["answer"] == "unclear"
+    assert compare_methods("opct", "sft", [{"a": 1.0}], [{"b": 0.0}], "m", "lower")["answer"] == "no data"
+
+
+def test_claim_run_dir_and_seed_tags(tmp_path, capsys):
+    path = tmp_path / "run" / "config.json"
+    claim_run_dir(path, {"a": 1}, resume=False, error=UserError)
+    with pytest.raises(UserError, match="--resume"):
+        claim_run_dir(path, {"a": 1}, resume=False, error=UserError)
+    with pytest.raises(UserError, match="other settings"):
+        claim_run_dir(path, {"a": 2}, resume=True, error=UserError)
+    claim_run_dir(path, {"a": 1}, resume=True, error=UserError)
+    assert "resuming the run in" in capsys.readouterr().out
+    assert [seed_tag(k) for k in range(3)] == ["", "-s1", "-s2"]
+
+
+def test_mean_over_seeds():
+    a = {"mmlu_accuracy": {"value": 0.4, "ci_low": 0.3, "ci_high": 0.5, "n": 10}, "note": "x"}
+    b = {"mmlu_accuracy": {"value": 0.6, "ci_low": 0.5, "ci_high": 0.7, "n": 10}, "note": "x"}
+    m = mean_over_seeds([a, b])
+    assert m["mmlu_accuracy"] == {"value": pytest.approx(0.5), "ci_low": 0.3, "ci_high": 0.7, "n": 10, "seeds": 2}
+    assert m["note"] == "x"
