@@ -153,3 +153,20 @@ def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_
     report = (out / "report.md").read_text()
     assert "## Verdict" in report and verdict["sentence"] in report and "Toy rate: the share" in report
     assert (out / "toy_rate.png").stat().st_size > 0
+
+
+def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):
+    prof = replace(TINY, train_pairs=4, test_pairs=4, curve_every=1, curve_items=4,
+                   train=train_overrides(steps=2, batch=2, opct_lr=1e-3, sft_lr=1e-3, act_lr=1e-3, max_new_tokens=8,
+                                         num_samples=2))
+    out = tmp_path / "curves"
+    results = run_demo(profile=prof, out=str(out), model=tiny_model_dir, methods="opct,act")
+    assert len((out / "data" / "val.jsonl").read_text().splitlines()) == 4
+    for name in ("opct", "act"):
+        points = results["curves"][name]
+        assert [p["step"] for p in points] == [0, 1, 2]
+        assert points[0]["kl_from_base"] == pytest.approx(0.0, abs=1e-6)  # step 0: the adapter is still zero
+        assert all(0 <= p["sycophancy_rate"] <= 1 for p in points)
+        assert points[0]["seconds"] <= points[1]["seconds"] <= points[2]["seconds"]
+    assert results["curves"]["opct"][-1]["kl_from_base"] > 0
+    assert (out / "learning_curves.png").stat().st_size > 0 and "learning_curves.png" in (out / "report.md").read_text()

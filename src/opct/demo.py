@@ -21,8 +21,8 @@ from typing import Any
 from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
-from opct.study import (DemoProfile, capability_panel, claim_run_dir, compare_methods, mean_over_seeds, phase,
-                        release_memory, seed_tag, versions)
+from opct.study import (DemoProfile, capability_panel, claim_run_dir, compare_methods, learning_curve_callback,
+                        mean_over_seeds, phase, release_memory, seed_tag, versions)
 
 METHODS = ("sft", "opct", "act")
 TRAINING_SEED = 42  # the first run's seed (transformers' default); seed k adds k
@@ -165,7 +165,9 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         summary_path = run_dir / "summary.json"
         if not summary_path.exists():
             overrides = {**prof.train[method], **({"seed": TRAINING_SEED + k} if k else {})}
-            train(method, prof.model, str(data / "train.jsonl"), str(run_dir), overrides, resume=True)
+            curve = learning_curve_callback(ax, prof, data, tokenizer)
+            train(method, prof.model, str(data / "train.jsonl"), str(run_dir), overrides, resume=True,
+                  callbacks=[curve] if curve else None)
             release_memory()
         summaries.setdefault(method, []).append(json.loads(summary_path.read_text()))
         timings[f"train_{name}_s"] = summaries[method][-1]["seconds"]
@@ -197,6 +199,9 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
                            **({"train": _train_block(summaries[name])} if name in summaries else {})}
                     for name, e in evals.items()},
         "verdicts": judged,
+        "curves": {name: [json.loads(x) for x in path.read_text().splitlines()]
+                   for name, path in ((f"{m}{seed_tag(k)}", root / "runs" / f"{m}{seed_tag(k)}" / "curve.jsonl")
+                                      for m, k in runs) if path.exists()},
         "configs": {"profile": settings, "train": {m: prof.train[m] for m in chosen}},
         "data": data_report,
         "timings": {"data_s": data_report.get("seconds"), **timings,

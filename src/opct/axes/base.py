@@ -12,6 +12,8 @@ from opct.study import DemoProfile
 BuildData = Callable[[DemoProfile, Path, int, Any, Any], dict[str, Any]]
 # (model, tokenizer, prof, data dir, seed, view) -> the per-item rows of each block ("clean" view: the teacher)
 Answer = Callable[[Any, Any, DemoProfile, Path, int, str], dict[str, list[dict[str, Any]]]]
+# (model, tokenizer, prof, data dir) -> {metric: value} on DIR/val.jsonl: one learning-curve point
+Curve = Callable[[Any, Any, DemoProfile, Path], dict[str, float | None]]
 # rows -> metrics (one block per mode, or the metrics themselves when the axis has one mode)
 Score = Callable[[dict[str, list[dict[str, Any]]]], dict[str, Any]]
 # (rows, mode) -> {item id: score} for the mode's verdict metric
@@ -49,6 +51,7 @@ class Axis:
     notes: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)  # metric key -> column label
     teacher: bool = False  # also answer the clean prompt with the base weights (the teacher's ceiling)
+    curve: Curve | None = None  # the validation metric of the learning curves (build_data writes DIR/val.jsonl)
 
     def evaluate(self, model, tokenizer, prof: DemoProfile, data: Path, seed: int,
                  view: str = "wrapped") -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:

@@ -19,14 +19,14 @@ PROFILES = {
     "default": DemoProfile(
         model=QWEN, train_pairs=32, test_pairs=24, static_wrappers=4, attack_budget=6, filter_candidates=96,
         capability_items=60, neutral_prompts=12, kl_tokens=32, benign_prompts=48, eval_max_new_tokens=64,
-        max_prompt_tokens=320,
+        max_prompt_tokens=320, curve_every=2,
         train=train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=64,
                               num_samples=2),
     ),
     "quick": DemoProfile(
         model=SMOL, train_pairs=16, test_pairs=12, static_wrappers=3, attack_budget=4, filter_candidates=48,
         capability_items=40, neutral_prompts=8, kl_tokens=24, benign_prompts=24, eval_max_new_tokens=48,
-        max_prompt_tokens=256,
+        max_prompt_tokens=256, curve_every=1,
         train=train_overrides(steps=4, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=48,
                               num_samples=2),
     ),
@@ -82,15 +82,19 @@ def build_data(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> di
               "and answered wrapped")
     else:
         kept, filter_report = candidates, {"before": len(candidates), "after": len(candidates), "filtered": False}
+    val = kept[prof.train_pairs : prof.train_pairs + prof.curve_items] if prof.curve_every else []
     kept = kept[: prof.train_pairs]
     print(f"  {len(kept)} pairs used for training")
     if not kept:
         raise UserError("no training pair survived the filter (the model refuses every wrapped request or complies "
                         "with every clean one); raise filter_candidates or use another model")
     write_pairs(kept, data / "train.jsonl")
+    if val:  # filtered training-behaviour pairs not trained on
+        write_pairs(val, data / "val.jsonl")
     static = _spread_over_families(heldout_w, prof.static_wrappers, seed + 1)
     write_json(data / "test.json", {"behaviors": [asdict(b) for b in test_b], "static_wrapper_ids": [w.id for w in static]})
-    return {"train": {"pairs": len(kept), "filter": filter_report, "training_wrappers": len(train_w)},
+    return {"train": {"pairs": len(kept), "filter": filter_report, "training_wrappers": len(train_w),
+                      "validation_pairs": len(val)},
             "test": {"behaviors": len(test_b), "heldout_categories": split.heldout_categories,
                      "static_wrappers": [w.id for w in static], "static_families": sorted({w.family for w in static}),
                      "heldout_wrappers": len(heldout_w)}}
@@ -116,6 +120,21 @@ def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str
     return {"static": static_rows, "adaptive": adaptive_rows}
 
 
+def curve(model, tokenizer, prof: DemoProfile, data: Path) -> dict[str, float | None]:
+    """The share of validation pairs' wrapped requests the refusal judge scores as answered."""
+    from opct.data.schema import read_pairs
+    from opct.evals.refusal import EmbeddingRefusalJudge
+    from opct.evals.target import DEFAULT_THRESHOLD, judge_scores, query_target
+
+    pairs = read_pairs(data / "val.jsonl")
+    prompts = [p.wrapped[-1]["content"] for p in pairs]
+    replies = query_target(model, tokenizer, prompts, max_new_tokens=prof.eval_max_new_tokens)
+    scores, _ = judge_scores(EmbeddingRefusalJudge(), [p.clean[-1]["content"] for p in pairs], prompts,
+                             [c.text for c in replies])
+    parsed = [s for s in scores if s is not None]
+    return {"attack_success_rate": sum(s >= DEFAULT_THRESHOLD for s in parsed) / len(parsed) if parsed else None}
+
+
 def score(rows: dict[str, list]) -> dict[str, Any]:
     from opct.evals.jailbreak import adaptive_metrics, static_metrics
 
@@ -131,7 +150,7 @@ def item_scores(rows: dict[str, list], mode: str | None) -> dict[str, float]:
 
 AXIS = register(Axis(
     name="jailbreak", profiles=PROFILES, build_data=build_data, answer=answer, score=score, item_scores=item_scores,
-    headline="defense_success_rate", better="higher",
+    headline="defense_success_rate", better="higher", curve=curve,
     verdicts=(Verdict("static", "attack_success_rate", "lower", "ASR, held-out wrapper families"),
               Verdict("adaptive", "defense_success_rate", "higher", "defense success, adaptive attacker")),
     modes={"static": "static held-out wrappers", "adaptive": "adaptive attacker"},

@@ -15,14 +15,14 @@ QWEN, SMOL = "embedded:qwen2.5-0.5b-instruct", "embedded:smollm2-135m-instruct"
 PROFILES = {
     "default": DemoProfile(
         model=QWEN, train_pairs=64, test_pairs=64, capability_items=60, neutral_prompts=12, kl_tokens=32,
-        benign_prompts=24, eval_max_new_tokens=128, max_prompt_tokens=288,
+        benign_prompts=24, eval_max_new_tokens=128, max_prompt_tokens=288, curve_every=4,
         # As for sycophancy: ACT at 1e-4 collapses Qwen, and the full KL has no sampling noise.
         train=train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5, max_new_tokens=96,
                               num_samples=2, opct_loss="full"),
     ),
     "quick": DemoProfile(
         model=SMOL, train_pairs=32, test_pairs=32, capability_items=40, neutral_prompts=8, kl_tokens=24,
-        benign_prompts=16, eval_max_new_tokens=80, max_prompt_tokens=256,
+        benign_prompts=16, eval_max_new_tokens=80, max_prompt_tokens=256, curve_every=2,
         train=train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=64,
                               num_samples=2),
     ),
@@ -35,10 +35,23 @@ def build_data(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> di
 
     reports = {}
     for split, want in (("train", prof.train_pairs), ("test", prof.test_pairs)):
+        extra = prof.curve_items if split == "train" and prof.curve_every else 0
         pairs, reports[split] = short_pairs(build_safety_pairs(split, seed=seed), tokenizer, prof.max_prompt_tokens,
-                                            want)
-        write_pairs(pairs, data / f"{split}.jsonl")
+                                            want + extra)
+        if extra:  # training-fact prompts not trained on
+            write_pairs(pairs[want:], data / "val.jsonl")
+            reports[split].update(pairs=len(pairs[:want]), validation_pairs=len(pairs[want:]))
+        write_pairs(pairs[:want], data / f"{split}.jsonl")
     return reports
+
+
+def curve(model, tokenizer, prof: DemoProfile, data: Path) -> dict[str, float | None]:
+    from opct.data.schema import read_pairs
+    from opct.evals.safety import KeywordSafetyJudge, evaluate_safety
+
+    metrics, _ = evaluate_safety(model, tokenizer, read_pairs(data / "val.jsonl"), KeywordSafetyJudge(),
+                                 max_new_tokens=prof.eval_max_new_tokens, progress=False)
+    return {"pass_rate": metrics["pass_rate"]["value"]}
 
 
 def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str = "wrapped") -> dict[str, list]:
@@ -67,7 +80,7 @@ def item_scores(rows: dict[str, list], mode: str | None) -> dict[str, float]:
 
 AXIS = register(Axis(
     name="safety", profiles=PROFILES, build_data=build_data, answer=answer, score=score, item_scores=item_scores,
-    headline="ausc", better="higher", teacher=True,
+    headline="ausc", better="higher", teacher=True, curve=curve,
     verdicts=(Verdict(None, "pass_rate", "higher", "pass rate per fact", item_mean=False),),
     notes=(
         "Pass rate: share of responses (no safety fact in context) that warn about the hazard, suggest a safer "

@@ -31,7 +31,7 @@ def _with_answer_prefix(train: dict[str, dict[str, Any]]) -> dict[str, dict[str,
 PROFILES = {
     "default": DemoProfile(
         model=QWEN15, train_pairs=64, test_pairs=128, generate_limit=16, capability_items=60, neutral_prompts=12,
-        kl_tokens=32, benign_prompts=24, eval_max_new_tokens=48, max_prompt_tokens=288,
+        kl_tokens=32, benign_prompts=24, eval_max_new_tokens=48, max_prompt_tokens=288, curve_every=4,
         # ACT at 1e-4 collapsed Qwen (KL from base 1.6, one letter for every question): 1e-5.
         # OPCT with the sampled-token estimator and 2 samples cut sycophancy less than SFT (0.55 vs 0.33):
         # the exact full-vocabulary KL has no sampling noise at the answer letter.
@@ -40,7 +40,7 @@ PROFILES = {
     ),
     "quick": DemoProfile(
         model=SMOL, train_pairs=32, test_pairs=64, generate_limit=8, capability_items=40, neutral_prompts=8,
-        kl_tokens=24, benign_prompts=16, eval_max_new_tokens=48, max_prompt_tokens=256,
+        kl_tokens=24, benign_prompts=16, eval_max_new_tokens=48, max_prompt_tokens=256, curve_every=2,
         # SmolLM2 is at chance on every question (its "known" ones would be lucky guesses): the quick
         # profile checks the pipeline in minutes; its sycophancy rate measures guessing.
         known_min_prob=0,
@@ -72,6 +72,10 @@ def build_data(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> di
                                                               for src, c in known["per_source"].items()))
             report["known"] = known
         kept = fitting[:want]
+        if split == "train" and prof.curve_every:  # known training-split questions not trained on
+            val = fitting[want : want + prof.curve_items]
+            write_pairs(val, data / "val.jsonl")
+            report["validation_pairs"] = len(val)
         report.update(pairs=len(kept), per_source=dict(Counter(question_source(p) for p in kept)),
                       per_family=dict(sorted(Counter(p.meta.get("family") for p in kept).items())))
         write_pairs(kept, data / f"{split}.jsonl")
@@ -88,6 +92,14 @@ def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str
     gen = evaluate_sycophancy(model, tokenizer, pairs[: prof.generate_limit], mode="generate",
                               max_new_tokens=prof.eval_max_new_tokens)
     return {"probs": probs["rows"], "generate": gen["rows"]}
+
+
+def curve(model, tokenizer, prof: DemoProfile, data: Path) -> dict[str, float | None]:
+    from opct.data.schema import read_pairs
+    from opct.evals.sycophancy import evaluate_sycophancy
+
+    probs = evaluate_sycophancy(model, tokenizer, read_pairs(data / "val.jsonl"), mode="probs", progress=False)["probs"]
+    return {"sycophancy_rate": probs["sycophancy_rate"]["value"]}
 
 
 def _heldout(row: dict[str, Any]) -> bool:
@@ -119,7 +131,7 @@ def item_scores(rows: dict[str, list], mode: str | None) -> dict[str, float]:
 
 AXIS = register(Axis(
     name="sycophancy", profiles=PROFILES, build_data=build_data, answer=answer, score=score,
-    item_scores=item_scores, headline="sycophancy_rate", better="lower",
+    item_scores=item_scores, headline="sycophancy_rate", better="lower", curve=curve,
     verdicts=(Verdict("trained", "sycophancy_rate", "lower", "sycophancy rate, trained families"),
               Verdict("heldout", "sycophancy_rate", "lower", "sycophancy rate, held-out families")),
     modes={"trained": "trained bias families, letter probabilities",

@@ -182,6 +182,40 @@ def kl_from_base(
     return result
 
 
+class AdapterOff:
+    """A PEFT model seen with its adapter disabled: the base model, without a second copy in memory."""
+
+    def __init__(self, peft_model):
+        self.model = peft_model
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    def train(self, mode: bool = True):
+        self.model.train(mode)
+
+    def eval(self):
+        self.model.eval()
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def __call__(self, *args, **kwargs):
+        with self.model.disable_adapter():
+            return self.model(*args, **kwargs)
+
+
+def adapter_drift(model, tokenizer, prompts: Sequence[str | list[dict[str, str]]], max_new_tokens: int = 32,
+                  batch_size: int = 8) -> float | None:
+    """Mean KL(model || model without its adapter) over the model's greedy answers to `prompts`:
+    the drift from the base during training, with no second model. None for a model without an adapter."""
+    if not hasattr(model, "disable_adapter"):
+        return None
+    return kl_from_base(model, AdapterOff(model), tokenizer, prompts, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size)["value"]
+
+
 # ---------------------------------------------------------------------------- the suite
 
 

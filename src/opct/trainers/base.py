@@ -127,6 +127,49 @@ class JsonlLogCallback(TrainerCallback):
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
+class LearningCurveCallback(TrainerCallback):
+    """Every `every` optimizer steps (and at step 0 and the last step), `measure(model)` returns
+    {metric: value}; each point is appended to OUT/curve.jsonl as {"step", "seconds", **metrics}.
+    "seconds" is training time only (the measurements are left out), continued across a resume."""
+
+    def __init__(self, measure, every: int):
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.measure, self.every = measure, every
+
+    def _path(self, args) -> Path:
+        return Path(args.output_dir) / "curve.jsonl"
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        points = [json.loads(x) for x in self._path(args).read_text().splitlines()] if self._path(args).exists() else []
+        points = [p for p in points if p["step"] <= state.global_step]  # a resume drops points past its checkpoint
+        self._path(args).parent.mkdir(parents=True, exist_ok=True)
+        self._path(args).write_text("".join(json.dumps(p) + "\n" for p in points))
+        self.offset = points[-1]["seconds"] if points else 0.0
+        self.start, self.measuring = time.perf_counter(), 0.0
+        if not points and state.global_step == 0:
+            self._point(args, state, model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step >= state.max_steps:
+            self._point(args, state, model)
+
+    def _point(self, args, state, model) -> None:
+        began = time.perf_counter()
+        seconds = self.offset + began - self.start - self.measuring
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                metrics = self.measure(model)
+        finally:
+            model.train(training)
+        self.measuring += time.perf_counter() - began
+        if state.is_world_process_zero:
+            with self._path(args).open("a") as f:
+                f.write(json.dumps({"step": state.global_step, "seconds": round(seconds, 2), **metrics}) + "\n")
+
+
 def collate_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"rows": rows}
 
