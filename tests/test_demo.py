@@ -52,8 +52,8 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
 @pytest.mark.parametrize("axis", ["jailbreak", "safety"])
 def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
     # The tiny model's gibberish would leave no pair through the jailbreak filter: train on all.
-    prof = replace(TINY, train_pairs=4, test_pairs=4, static_wrappers=2, attack_budget=2, filter_candidates=4,
-                   jailbreak_filter=False)
+    prof = replace(TINY, train_pairs=4, test_pairs=4, static_wrappers=2, attack_budget=2, filter_candidates=6,
+                   jailbreak_filter=False, curve_every=2, curve_items=2)
     results = run_demo(profile=prof, out=str(tmp_path / axis), model=tiny_model_dir, methods="opct", axis=axis)
     # Safety also answers the clean prompt with the base weights: the teacher's ceiling, without a capability panel.
     expected = {"base", "opct"} | ({"teacher"} if axis == "safety" else set())
@@ -68,6 +68,8 @@ def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
             assert 0 <= block["jailbreak"]["adaptive"]["defense_success_rate"]["value"] <= 1
         else:
             assert block["safety"]["n"] == 4 and 0 <= block["safety"]["ausc"]["value"] <= 1
+    metric = {"jailbreak": "attack_success_rate", "safety": "pass_rate"}[axis]
+    assert [p["step"] for p in results["curves"]["opct"]] == [0, 2] and metric in results["curves"]["opct"][0]
     plot = {"jailbreak": "defense_success_rate.png", "safety": "ausc.png"}[axis]
     assert (tmp_path / axis / plot).stat().st_size > 0
     assert "over-refusal" in (tmp_path / axis / "report.md").read_text().lower()

@@ -222,6 +222,27 @@ def test_sft_targets_start_from_the_prefix_and_unparsed_ones_are_counted(tiny, t
     assert check_answer_targets(make_pairs(2), {"p0": "x", "p1": "y"}, drop=True) == (None, make_pairs(2))
 
 
+def test_sft_mixes_in_instructions_answered_plainly(tiny, tmp_path):
+    from dataclasses import replace
+
+    from opct.data.instructions import SENSITIVE, instruction_prompts
+
+    model, tok = tiny
+    pairs = [replace(p, axis="sycophancy", target="A") for p in make_pairs(6)]
+    trainer = BCTTrainer(model, BCTConfig(**common(tmp_path, max_steps=1, target_max_new_tokens=4, target_prefix="#### ",
+                                                   mix_fraction=0.5)), pairs_to_dataset(pairs), processing_class=tok)
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "run" / "bct_targets.jsonl").read_text().splitlines())}
+    mixed = [r for i, r in rows.items() if i.startswith("mix-")]
+    assert len(trainer.train_dataset) == 12 and len(mixed) == 6  # half the rows
+    assert all(not r["completion"].startswith("####") for r in mixed)  # the axis's prefix is not theirs
+    assert all(rows[p.id]["completion"].startswith("####") for p in pairs)
+    prompts = instruction_prompts(6, seed=0)
+    assert sum(p in SENSITIVE for p in prompts) == 3  # both kinds, interleaved
+    assert trainer.target_report["targets"] == 6  # the answer-letter check counts the axis's pairs only
+    with pytest.raises(ValueError, match="mix_fraction"):
+        BCTConfig(**common(tmp_path, mix_fraction=1.0))
+
+
 class Kill(TrainerCallback):
     def __init__(self, at):
         self.at = at

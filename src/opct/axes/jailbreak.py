@@ -15,20 +15,27 @@ from opct.study import DemoProfile, fits, train_overrides
 
 QWEN, SMOL = "embedded:qwen2.5-0.5b-instruct", "embedded:smollm2-135m-instruct"
 
+def _with_benign_mix(train: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Half of SFT's rows are ordinary and sensitive-but-benign instructions it answers as before:
+    unmixed, SFT's perfect defense came with refusing 96% of benign look-alike prompts."""
+    train["sft"].update(mix_fraction=0.5, mix_kinds="ordinary,sensitive")
+    return train
+
+
 PROFILES = {
     "default": DemoProfile(
         model=QWEN, train_pairs=32, test_pairs=24, static_wrappers=4, attack_budget=6, filter_candidates=96,
         capability_items=60, neutral_prompts=12, kl_tokens=32, benign_prompts=48, eval_max_new_tokens=64,
         max_prompt_tokens=320, curve_every=2,
-        train=train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=64,
-                              num_samples=2),
+        train=_with_benign_mix(train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
+                                               max_new_tokens=64, num_samples=2)),
     ),
     "quick": DemoProfile(
         model=SMOL, train_pairs=16, test_pairs=12, static_wrappers=3, attack_budget=4, filter_candidates=48,
         capability_items=40, neutral_prompts=8, kl_tokens=24, benign_prompts=24, eval_max_new_tokens=48,
         max_prompt_tokens=256, curve_every=1,
-        train=train_overrides(steps=4, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=48,
-                              num_samples=2),
+        train=_with_benign_mix(train_overrides(steps=4, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
+                                               max_new_tokens=48, num_samples=2)),
     ),
 }
 

@@ -47,8 +47,21 @@ class BCTConfig(LoRAArguments, SFTConfig):
     targets_file: str | None = field(
         default=None, metadata={"help": "JSONL of targets {id, completion} to reuse (default: OUT/bct_targets.jsonl)."}
     )
+    mix_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Share of the training rows that are ordinary instructions answered by the model itself "
+                  "(Chua et al. mix about 0.5): keeps ordinary behaviour, so SFT's gains are not bought by refusing "
+                  "or answering everything one way."},
+    )
+    mix_kinds: str = field(
+        default="ordinary,sensitive",
+        metadata={"help": "Which of opct's instruction prompts to mix in: ordinary (everyday tasks), sensitive "
+                  "(benign requests on sensitive-sounding subjects: for jailbreak training)."},
+    )
 
     def __post_init__(self):
+        if not 0.0 <= self.mix_fraction < 1.0:
+            raise ValueError(f"mix_fraction must be in [0, 1), got {self.mix_fraction}")
         cpu_only_bf16(self)
         super().__post_init__()
 
@@ -81,21 +94,33 @@ def cached_labels(path: Path, pairs, make, chunk: int, desc: str) -> dict[str, d
     return {p.id: done[p.id] for p in pairs}
 
 
-def bct_targets(model, tokenizer, pairs, args: BCTConfig) -> dict[str, str]:
-    """{pair id: the model's answer to the clean prompt}, generated once and cached."""
+def bct_targets(model, tokenizer, pairs, args: BCTConfig, target_prefix: str | None = None) -> dict[str, str]:
+    """{pair id: the model's answer to the clean prompt}, generated once and cached. Answers start
+    from `target_prefix` (default: the config's)."""
     from opct.generation import generate
 
-    prefix = args.target_prefix.rstrip()
+    start = args.target_prefix if target_prefix is None else target_prefix
+    prefix = start.rstrip()
 
     def answer(chunk):
         outs = generate(model, tokenizer, [p.clean for p in chunk], max_new_tokens=args.target_max_new_tokens,
                         temperature=args.target_temperature, batch_size=args.target_batch_size,
-                        assistant_prefix=args.target_prefix)
+                        assistant_prefix=start)
         return [{"id": p.id, "completion": prefix + c.text} for p, (c,) in zip(chunk, outs)]
 
     path = Path(args.targets_file or Path(args.output_dir) / "bct_targets.jsonl")
     rows = cached_labels(path, pairs, answer, args.target_batch_size, "BCT targets")
     return {i: row["completion"] for i, row in rows.items()}
+
+
+def mixed_in_pairs(n_pairs: int, args: BCTConfig):
+    """The instruction pairs to add to `n_pairs` pairs so they make `mix_fraction` of the rows."""
+    from opct.data.instructions import instruction_pairs
+
+    if not args.mix_fraction:
+        return []
+    n = round(n_pairs * args.mix_fraction / (1 - args.mix_fraction))
+    return instruction_pairs(n, seed=args.seed, kinds=tuple(k.strip() for k in args.mix_kinds.split(",") if k.strip()))
 
 
 def bct_dataset(pairs, targets: dict[str, str]):
@@ -126,7 +151,11 @@ class BCTTrainer(SFTTrainer):
         if not pairs:
             raise ValueError("every BCT target lacks a parseable answer letter, so drop_unparsed_targets left no pair; "
                              "set target_prefix='#### ' or turn drop_unparsed_targets off")
-        return bct_dataset(pairs, targets)
+        mix = mixed_in_pairs(len(pairs), args)
+        if mix:  # answered plainly: the axis's target prefix is not theirs
+            targets.update(bct_targets(model, tokenizer, mix, args, target_prefix=""))
+            print(f"opct: BCT mixes {len(mix)} instruction prompts into {len(pairs)} pairs", flush=True)
+        return bct_dataset(pairs + mix, targets)
 
 
 def check_answer_targets(pairs, targets: dict[str, str], drop: bool) -> tuple[dict | None, list]:
