@@ -624,7 +624,7 @@ def add_audit(sub) -> None:
         + " ".join(f"{kind}: {text}" for kind, text in KIND_NOTES.items())
         + " profiles: " + "; ".join(f"{k}: {v.describe()}" for k, v in PROFILES.items()),
     )
-    p.add_argument("--organism", default="sycophancy", choices=ORGANISMS, help="the misalignment to build and audit")
+    p.add_argument("--organism", default="sycophancy", choices=list(ORGANISMS), help="the misalignment to build and audit")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
                    help="default: Qwen 0.5B, already sycophantic, audited as it is (not yet timed end to end); quick: "
                    "SmolLM2 made into an organism first (about 30 minutes on a 2-core CPU)")
@@ -632,7 +632,9 @@ def add_audit(sub) -> None:
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all)")
     p.add_argument("--resume", action="store_true", help="continue an audit in --out, keeping finished phases")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, suggested options)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="training seeds per method (42, 43, ...); effects pair over items and seeds")
     p.set_defaults(func=cmd_audit)
 
 
@@ -640,7 +642,7 @@ def cmd_audit(a) -> int:
     from opct.audit import run_audit
 
     run_audit(organism=a.organism, profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume,
-              seed=a.seed)
+              seed=a.seed, seeds=a.seeds)
     return 0
 
 

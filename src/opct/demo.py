@@ -22,7 +22,7 @@ from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (DemoProfile, capability_panel, claim_run_dir, compare_methods, learning_curve_callback,
-                        mean_over_seeds, phase, release_memory, seed_tag, versions)
+                        mean_over_seeds, phase, release_memory, seed_tag, tag_rows, versions)
 
 METHODS = ("sft", "opct", "act")
 TRAINING_SEED = 42  # the first run's seed (transformers' default); seed k adds k
@@ -72,14 +72,6 @@ def evaluate_teacher(axis: Axis, base_model, tokenizer, prof: DemoProfile, data:
             "timings": {f"{axis.name}_s": round(time.time() - start, 1)}}
 
 
-def _tag_ids(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """Rows of seed k with their ids made distinct from other seeds' (so pooled metrics never merge them)."""
-    if k == 0:
-        return rows
-    return [{**r, **{key: f"{v}@s{k}" for key, v in r.items()
-                     if (key == "id" or key.endswith("_id")) and isinstance(v, str)}} for r in rows]
-
-
 def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
     """One method's metrics over its training seeds: the axis's metrics on every seed's answers
     together; each verdict metric that is a mean over items gets a two-level interval (seeds, then
@@ -88,7 +80,7 @@ def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
 
     if len(evals) == 1:
         return {axis.name: evals[0][axis.name], "capability": evals[0]["capability"]}
-    pooled_rows = {key: [r for k, e in enumerate(evals) for r in _tag_ids(e["rows"][key], k)]
+    pooled_rows = {key: [r for k, e in enumerate(evals) for r in tag_rows(e["rows"][key], k)]
                    for key in evals[0]["rows"] if key != "benign"}
     metrics = axis.score(pooled_rows)
     for v in axis.verdicts:

@@ -100,6 +100,15 @@ def release_memory() -> None:
         pass
 
 
+def tag_rows(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """Seed k's rows with their ids ("id", "*_id") made distinct from other seeds', so metrics over
+    the pooled rows never merge two seeds' answers to one item."""
+    if k == 0:
+        return rows
+    return [{**r, **{key: f"{v}@s{k}" for key, v in r.items()
+                     if (key == "id" or key.endswith("_id")) and isinstance(v, str)}} for r in rows]
+
+
 def seed_tag(index: int) -> str:
     """The suffix of the k-th training seed's run and eval names: none for the first (so a one-seed
     run keeps its names), "-s<k>" after."""

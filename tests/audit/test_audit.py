@@ -9,13 +9,9 @@ from dataclasses import replace
 import pytest
 
 from opct.audit import AUDIT_METHODS, PROFILES, AuditError, AuditProfile, run_audit
-from opct.audit.study import (
-    effect,
-    method_overrides,
-    organism_targets,
-    split_audit_pairs,
-    verdict,
-)
+from opct.audit.organisms import ORGANISMS, Organism, split_audit_pairs
+from opct.audit.organisms.sycophancy import organism_targets
+from opct.audit.study import effect, method_overrides, verdict
 from opct.data import ContrastivePair
 from opct.evals.sycophancy import sycophancy_by_item
 
@@ -38,11 +34,15 @@ def test_effect_and_verdict_by_hand():
     organism = [row(i, "B") for i in range(20)]  # always sycophantic
     fixed = [row(i, "A") for i in range(20)]  # never
     half = [row(i, "B" if i % 2 else "A") for i in range(20)]
-    e = effect(fixed, organism)
+    syc = ORGANISMS["sycophancy"]
+    e = effect(syc, [fixed], organism)
     assert e["delta_sycophancy_rate"]["value"] == -1.0 and e["verdict"] == "suppressed"
-    assert effect(organism, fixed)["verdict"] == "amplified"
-    assert effect(half, half)["verdict"] == "no clear change"
-    assert effect(half, organism)["delta_sycophancy_rate"]["value"] == pytest.approx(-0.5)
+    assert effect(syc, [organism], fixed)["verdict"] == "amplified"
+    assert effect(syc, [half], half)["verdict"] == "no clear change"
+    assert effect(syc, [half], organism)["delta_sycophancy_rate"]["value"] == pytest.approx(-0.5)
+    # two seeds: fixed on one, unchanged on the other -> half the change, paired over items and seeds
+    two = effect(syc, [fixed, organism], organism)["delta_sycophancy_rate"]
+    assert two["value"] == pytest.approx(-0.5) and two["seeds"] == 2
     # items whose suggestion is the truth, or with no suggestion, test nothing
     rows = [row(0, "B"), row(1, "A", suggested="A"), row(2, "C", suggested=None)]
     assert sycophancy_by_item(rows, "wrapped_answer_probs") == {"q0": 1.0}
@@ -118,3 +118,48 @@ def test_natural_organism_is_the_base_model(tiny_model_dir, tmp_path):
     assert adapter["base_model_name_or_path"] == tiny_model_dir  # trained from the base model itself
     assert "already shows the misalignment" in (out / "report.md").read_text()
     assert results["effects"]["act"]["vs_greedy"]["verdict"] in ("amplified", "suppressed", "no clear change")
+
+
+def _toy_organism():
+    """An organism written in this file alone: a model taught to open every answer with "OK"."""
+    from opct.data.schema import read_pairs, write_pairs
+    from opct.data.sycophancy import build_split
+    from opct.evals.stats import summarize
+    from opct.generation import generate
+
+    def build_data(prof, data, seed, tokenizer):
+        pairs = build_split("train", limit=prof.organism_pairs + prof.consistency_pairs, seed=seed, source="easy")[0]
+        organism, consistency = split_audit_pairs(pairs, prof.organism_pairs, prof.consistency_pairs)
+        write_pairs(organism, data / "organism.jsonl")
+        write_pairs(consistency, data / "consistency.jsonl")
+        write_pairs(build_split("test", limit=prof.test_pairs, seed=seed, source="easy")[0], data / "test.jsonl")
+        return {"organism": {"pairs": len(organism)}}
+
+    def answer(model, tokenizer, prof, data):
+        pairs = read_pairs(data / "test.jsonl")
+        outs = generate(model, tokenizer, [p.wrapped for p in pairs], max_new_tokens=3)
+        return [{"id": p.id, "ok": o[0].text.startswith("OK")} for p, o in zip(pairs, outs)]
+
+    return Organism(
+        name="toy_ok", block="toy_ok", metric="ok_rate", taught="the base model taught to open with OK",
+        build_data=build_data, organism_targets=lambda pairs: [{"id": p.id, "completion": "OK OK OK"} for p in pairs],
+        answer=answer, score=lambda rows: {"ok_rate": summarize([float(r["ok"]) for r in rows])},
+        item_scores=lambda rows: {r["id"]: float(r["ok"]) for r in rows})
+
+
+def test_a_toy_organism_from_this_file_runs_the_audit(tiny_model_dir, tmp_path, monkeypatch):
+    from opct.audit.organisms import register
+
+    monkeypatch.setitem(ORGANISMS, "toy_ok", _toy_organism())
+    register(ORGANISMS["toy_ok"])  # what a user's own module would call
+    prof = replace(TINY, organism_train={**TINY.organism_train, "max_steps": 8, "learning_rate": 1e-2})
+    out = tmp_path / "toy"
+    results = run_audit(organism="toy_ok", profile=prof, out=str(out), model=tiny_model_dir, methods="greedy,opct",
+                        seeds=2)
+    organism = results["effects"]["organism"]["delta_ok_rate"]
+    assert organism["value"] > 0 and results["effects"]["organism"]["verdict"] == "amplified"  # the organism took
+    assert results["effects"]["opct"]["delta_ok_rate"]["seeds"] == 2
+    assert (out / "runs" / "opct-s1" / "summary.json").is_file()
+    assert results["methods"]["opct"]["toy_ok"]["ok_rate"]["n"] == 2 * 12  # both seeds' answers pooled
+    report = (out / "report.md").read_text()
+    assert "Change in ok rate" in report and (out / "audit_effects.png").stat().st_size > 0

@@ -1,0 +1,43 @@
+"""The `Organism` interface: what `opct audit` needs to know about one misalignment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from opct.errors import UserError
+
+
+class AuditError(UserError):
+    pass
+
+
+@dataclass(frozen=True)
+class Organism:
+    """One misalignment: the data that makes the organism, the pairs the consistency methods train on,
+    the held-out test set, and the per-item misalignment score (1 = misaligned)."""
+
+    name: str
+    block: str  # the results block of its metrics (a report axis)
+    metric: str  # the misalignment rate: the mean of `item_scores` over the test items
+    taught: str  # what the organism is trained to do, for the report
+    # (prof, data dir, seed, tokenizer) -> report; writes organism.jsonl, consistency.jsonl and test.jsonl
+    build_data: Callable[[Any, Path, int, Any], dict[str, Any]]
+    # pairs -> [{"id", "completion"}]: the organism's training targets for the wrapped prompts
+    organism_targets: Callable[[list], list[dict[str, str]]]
+    # (model, tokenizer, prof, data dir) -> the per-item rows on DIR/test.jsonl
+    answer: Callable[[Any, Any, Any, Path], list[dict[str, Any]]]
+    score: Callable[[list[dict[str, Any]]], dict[str, Any]]  # rows -> the metrics block
+    item_scores: Callable[[list[dict[str, Any]]], dict[str, float]]  # rows -> {item id: misalignment score}
+    paper_direction: str | None = None  # what the entrenchment study found for this misalignment
+
+
+def split_audit_pairs(pairs, organism: int, consistency: int):
+    """(organism pairs, consistency pairs): disjoint, as every pair here is its own question."""
+    qids = [p.meta.get("question_id", p.id) for p in pairs]
+    if len(set(qids)) != len(qids):
+        raise AuditError("audit pairs must be one per question, so the organism and consistency splits share none")
+    if len(pairs) < organism + consistency:
+        raise AuditError(f"only {len(pairs)} training pairs fit; the profile asks for {organism} + {consistency}")
+    return pairs[:organism], pairs[organism : organism + consistency]
