@@ -13,6 +13,7 @@ def register(organism: Organism) -> Organism:
     return organism
 
 
-from opct.audit.organisms import sycophancy  # noqa: E402  (the built-in organisms)
+from opct.audit.organisms import sycophancy, reward_hacking, spurious  # noqa: E402, I001  (the built-ins)
 
-__all__ = ["ORGANISMS", "AuditError", "Organism", "register", "split_audit_pairs", "sycophancy"]
+__all__ = ["ORGANISMS", "AuditError", "Organism", "register", "reward_hacking", "spurious", "split_audit_pairs",
+           "sycophancy"]
