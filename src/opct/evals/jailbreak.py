@@ -270,19 +270,25 @@ def evaluate_adaptive(
     **attack_options: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """An adaptive attacker per behaviour (wrapper search, PAIR-style rewriting, or both) within
-    `budget` target queries each; returns (`adaptive_metrics` plus the settings, rows). Each row is
+    `budget` target queries each, or a white-box suffix attack (random_suffix, gcg) within `budget`
+    target passes each; returns (`adaptive_metrics` plus the settings, rows). Each row is
     one behaviour with its full transcript (every query's prompt, response, score and verdict).
 
     `wrappers`: the search's library (default: `opct.attacks.default_library()`); `attacker_model`:
     a model spec or (model, tokenizer) for PAIR (default: the embedded Qwen 0.5B). Extra keyword
     options go to `opct.attacks.run_adaptive_attack` (population, per_round, streams, ...)."""
-    from opct.attacks import run_adaptive_attack
+    from opct.attacks import WHITEBOX_ATTACKERS, run_adaptive_attack, whitebox_attack
 
-    result = run_adaptive_attack(
-        model, tokenizer, behaviors, judge, budget=budget, attacker=attacker, attacker_model=attacker_model,
-        wrappers=wrappers, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        system=system, progress=progress, **attack_options,
-    )
+    if attacker in WHITEBOX_ATTACKERS:  # budget: target forward (and backward) passes per behaviour
+        result = whitebox_attack(model, tokenizer, behaviors, judge, attacker=attacker, budget=budget,
+                                 threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 progress=progress, **attack_options)
+    else:
+        result = run_adaptive_attack(
+            model, tokenizer, behaviors, judge, budget=budget, attacker=attacker, attacker_model=attacker_model,
+            wrappers=wrappers, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            system=system, progress=progress, **attack_options,
+        )
     rows = result["rows"]
     metrics = adaptive_metrics(rows, threshold)
     metrics.update(attack="adaptive", judge=judge_name(judge), budget=budget, seed=seed, attacker=result["attacker"])
