@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from opct.evals.judges import JudgeItem  # noqa: E402
-from opct.serving import add_judge_backend_args, judge_backend_from_args  # noqa: E402
+from opct.commands.common import add_judge_backend_args, judge_backend_from_args  # noqa: E402
 
 DEFAULT_FILES = [ROOT / "tests" / "fixtures" / "safety_labelled.jsonl",
                  ROOT / "tests" / "fixtures" / "safety_labelled_field.jsonl"]

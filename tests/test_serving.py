@@ -22,14 +22,8 @@ import pytest
 from opct.data.safety import build_safety_pairs
 from opct.data.schema import write_pairs
 from opct.evals.judges import JudgeItem
-from opct.serving import (
-    DEFAULT_LOCAL_JUDGE,
-    ChatClient,
-    ChatClientError,
-    add_judge_backend_args,
-    judge_backend_from_args,
-    normalize_base_url,
-)
+from opct.commands.common import add_judge_backend_args, judge_backend_from_args
+from opct.serving import DEFAULT_LOCAL_JUDGE, ChatClient, ChatClientError, normalize_base_url
 
 ENV_VARS = ("OPCT_JUDGE_BASE_URL", "OPENAI_BASE_URL", "OPCT_JUDGE_MODEL", "OPCT_JUDGE_API_KEY", "OPENAI_API_KEY")
 URL_LINE = re.compile(r"at (http://127\.0\.0\.1:(\d+)/v1)")

@@ -257,29 +257,6 @@ class JudgeBackend:
         return [[c.text for c in row] for row in outs]
 
 
-# ---------------------------------------------------------------------------------- CLI helpers
-def add_judge_backend_args(parser) -> None:
-    """--judge-model / --judge-base-url / --judge-api-key on an argparse parser."""
-    g = parser.add_argument_group("LLM judge backend")
-    g.add_argument("--judge-model", metavar="SPEC_OR_NAME",
-                   help="with an endpoint: the model name it serves (default: $OPCT_JUDGE_MODEL, else the first of "
-                   f"its /models); without: a local model spec (default: {DEFAULT_LOCAL_JUDGE})")
-    g.add_argument("--judge-base-url", metavar="URL",
-                   help="OpenAI-compatible endpoint for the judge, e.g. http://127.0.0.1:8000/v1 from `opct serve` "
-                   "(default: $OPCT_JUDGE_BASE_URL, else $OPENAI_BASE_URL; none: the judge runs locally)")
-    g.add_argument("--judge-api-key", metavar="KEY",
-                   help="API key for the endpoint (default: $OPCT_JUDGE_API_KEY, else $OPENAI_API_KEY)")
-
-
-def judge_backend_from_args(args) -> ChatClient | str:
-    """A `ChatClient` when a base URL is given (flag or environment), else a local model spec."""
-    model = getattr(args, "judge_model", None)
-    base_url = getattr(args, "judge_base_url", None) or _env(ENV_BASE_URL)
-    if base_url:
-        return ChatClient(base_url, model=model, api_key=getattr(args, "judge_api_key", None))
-    return model or DEFAULT_LOCAL_JUDGE
-
-
 # ---------------------------------------------------------------------------------- server
 class BadRequest(ValueError):
     def __init__(self, message: str, param: str | None = None, status: int = 400):
@@ -498,48 +475,6 @@ def make_server(state: ModelServer, host: str = "127.0.0.1", port: int = 8000):
     return server
 
 
-def add_serve(sub) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="serve a model over an OpenAI-compatible HTTP API (e.g. as an LLM judge)",
-        description="Loads MODEL and answers POST /v1/chat/completions (messages, temperature, top_p, max_tokens, "
-        "n, seed, stop; OpenAI-shaped replies with finish_reason and usage) and GET /v1/models; GET /health "
-        "reports request and token counts. One generation runs at a time. Point a judge at it with "
-        "--judge-base-url http://HOST:PORT/v1 (or OPCT_JUDGE_BASE_URL). No authentication: keep the default "
-        "host 127.0.0.1 unless the network is trusted.",
-        epilog="model specs: embedded:qwen2.5-0.5b-instruct, embedded:smollm2-135m-instruct, a local HF model or "
-        "adapter folder, an opct run directory, or a hub id. Example: opct serve embedded:qwen2.5-0.5b-instruct "
-        "--port 8000",
-    )
-    p.add_argument("model", metavar="MODEL", help="model spec to serve")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
-    p.add_argument("--max-new-tokens", type=int, default=256,
-                   help="completion length when a request sets no max_tokens (default: %(default)s)")
-    p.set_defaults(func=cmd_serve)
 
 
-def cmd_serve(a) -> int:
-    from opct.errors import UsageError
-    from opct.models import load_model
-
-    if a.max_new_tokens < 1:
-        raise UsageError("--max-new-tokens must be >= 1")
-    model, tokenizer = load_model(a.model)
-    state = ModelServer(model, tokenizer, model_id=a.model, max_new_tokens=a.max_new_tokens)
-    try:
-        server = make_server(state, a.host, a.port)
-    except OSError as e:
-        raise UsageError(f"cannot listen on {a.host}:{a.port}: {e}") from None
-    host, port = server.server_address[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"opct serve: {a.model} at http://{shown}:{port}/v1 (POST /v1/chat/completions, GET /v1/models, "
-          "GET /health; Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("opct serve: stopped", flush=True)
-    finally:
-        server.server_close()
-    return 0
 

@@ -15,16 +15,13 @@ from opct.data.wrappers import HELDOUT_FAMILIES, own_wrappers
 from opct.evals.jailbreak import (
     BehaviorFileError,
     adaptive_metrics,
-    evaluate_over_refusal,
     evaluate_static,
     jailbreak_score,
     judge_scores,
-    over_refusal_metrics,
-    over_refusal_prompts,
     read_behaviors_file,
-    spread,
     static_metrics,
 )
+from opct.evals.over_refusal import evaluate_over_refusal, over_refusal_metrics, over_refusal_prompts, spread
 from opct.evals.judges import Judge, Verdict
 from opct.evals.refusal import PatternRefusalJudge
 
@@ -202,7 +199,7 @@ def test_over_refusal_hub_offline_is_skipped_with_a_note(monkeypatch):
 
 
 def evaluate_over_refusal_with_a_non_refusal_judge():
-    from opct.evals.jailbreak import p_refused
+    from opct.evals.over_refusal import p_refused
 
     return p_refused(Verdict(judge="strongreject", label="jailbroken", score=0.5))
 

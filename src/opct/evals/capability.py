@@ -223,7 +223,7 @@ def lookalike_over_refusal(model, tokenizer, n: int | None, *, max_new_tokens: i
                            progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(metrics, rows): the refusal rate on `n` of opct's benign look-alike prompts, spread over
     every prompt type (all of them when n is None), judged by the offline refusal classifier."""
-    from opct.evals.jailbreak import evaluate_over_refusal, over_refusal_prompts, spread
+    from opct.evals.over_refusal import evaluate_over_refusal, over_refusal_prompts, spread
     from opct.evals.refusal import EmbeddingRefusalJudge
 
     return evaluate_over_refusal(model, tokenizer, spread(over_refusal_prompts()[0], n), EmbeddingRefusalJudge(),

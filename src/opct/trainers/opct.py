@@ -23,7 +23,17 @@ from opct.generation import SamplingCopy, eos_ids, generate_ids
 from opct.prefix import PrefixCache, shared_prefix_logits
 from opct.trainers.base import ConsistencyArguments, Stopwatch, WindowTrainer, cut_left, prepare_model
 
-LOSSES = ("sampled", "full", "topk", "jsd", "letter")
+# The per-token losses by name: (student logits, teacher logits, sampled tokens, mask, token count,
+# temperature, config) -> (loss, stats). A new loss is a pure function in `opct.losses` and a line here.
+TOKEN_LOSSES = {
+    "sampled": lambda s, t, tokens, mask, n, temp, args: losses.sampled_reverse_kl_loss(
+        losses.token_logprobs(s, tokens, temp), losses.token_logprobs(t, tokens, temp), mask, n),
+    "full": lambda s, t, tokens, mask, n, temp, args: losses.full_reverse_kl_loss(s, t, mask, n, temp),
+    "topk": lambda s, t, tokens, mask, n, temp, args: losses.topk_reverse_kl_loss(s, t, mask, args.top_k_tokens, n,
+                                                                                  temp),
+    "jsd": lambda s, t, tokens, mask, n, temp, args: losses.generalized_jsd_loss(s, t, mask, args.beta, n, temp),
+}
+LOSSES = (*TOKEN_LOSSES, "letter")  # letter: the answer-letter KL, read after each response (`letter_logits`)
 TEACHERS = ("base", "live", "ema")
 ROLLOUTS = ("student", "teacher")
 
@@ -201,18 +211,7 @@ class OPCTTrainer(WindowTrainer):
             teacher_logits = shared_prefix_logits(model, inputs["teacher_prompts"], inputs["completion_ids"],
                                                   inputs["completion_mask"], args.num_samples,
                                                   pad_id(self.processing_class), cache=self.frozen_teacher_cache(model))
-        if args.loss_type == "sampled":
-            return losses.sampled_reverse_kl_loss(
-                losses.token_logprobs(student_logits, targets, temperature),
-                losses.token_logprobs(teacher_logits, targets, temperature),
-                mask, num_items,
-            )
-        if args.loss_type == "full":
-            return losses.full_reverse_kl_loss(student_logits, teacher_logits, mask, num_items, temperature)
-        if args.loss_type == "topk":
-            return losses.topk_reverse_kl_loss(student_logits, teacher_logits, mask, args.top_k_tokens, num_items,
-                                               temperature)
-        return losses.generalized_jsd_loss(student_logits, teacher_logits, mask, args.beta, num_items, temperature)
+        return TOKEN_LOSSES[args.loss_type](student_logits, teacher_logits, targets, mask, num_items, temperature, args)
 
     @torch.no_grad()
     def letter_logits(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:

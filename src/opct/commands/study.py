@@ -1,0 +1,84 @@
+"""`opct demo` and `opct audit`: the studies, from flags to `opct.demo` / `opct.audit`."""
+
+from __future__ import annotations
+
+def add_demo(sub) -> None:
+    from opct.axes import AXES
+
+    p = sub.add_parser(
+        "demo",
+        help="a study on one axis: base vs SFT/BCT vs OPCT vs ACT, with a report",
+        description="Builds train/test pairs for the axis, evaluates the base model, trains SFT (BCT), OPCT and ACT "
+        "from the same base on the same prompts, evaluates each (the axis + a capability panel: held-out MMLU, "
+        "over-refusal on benign look-alike prompts, KL drift from the base), and writes DIR/results.json, "
+        "DIR/report.md and DIR/report.html. Axes: sycophancy (MMLU and everyday questions the base model answers "
+        "right, with a user's wrong suggestion), jailbreak "
+        "(held-out behaviours under held-out wrappers and an adaptive wrapper-search attacker), safety (warning "
+        "about hazards nobody mentioned). With --seeds N every method is trained N times and the report says, per "
+        "verdict metric, whether OPCT beats SFT (yes / no / unclear) from a paired comparison over items and seeds. "
+        "Finished phases are kept: after Ctrl-C or a kill, rerun with --resume (more seeds may be added then).",
+        epilog="profiles: " + "; ".join(f"{name}/{k}: {v.describe()}" for name, ax in AXES.items()
+                                        for k, v in ax.profiles.items()),
+    )
+    p.add_argument("--axis", default="sycophancy", choices=[*AXES, "all"],
+                   help="which safety axis the study is about; all: the three, each in OUT/AXIS, with one report")
+    p.add_argument("--profile", default="default", choices=sorted({k for ax in AXES.values() for k in ax.profiles}),
+                   help="default: Qwen-Coder 1.5B for sycophancy, 0.5B for the other axes (tens of minutes on a "
+                   "laptop CPU); quick: SmolLM2 (minutes; it answers multiple-choice questions at chance, so its "
+                   "sycophancy run checks the pipeline only)")
+    p.add_argument("--out", help="run directory (default: runs/demo-PROFILE, or runs/demo-AXIS-PROFILE)")
+    p.add_argument("--model", help="override the profile's model spec")
+    p.add_argument("--methods", help="comma-separated subset of sft,opct,act (default: all)")
+    p.add_argument("--resume", action="store_true", help="continue a run in --out, keeping finished phases")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, wrappers, suggested options)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="training seeds per method (42, 43, ...); tables pool them, verdicts pair over items and seeds")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(a) -> int:
+    from opct.demo import run_all_axes, run_demo
+
+    run = run_all_axes if a.axis == "all" else run_demo
+    extra = {} if a.axis == "all" else {"axis": a.axis}
+    run(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, seeds=a.seeds,
+        **extra)
+    return 0
+
+
+def add_audit(sub) -> None:
+    from opct.audit.study import AUDIT_METHODS, KIND_NOTES, ORGANISMS, PROFILES
+
+    p = sub.add_parser(
+        "audit",
+        help="does consistency training amplify or suppress a misalignment? (model organisms)",
+        description="Fine-tunes the model into a model organism with one misalignment (sycophancy: agreeing with "
+        "a user's wrong suggestion), then consistency-trains the organism with each method on disjoint questions "
+        "and measures the misalignment again. Each method's change from the organism is a paired difference over "
+        "the same test items with a 95% bootstrap CI: amplified, suppressed, or no clear change. Writes "
+        "DIR/results.json, DIR/report.md, DIR/report.html and DIR/audit_effects.png. Finished phases are kept: "
+        "after Ctrl-C or a kill, rerun with --resume.",
+        epilog="methods: " + "; ".join(f"{k} ({v[0]})" for k, v in AUDIT_METHODS.items()) + ". "
+        + " ".join(f"{kind}: {text}" for kind, text in KIND_NOTES.items())
+        + " profiles: " + "; ".join(f"{k}: {v.describe()}" for k, v in PROFILES.items()),
+    )
+    p.add_argument("--organism", default="sycophancy", choices=list(ORGANISMS), help="the misalignment to build and audit")
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                   help="default: Qwen 0.5B, already sycophantic, audited as it is (not yet timed end to end); quick: "
+                   "SmolLM2 made into an organism first (about 30 minutes on a 2-core CPU)")
+    p.add_argument("--out", help="run directory (default: runs/audit-ORGANISM-PROFILE)")
+    p.add_argument("--model", help="override the profile's model spec")
+    p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all)")
+    p.add_argument("--resume", action="store_true", help="continue an audit in --out, keeping finished phases")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, suggested options)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="training seeds per method (42, 43, ...); effects pair over items and seeds")
+    p.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(a) -> int:
+    from opct.audit import run_audit
+
+    run_audit(organism=a.organism, profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume,
+              seed=a.seed, seeds=a.seeds)
+    return 0
