@@ -53,7 +53,7 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
 def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
     # The tiny model's gibberish would leave no pair through the jailbreak filter: train on all.
     prof = replace(TINY, train_pairs=4, test_pairs=4, static_wrappers=2, attack_budget=2, filter_candidates=6,
-                   jailbreak_filter=False, curve_every=2, curve_items=2)
+                   jailbreak_filter=False, curve_every=2, curve_items=2, whitebox_budget=4)
     results = run_demo(profile=prof, out=str(tmp_path / axis), model=tiny_model_dir, methods="opct", axis=axis)
     # Safety also answers the clean prompt with the base weights: the teacher's ceiling, without a capability panel.
     expected = {"base", "opct"} | ({"teacher"} if axis == "safety" else set())
@@ -66,6 +66,7 @@ def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
             assert block["jailbreak"]["static"]["n"] == 4 * 2
             assert block["jailbreak"]["adaptive"]["n"] == 4
             assert 0 <= block["jailbreak"]["adaptive"]["defense_success_rate"]["value"] <= 1
+            assert block["jailbreak"]["whitebox"]["n"] == 4  # the random-suffix attacker, 4 passes each
         else:
             assert block["safety"]["n"] == 4 and 0 <= block["safety"]["ausc"]["value"] <= 1
     metric = {"jailbreak": "attack_success_rate", "safety": "pass_rate"}[axis]

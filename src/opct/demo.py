@@ -96,6 +96,8 @@ def verdicts(axis: Axis, evals: dict[str, list[dict[str, Any]]], a: str = "opct"
         return []
     out = []
     for v in axis.verdicts:
+        if v.mode and v.mode not in evals[a][0][axis.name]:  # a block this run's profile does not measure
+            continue
         scores = {m: [axis.item_scores(e["rows"], v.mode) for e in evals[m]] for m in (a, b)}
         out.append({"mode": v.mode, **compare_methods(a, b, scores[a], scores[b], v.title, v.better)})
     return out
@@ -207,7 +209,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
                             "then items); capability metrics are means over seeds, spanning the seeds' intervals."]
     write_json(root / "results.json", results)
     md, html = write_report(results, root)
-    for mode in list(ax.modes)[:2] or [None]:
+    for mode in [m for m in ax.modes if m in evals["base"][0][axis]] or [None]:
         print()
         print(results_table(results, axis=axis, answers=mode))
     for v in judged:
@@ -232,7 +234,7 @@ def run_all_axes(profile: str = "default", out: str | None = None, **kwargs) -> 
     for axis, res in results.items():
         lines += [f"## {axis}: {res['model']}", "", f"Full report: [{axis}/report.md]({axis}/report.md)", ""]
         lines += [f"- {v['sentence']}" for v in res.get("verdicts", [])] + ([""] if res.get("verdicts") else [])
-        for mode in list(AXES[axis].modes)[:2] or [None]:
+        for mode in [m for m in AXES[axis].modes if m in res["methods"]["base"][axis]] or [None]:
             lines += [results_table(res, axis=axis, answers=mode), ""]
     write_json(root / "results.json", results)
     (root / "report.md").write_text("\n".join(lines), encoding="utf-8")

