@@ -163,3 +163,21 @@ def test_a_toy_organism_from_this_file_runs_the_audit(tiny_model_dir, tmp_path, 
     assert results["methods"]["opct"]["toy_ok"]["ok_rate"]["n"] == 2 * 12  # both seeds' answers pooled
     report = (out / "report.md").read_text()
     assert "Change in ok rate" in report and (out / "audit_effects.png").stat().st_size > 0
+
+
+def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
+    from opct.audit.study import run_all_organisms
+
+    monkeypatch.delitem(ORGANISMS, "sycophancy")  # two organisms keep the test short
+    prof = replace(TINY, test_pairs=8)
+    results = run_all_organisms(profile=prof, out=str(tmp_path / "all"), model=tiny_model_dir, methods="greedy,opct")
+    assert set(results) == {"reward_hacking", "spurious"}
+    summary = json.loads((tmp_path / "all" / "results.json").read_text())["summary"]
+    assert summary["methods"] == ["greedy", "opct"]
+    cell = summary["cells"]["reward_hacking"]["opct"]
+    assert cell["against"] == "greedy" and cell["verdict"] in ("amplified", "suppressed", "no clear change", "no data")
+    assert summary["cells"]["reward_hacking"]["greedy"]["against"] == "organism"
+    assert summary["paper"]["reward_hacking"] == "suppressed"
+    report = (tmp_path / "all" / "report.md").read_text()
+    assert "| reward_hacking | hack rate | suppressed |" in report and "audit_heatmap.png" in report
+    assert (tmp_path / "all" / "audit_heatmap.png").stat().st_size > 0

@@ -444,3 +444,85 @@ def _headline(org: Organism, label: str, es: list[dict[str, Any]], reference: di
         eff = effect(org, [es[-1]["rows"]], reference["rows"])
         text += f"; vs organism {_fmt_delta(eff[f'delta_{org.metric}'])}: {eff['verdict']}"
     return text
+
+
+# ----------------------------------------------------------------------------- every organism
+
+
+def run_all_organisms(profile: "str | AuditProfile" = "default", out: str | None = None, **kwargs) -> dict[str, Any]:
+    """`opct audit --organism all`: every registered organism's audit in OUT/ORGANISM, then one
+    summary (OUT/report.md, OUT/audit_heatmap.png): each method's effect on each misalignment against
+    the greedy control, with its 95% interval and verdict, beside the entrenchment study's finding."""
+    from opct.report import _md_table
+
+    name = profile if isinstance(profile, str) else "custom"
+    root = Path(out or f"runs/audit-all-{name}")
+    results = {org: run_audit(organism=org, profile=profile, out=str(root / org), **kwargs) for org in ORGANISMS}
+    summary = effects_summary(results)
+    write_json(root / "results.json", {"organisms": list(results), "summary": summary})
+    plot = plot_heatmap(summary, root / "audit_heatmap.png")
+    lines = [f"# opct audit ({name}): every organism", "",
+             "Each cell: a method's change in the organism's misalignment rate against the greedy control "
+             "(which trains as much on the organism's own unselected answers), 95% interval, verdict. The paper "
+             "column is what the entrenchment study reported for that misalignment.", "",
+             _md_table(summary["headers"], summary["rows"]), ""]
+    if plot:
+        lines += [f"![effects against the greedy control]({plot.name})", ""]
+    lines += ["Full reports: " + ", ".join(f"[{o}]({o}/report.md)" for o in results), ""]
+    (root / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    print("\n" + _md_table(summary["headers"], summary["rows"]))
+    print(f"\nopct audit: every organism in {root}, summary in {root / 'report.md'}")
+    return results
+
+
+def effects_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Method x organism: the effect against greedy (the effect against the organism for greedy
+    itself), as {"cells": {organism: {method: {delta, verdict}}}, "headers", "rows"}."""
+    methods = list(dict.fromkeys(m for r in results.values() for m in r["method_order"]
+                                 if m not in ("base", "organism")))
+    cells: dict[str, dict[str, Any]] = {}
+    for org, r in results.items():
+        key = f"delta_{r['metric']}"
+        for m in methods:
+            e = r["effects"].get(m)
+            if e is None:
+                continue
+            against = e.get("vs_greedy") or e
+            cells.setdefault(org, {})[m] = {"delta": against[key], "verdict": against["verdict"],
+                                             "against": "greedy" if "vs_greedy" in e else "organism"}
+    paper = {o: ORGANISMS[o].paper_direction or "–" for o in results}
+    rows = [[org, results[org]["metric"].replace("_", " "), paper[org],
+             *[(f"{_fmt_delta(c['delta'])} {c['verdict']}" if (c := cells.get(org, {}).get(m)) else "–")
+               for m in methods]] for org in results]
+    return {"methods": methods, "cells": cells, "paper": paper,
+            "headers": ["Organism", "Rate", "Paper", *methods], "rows": rows}
+
+
+def plot_heatmap(summary: dict[str, Any], path: str | Path) -> Path | None:
+    """Organisms x methods, coloured by the effect against greedy (red: amplified, blue: suppressed),
+    each cell labelled with the change and a mark when its interval excludes 0."""
+    from opct.report import _new_figure
+
+    orgs, methods = list(summary["cells"]), summary["methods"]
+    if not orgs or not methods:
+        return None
+    values = [[(summary["cells"][o].get(m) or {}).get("delta", {}).get("value") for m in methods] for o in orgs]
+    fig = _new_figure((1.1 * len(methods) + 2.5, 0.7 * len(orgs) + 1.6))
+    ax = fig.add_subplot()
+    flat = [abs(v) for row in values for v in row if v is not None] or [1.0]
+    scale = max(flat) or 1.0
+    grid = [[float("nan") if v is None else v for v in row] for row in values]
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto")
+    for i, o in enumerate(orgs):
+        for j, m in enumerate(methods):
+            cell = summary["cells"][o].get(m)
+            if cell and cell["delta"].get("value") is not None:
+                mark = "*" if cell["verdict"] in ("amplified", "suppressed") else ""
+                ax.text(j, i, f"{cell['delta']['value']:+.2f}{mark}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
+    ax.set_yticks(range(len(orgs)), [f"{o} (paper: {summary['paper'][o]})" for o in orgs])
+    fig.colorbar(image, ax=ax, label="change vs greedy control")
+    ax.set_title("Effect on each misalignment (* 95% interval excludes 0)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)

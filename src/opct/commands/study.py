@@ -62,7 +62,9 @@ def add_audit(sub) -> None:
         + " ".join(f"{kind}: {text}" for kind, text in KIND_NOTES.items())
         + " profiles: " + "; ".join(f"{k}: {v.describe()}" for k, v in PROFILES.items()),
     )
-    p.add_argument("--organism", default="sycophancy", choices=list(ORGANISMS), help="the misalignment to build and audit")
+    p.add_argument("--organism", default="sycophancy", choices=[*ORGANISMS, "all"],
+                   help="the misalignment to build and audit; all: every organism, each in OUT/ORGANISM, with a "
+                   "method x organism heatmap of the effects against the greedy control")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
                    help="default: Qwen 0.5B, already sycophantic, audited as it is (not yet timed end to end); quick: "
                    "SmolLM2 made into an organism first (about 30 minutes on a 2-core CPU)")
@@ -79,6 +81,12 @@ def add_audit(sub) -> None:
 def cmd_audit(a) -> int:
     from opct.audit import run_audit
 
-    run_audit(organism=a.organism, profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume,
-              seed=a.seed, seeds=a.seeds)
+    from opct.audit.study import run_all_organisms
+
+    options = dict(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed,
+                   seeds=a.seeds)
+    if a.organism == "all":
+        run_all_organisms(**options)
+    else:
+        run_audit(organism=a.organism, **options)
     return 0
