@@ -252,6 +252,18 @@ def test_cli_eval_jailbreak_static_and_adaptive(tiny_model_dir, behavior_file, t
     rows = [json.loads(x) for x in out.with_suffix(".rows.jsonl").read_text().splitlines()]
     assert all(1 <= len(r["transcript"]) <= 2 for r in rows)
 
+    out = tmp_path / "rl.json"  # the GRPO attacker, trained on training behaviours against this target
+    code, stdout, err = run_cli(capsys, "eval", "jailbreak", "--model", tiny_model_dir, "--behaviors", behavior_file,
+                                "--attack", "adaptive", "--attacker", "rl", "--attacker-model", tiny_model_dir,
+                                "--rl-steps", 1, "--rl-train-behaviors", 2, "--budget", 2, "--judge", "pattern",
+                                "--max-new-tokens", 3, "--out", out)
+    assert code == 0, err
+    m = json.loads(out.read_text())
+    assert m["attacker"]["kind"] == "rl" and m["attacker"]["train_steps"] == 1 and m["n_behaviors"] == 2
+    assert (tmp_path / "rl.rl" / "final" / "adapter_config.json").is_file()
+    rows = [json.loads(x) for x in out.with_suffix(".rows.jsonl").read_text().splitlines()]
+    assert all(1 <= len(r["transcript"]) <= 2 for r in rows)
+
 
 def test_cli_eval_jailbreak_errors(tiny_model_dir, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"

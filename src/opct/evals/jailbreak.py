@@ -270,8 +270,10 @@ def evaluate_adaptive(
     **attack_options: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """An adaptive attacker per behaviour (wrapper search, PAIR-style rewriting, or both) within
-    `budget` target queries each, or a white-box suffix attack (random_suffix, gcg) within `budget`
-    target passes each; returns (`adaptive_metrics` plus the settings, rows). Each row is
+    `budget` target queries each, a white-box suffix attack (random_suffix, gcg) within `budget`
+    target passes each, or an RL attacker (rl: GRPO-trained against this target on
+    attack_options["train_behaviors"], checkpoints in attack_options["out"], then best of
+    budget // rounds samples a round); returns (`adaptive_metrics` plus the settings, rows). Each row is
     one behaviour with its full transcript (every query's prompt, response, score and verdict).
 
     `wrappers`: the search's library (default: `opct.attacks.default_library()`); `attacker_model`:
@@ -279,7 +281,18 @@ def evaluate_adaptive(
     options go to `opct.attacks.run_adaptive_attack` (population, per_round, streams, ...)."""
     from opct.attacks import WHITEBOX_ATTACKERS, run_adaptive_attack, whitebox_attack
 
-    if attacker in WHITEBOX_ATTACKERS:  # budget: target forward (and backward) passes per behaviour
+    if attacker == "rl":  # a GRPO-trained attacker: train it against this target, then best of samples x rounds
+        from opct.attacks.rl import rl_attack, train_rl_attacker
+
+        opts = dict(attack_options)
+        trained = train_rl_attacker(attacker_model or "embedded:smollm2-135m-instruct", model, tokenizer,
+                                    opts.pop("train_behaviors"), judge, opts.pop("out"), seed=seed,
+                                    steps=opts.pop("steps", 20), max_new_tokens=max_new_tokens)
+        rounds = opts.pop("rounds", 2)
+        result = rl_attack(trained["adapter"], model, tokenizer, behaviors, judge, samples=max(1, budget // rounds),
+                           rounds=rounds, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, **opts)
+        result["attacker"]["train_steps"] = trained["steps"]
+    elif attacker in WHITEBOX_ATTACKERS:  # budget: target forward (and backward) passes per behaviour
         result = whitebox_attack(model, tokenizer, behaviors, judge, attacker=attacker, budget=budget,
                                  threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                  progress=progress, **attack_options)
