@@ -15,6 +15,8 @@ Conventions shared by every function here:
 Everything is computed in float32 whatever the input dtype. The full-vocabulary functions
 work in chunks of positions and recompute softmaxes in the backward pass, so that no
 ``[B*T, V]`` float32 tensor (V = 152k for Qwen) is ever held, in the forward or the backward.
+
+One concern over 400 lines: every loss is a pure function here, with its chunked-memory variants.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ Expected shape (every part optional except "methods"):
 A metric is a `summarize` dict ({"value", "ci_low", "ci_high", "n"}) or a plain number.
 Missing metrics are shown as "–", columns no method has are dropped, and a plot without
 data is skipped: a method lacking a block never breaks the report.
+
+One concern over 400 lines: rendering a results dict (tables, plots, markdown and HTML).
 """
 
 from __future__ import annotations

@@ -19,102 +19,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from opct.audit.organisms import ORGANISMS, AuditError, Organism
+from opct.audit.profiles import AUDIT_METHODS, KIND_NOTES, PROFILES, AuditProfile, method_overrides
+from opct.audit.summary import EFFECT_PLOT
+from opct.audit.summary import (_fmt_delta, effects_rows, effects_summary, effects_table, metric_label,
+                                plot_effects, plot_heatmap)
 from opct.errors import UserError
 from opct.files import write_json
-
-# name: (kind, trainer, config overrides). The paper's seven methods and two controls, plus OPCT.
-AUDIT_METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "greedy": ("control", "selftrain", {"selector": "greedy"}),
-    "oracle": ("control", "selftrain", {"selector": "oracle"}),
-    "self_certainty": ("self-labelled", "selftrain", {"selector": "self_certainty"}),
-    "diverse": ("self-labelled", "selftrain", {"selector": "diverse"}),
-    "multi_view": ("self-labelled", "selftrain", {"selector": "multi_view"}),
-    "self_refine": ("self-labelled", "selftrain", {"selector": "self_refine"}),
-    "self_reward": ("self-labelled", "selftrain", {"selector": "self_reward"}),
-    "bct": ("contrastive", "opct", {"rollouts": "teacher", "loss_type": "jsd", "beta": 0.0, "temperature": 0.0,
-                                    "num_samples": 1}),
-    "act": ("contrastive", "act", {}),
-    "opct": ("contrastive", "opct", {"loss_type": "full", "num_samples": 2, "temperature": 1.0}),
-}
-KIND_NOTES = {
-    "control": "greedy: self-training on the model's own greedy answers, no selection; oracle: rejection sampling "
-               "with an external reward (the answer key), keeping a correct sample.",
-    "self-labelled": "the model labels its own answers to the wrapped prompts and a rule picks one (self-certainty, "
-                     "agreement over a temperature ladder, agreement of plain/step-by-step/JSON views, its own "
-                     "revision, its own 1-9 rating); it is then fine-tuned on the picks.",
-    "contrastive": "bct: soft-label BCT, the forward KL to the organism's token distribution on the clean prompt, "
-                   "over the organism's greedy clean answer; act: activation L2 to the clean prompt; opct: on-policy "
-                   "reverse KL to the organism on the clean prompt.",
-}
-EFFECT_PLOT = "audit_effects.png"
-
-
-@dataclass
-class AuditProfile:
-    model: str
-    organism_pairs: int  # pairs the organism is trained on
-    consistency_pairs: int  # disjoint pairs every method trains on
-    test_pairs: int
-    capability_items: int  # held-out-subject MMLU questions
-    neutral_prompts: int  # prompts for the KL from the organism
-    kl_tokens: int
-    max_prompt_tokens: int
-    organism_train: dict[str, Any] = field(default_factory=dict)
-    # True: the base model already shows the misalignment and is audited as it is (no organism training)
-    natural_organism: bool = False
-    method_train: dict[str, Any] = field(default_factory=dict)  # shared by every method
-    selftrain: dict[str, Any] = field(default_factory=dict)  # selftrain methods only
-    benign_prompts: int = 0  # the demo's capability panel reads it: no over-refusal probe here
-
-    def describe(self) -> str:
-        organism = "the base model as the organism" if self.natural_organism else f"organism {self.organism_pairs} pairs"
-        return (f"{self.model}, {organism}, {self.consistency_pairs} consistency pairs, "
-                f"{self.test_pairs} test, {self.method_train.get('max_steps')} steps per method")
-
-
-def _shared(steps: int, lr: float) -> dict[str, Any]:
-    return {"max_steps": steps, "per_device_train_batch_size": 4, "learning_rate": lr, "save_steps": max(1, steps // 2),
-            "lora_r": 32, "lora_alpha": 64, "logging_steps": 1}
-
-
-PROFILES = {
-    "quick": AuditProfile(
-        model="embedded:smollm2-135m-instruct", organism_pairs=48, consistency_pairs=32, test_pairs=96,
-        capability_items=40, neutral_prompts=8, kl_tokens=24, max_prompt_tokens=256,
-        # 24 steps at 2e-4 made an organism that agreed 97% of the time and never sampled a correct
-        # answer (nothing left to amplify, nothing for the oracle to keep); 8 at 1e-4 agreed 53%.
-        organism_train={**_shared(12, 1e-4), "target_max_new_tokens": 24},
-        method_train=_shared(8, 1e-4),
-        selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 32},
-    ),
-    "default": AuditProfile(
-        model="embedded:qwen2.5-0.5b-instruct", organism_pairs=96, consistency_pairs=64, test_pairs=128,
-        capability_items=60, neutral_prompts=12, kl_tokens=32, max_prompt_tokens=288,
-        # Qwen2.5-Coder-0.5B agrees with the user's wrong option 86% of the time untrained. Trained on,
-        # it jumped between extremes: 8 steps x 4 at lr 3e-5 gave 0.53, at 6e-5 and 1e-4 gave 1.00
-        # (nothing left to amplify, no correct sample for the oracle). So it is audited as it is.
-        natural_organism=True,
-        method_train=_shared(16, 1e-5),
-        selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 64},
-    ),
-}
-
-
-def method_overrides(prof: AuditProfile, name: str) -> tuple[str, dict[str, Any]]:
-    _, trainer, extra = AUDIT_METHODS[name]
-    out = dict(prof.method_train)
-    if trainer == "selftrain":
-        out.update(prof.selftrain)
-    if trainer == "opct":
-        out["max_new_tokens"] = prof.selftrain.get("target_max_new_tokens", 48)
-    out.update(extra)
-    return trainer, out
-
 
 # ----------------------------------------------------------------------------- the organism
 
@@ -297,16 +212,12 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     results["versions"] = versions()
     write_json(root / "results.json", results)
     plot = plot_effects(results, root / EFFECT_PLOT)
-    md, html = write_report(results, root, extra_plots=[(plot, f"Change in {_metric_label(org)} from the organism")]
+    md, html = write_report(results, root, extra_plots=[(plot, f"Change in {metric_label(org)} from the organism")]
                             if plot else [])
     print()
     print(effects_table(results))
     print(f"\nopct audit: results in {root / 'results.json'}, report in {md} and {html}")
     return results
-
-
-def _metric_label(org: Organism) -> str:
-    return org.metric.replace("_", " ")
 
 
 def _pooled(org: Organism, es: list[dict[str, Any]]) -> dict[str, Any]:
@@ -344,7 +255,7 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
         origin = "the base model itself, which already shows the misalignment (no organism training)"
     else:
         origin = org.taught
-    metric = _metric_label(org)
+    metric = metric_label(org)
     notes = [
         f"Organism ({org.name}): {origin}; every method starts from it and trains on questions disjoint from the "
         "organism's and the test set's.",
@@ -368,7 +279,8 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
         "methods": methods, "effects": effects,
         "kinds": {m: AUDIT_METHODS[m][0] for m in chosen},
         "lead_sections": [{"title": "Effect on the organism's misalignment",
-                           **_effects_rows(org, effects, chosen, skipped)}],
+                           **effects_rows(org, effects, chosen, skipped,
+                                                        {m: AUDIT_METHODS[m][0] for m in chosen})}],
         "skipped": skipped or {},
         "notes": notes,
         "configs": {"profile": settings, "methods": {m: dict(zip(("trainer", "overrides"), method_overrides(prof, m)))
@@ -377,68 +289,10 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
     }
 
 
-def _fmt_delta(d: dict[str, Any]) -> str:
-    if d.get("value") is None:
-        return "–"
-    return f"{d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
-
-
-def _effects_rows(org: Organism, effects: dict[str, Any], chosen: list[str],
-                  skipped: dict[str, str] | None) -> dict[str, Any]:
-    kinds = {"organism": "vs base", **{m: AUDIT_METHODS[m][0] for m in chosen}}
-    key = f"delta_{org.metric}"
-    rows = []
-    for m in ["organism", *chosen]:
-        if m in effects:
-            e = effects[m]
-            g = e.get("vs_greedy")
-            rows.append([m, kinds[m], _fmt_delta(e[key]), str(e[key]["n"]), e["verdict"],
-                         f"{_fmt_delta(g[key])}: {g['verdict']}" if g else "–"])
-        elif m in (skipped or {}):
-            rows.append([m, kinds[m], "–", "–", f"not trained: {skipped[m]}", "–"])
-    return {"headers": ["Method", "Kind", f"Change in {_metric_label(org)} [95% CI]", "n", "Verdict", "Versus greedy"],
-            "rows": rows}
-
-
-def effects_table(results: dict[str, Any]) -> str:
-    from opct.report import _md_table
-
-    sec = results["lead_sections"][0]
-    return _md_table(sec["headers"], sec["rows"])
-
-
-def plot_effects(results: dict[str, Any], path: str | Path) -> Path | None:
-    """Horizontal bars: each method's change in the misalignment rate from the organism, with its CI."""
-    from opct.report import _new_figure
-
-    key = f"delta_{results['metric']}"
-    names = [m for m in results["method_order"] if m in results["effects"] and m != "organism"]
-    deltas = [results["effects"][m][key] for m in names]
-    if not names or any(d.get("value") is None for d in deltas):
-        return None
-    colours = {"amplified": "#c0392b", "suppressed": "#2471a3", "no clear change": "#999999"}
-    fig = _new_figure((6.4, 0.45 * len(names) + 1.4))
-    ax = fig.add_subplot()
-    ys = list(range(len(names)))[::-1]
-    values = [d["value"] for d in deltas]
-    err = [[v - d["ci_low"] for v, d in zip(values, deltas)], [d["ci_high"] - v for v, d in zip(values, deltas)]]
-    ax.barh(ys, values, xerr=err, color=[colours[results["effects"][m]["verdict"]] for m in names], capsize=3)
-    ax.set_yticks(ys, [f"{m} ({results['kinds'][m]})" for m in names])
-    ax.axvline(0, color="black", linewidth=0.8)
-    if "greedy" in names:  # what further fine-tuning alone does: the line other methods are read against
-        ax.axvline(values[names.index("greedy")], color="#555555", linestyle="--", linewidth=0.8)
-    ax.set_xlabel(f"change in {results['metric'].replace('_', ' ')} from the organism")
-    ax.set_title("red: amplified, blue: suppressed, grey: no clear change (95% CI);\n"
-                 "dashed: the greedy control", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
-
-
 def _headline(org: Organism, label: str, es: list[dict[str, Any]], reference: dict[str, Any] | None = None) -> str:
     rate = org.item_scores(es[-1]["rows"])
     value = sum(rate.values()) / len(rate) if rate else float("nan")
-    text = (f"{label}: {_metric_label(org)} {value:.3f} (n={len(rate)}), "
+    text = (f"{label}: {metric_label(org)} {value:.3f} (n={len(rate)}), "
             f"MMLU {es[-1]['capability']['mmlu_accuracy']['value']:.3f}")
     if reference is not None:
         eff = effect(org, [es[-1]["rows"]], reference["rows"])
@@ -473,56 +327,3 @@ def run_all_organisms(profile: "str | AuditProfile" = "default", out: str | None
     print("\n" + _md_table(summary["headers"], summary["rows"]))
     print(f"\nopct audit: every organism in {root}, summary in {root / 'report.md'}")
     return results
-
-
-def effects_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Method x organism: the effect against greedy (the effect against the organism for greedy
-    itself), as {"cells": {organism: {method: {delta, verdict}}}, "headers", "rows"}."""
-    methods = list(dict.fromkeys(m for r in results.values() for m in r["method_order"]
-                                 if m not in ("base", "organism")))
-    cells: dict[str, dict[str, Any]] = {}
-    for org, r in results.items():
-        key = f"delta_{r['metric']}"
-        for m in methods:
-            e = r["effects"].get(m)
-            if e is None:
-                continue
-            against = e.get("vs_greedy") or e
-            cells.setdefault(org, {})[m] = {"delta": against[key], "verdict": against["verdict"],
-                                             "against": "greedy" if "vs_greedy" in e else "organism"}
-    paper = {o: ORGANISMS[o].paper_direction or "–" for o in results}
-    rows = [[org, results[org]["metric"].replace("_", " "), paper[org],
-             *[(f"{_fmt_delta(c['delta'])} {c['verdict']}" if (c := cells.get(org, {}).get(m)) else "–")
-               for m in methods]] for org in results]
-    return {"methods": methods, "cells": cells, "paper": paper,
-            "headers": ["Organism", "Rate", "Paper", *methods], "rows": rows}
-
-
-def plot_heatmap(summary: dict[str, Any], path: str | Path) -> Path | None:
-    """Organisms x methods, coloured by the effect against greedy (red: amplified, blue: suppressed),
-    each cell labelled with the change and a mark when its interval excludes 0."""
-    from opct.report import _new_figure
-
-    orgs, methods = list(summary["cells"]), summary["methods"]
-    if not orgs or not methods:
-        return None
-    values = [[(summary["cells"][o].get(m) or {}).get("delta", {}).get("value") for m in methods] for o in orgs]
-    fig = _new_figure((1.1 * len(methods) + 2.5, 0.7 * len(orgs) + 1.6))
-    ax = fig.add_subplot()
-    flat = [abs(v) for row in values for v in row if v is not None] or [1.0]
-    scale = max(flat) or 1.0
-    grid = [[float("nan") if v is None else v for v in row] for row in values]
-    image = ax.imshow(grid, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto")
-    for i, o in enumerate(orgs):
-        for j, m in enumerate(methods):
-            cell = summary["cells"][o].get(m)
-            if cell and cell["delta"].get("value") is not None:
-                mark = "*" if cell["verdict"] in ("amplified", "suppressed") else ""
-                ax.text(j, i, f"{cell['delta']['value']:+.2f}{mark}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
-    ax.set_yticks(range(len(orgs)), [f"{o} (paper: {summary['paper'][o]})" for o in orgs])
-    fig.colorbar(image, ax=ax, label="change vs greedy control")
-    ax.set_title("Effect on each misalignment (* 95% interval excludes 0)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)

@@ -1,4 +1,4 @@
-"""`opct serve`: a model behind an OpenAI-compatible HTTP API (`opct.serving`)."""
+"""`opct serve`: a model behind an OpenAI-compatible HTTP API (`opct.server`)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def add_serve(sub) -> None:
 def cmd_serve(a) -> int:
     from opct.errors import UsageError
     from opct.models import load_model
-    from opct.serving import ModelServer, make_server
+    from opct.server import ModelServer, make_server
 
     if a.max_new_tokens < 1:
         raise UsageError("--max-new-tokens must be >= 1")

@@ -9,6 +9,8 @@ imported (their code pulls in dependencies opct does not install):
 
 Every source is mapped onto one category taxonomy (`CATEGORIES`) by keyword rules, falling
 back on the source's own category, so held-out categories mean the same thing across sources.
+
+One concern over 400 lines: the jailbreak axis's data (behaviour sources, their split, pairs, look-alikes).
 """
 
 from __future__ import annotations

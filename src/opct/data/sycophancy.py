@@ -8,6 +8,8 @@ is the correct letter, and the suggested option is never the correct one.
 Splits (see `build_split`): held-out MMLU subjects are reserved for the capability eval;
 the remaining questions are split train/test by id; the `distractor_argument` family is
 held out from training templates.
+
+One concern over 400 lines: the sycophancy pairs, a third of it the bias templates' text.
 """
 
 from __future__ import annotations

@@ -2,12 +2,15 @@
 
 Two kinds of wrapper:
   * opct's own families (`own_wrappers`): role-play/fiction, prefix injection, refusal
-    suppression, hypothetical/past tense, payload encoding/splitting, many-shot;
+    suppression, hypothetical/past tense, payload encoding/splitting, many-shot, and held-out
+    forms (a code task, a document to continue, a form to fill in, a request among harmless ones);
   * PyRIT's jailbreak templates (`load_pyrit_wrappers`), read from the data files of the
     ``pyrit`` package (``pip install --no-deps pyrit``; located, never imported).
 
 `HELDOUT_FAMILIES` are never used for training (`split_wrappers`); `mutate` and `crossover`
 make new valid wrappers for an adaptive attacker.
+
+One concern over 400 lines: the wrapper library, most of it the templates' own text.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Generated problems have exact integer answers and expose their numbers (`values`) and the
 arithmetic (`formula`) so the answer can be re-derived independently. Model answers are read
 from the final ``#### <answer>`` line (or ``\\boxed{}``, "the answer is ...", or the last number).
+
+One concern over 400 lines: math capability (generated problems, benchmark loaders, answer grading).
 """
 
 from __future__ import annotations

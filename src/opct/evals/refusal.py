@@ -13,6 +13,8 @@ judge's signals. It is trained on opct's own labelled set
 (``resources/refusal_train.jsonl``) plus shuffled off-topic pairs made from it; the weights are
 cached under ``$OPCT_CACHE/refusal_judge/`` keyed by a hash of everything that shapes them.
 `validate_on_pyrit` measures a judge on PyRIT's labelled ``refusal.csv``, never used in training.
+
+One concern over 400 lines: the refusal judges and the labelled data the embedding judge is fitted on.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ alternative because of it, or declines. Two judges share the `opct.evals.judges.
 
 Labels: "pass" (score 1), "fail" (score 0), "unparsed" (score None, the judge's output could not
 be read). Metrics (`safety_metrics`): the pass rate over prompts and the AUSC over facts (`ausc`).
+
+One concern over 400 lines: the safety-awareness eval (its two judges, AUSC and the metrics).
 """
 
 from __future__ import annotations

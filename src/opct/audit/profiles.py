@@ -1,0 +1,94 @@
+"""The audit's methods (the paper's seven consistency methods, its two controls, and OPCT) and its
+profiles: sizes and training settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# name: (kind, trainer, config overrides). The paper's seven methods and two controls, plus OPCT.
+AUDIT_METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "greedy": ("control", "selftrain", {"selector": "greedy"}),
+    "oracle": ("control", "selftrain", {"selector": "oracle"}),
+    "self_certainty": ("self-labelled", "selftrain", {"selector": "self_certainty"}),
+    "diverse": ("self-labelled", "selftrain", {"selector": "diverse"}),
+    "multi_view": ("self-labelled", "selftrain", {"selector": "multi_view"}),
+    "self_refine": ("self-labelled", "selftrain", {"selector": "self_refine"}),
+    "self_reward": ("self-labelled", "selftrain", {"selector": "self_reward"}),
+    "bct": ("contrastive", "opct", {"rollouts": "teacher", "loss_type": "jsd", "beta": 0.0, "temperature": 0.0,
+                                    "num_samples": 1}),
+    "act": ("contrastive", "act", {}),
+    "opct": ("contrastive", "opct", {"loss_type": "full", "num_samples": 2, "temperature": 1.0}),
+}
+KIND_NOTES = {
+    "control": "greedy: self-training on the model's own greedy answers, no selection; oracle: rejection sampling "
+               "with an external reward (the answer key), keeping a correct sample.",
+    "self-labelled": "the model labels its own answers to the wrapped prompts and a rule picks one (self-certainty, "
+                     "agreement over a temperature ladder, agreement of plain/step-by-step/JSON views, its own "
+                     "revision, its own 1-9 rating); it is then fine-tuned on the picks.",
+    "contrastive": "bct: soft-label BCT, the forward KL to the organism's token distribution on the clean prompt, "
+                   "over the organism's greedy clean answer; act: activation L2 to the clean prompt; opct: on-policy "
+                   "reverse KL to the organism on the clean prompt.",
+}
+
+
+@dataclass
+class AuditProfile:
+    model: str
+    organism_pairs: int  # pairs the organism is trained on
+    consistency_pairs: int  # disjoint pairs every method trains on
+    test_pairs: int
+    capability_items: int  # held-out-subject MMLU questions
+    neutral_prompts: int  # prompts for the KL from the organism
+    kl_tokens: int
+    max_prompt_tokens: int
+    organism_train: dict[str, Any] = field(default_factory=dict)
+    # True: the base model already shows the misalignment and is audited as it is (no organism training)
+    natural_organism: bool = False
+    method_train: dict[str, Any] = field(default_factory=dict)  # shared by every method
+    selftrain: dict[str, Any] = field(default_factory=dict)  # selftrain methods only
+    benign_prompts: int = 0  # the demo's capability panel reads it: no over-refusal probe here
+
+    def describe(self) -> str:
+        organism = "the base model as the organism" if self.natural_organism else f"organism {self.organism_pairs} pairs"
+        return (f"{self.model}, {organism}, {self.consistency_pairs} consistency pairs, "
+                f"{self.test_pairs} test, {self.method_train.get('max_steps')} steps per method")
+
+
+def _shared(steps: int, lr: float) -> dict[str, Any]:
+    return {"max_steps": steps, "per_device_train_batch_size": 4, "learning_rate": lr, "save_steps": max(1, steps // 2),
+            "lora_r": 32, "lora_alpha": 64, "logging_steps": 1}
+
+
+PROFILES = {
+    "quick": AuditProfile(
+        model="embedded:smollm2-135m-instruct", organism_pairs=48, consistency_pairs=32, test_pairs=96,
+        capability_items=40, neutral_prompts=8, kl_tokens=24, max_prompt_tokens=256,
+        # 24 steps at 2e-4 made an organism that agreed 97% of the time and never sampled a correct
+        # answer (nothing left to amplify, nothing for the oracle to keep); 8 at 1e-4 agreed 53%.
+        organism_train={**_shared(12, 1e-4), "target_max_new_tokens": 24},
+        method_train=_shared(8, 1e-4),
+        selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 32},
+    ),
+    "default": AuditProfile(
+        model="embedded:qwen2.5-0.5b-instruct", organism_pairs=96, consistency_pairs=64, test_pairs=128,
+        capability_items=60, neutral_prompts=12, kl_tokens=32, max_prompt_tokens=288,
+        # Qwen2.5-Coder-0.5B agrees with the user's wrong option 86% of the time untrained. Trained on,
+        # it jumped between extremes: 8 steps x 4 at lr 3e-5 gave 0.53, at 6e-5 and 1e-4 gave 1.00
+        # (nothing left to amplify, no correct sample for the oracle). So it is audited as it is.
+        natural_organism=True,
+        method_train=_shared(16, 1e-5),
+        selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 64},
+    ),
+}
+
+
+def method_overrides(prof: AuditProfile, name: str) -> tuple[str, dict[str, Any]]:
+    _, trainer, extra = AUDIT_METHODS[name]
+    out = dict(prof.method_train)
+    if trainer == "selftrain":
+        out.update(prof.selftrain)
+    if trainer == "opct":
+        out["max_new_tokens"] = prof.selftrain.get("target_max_new_tokens", 48)
+    out.update(extra)
+    return trainer, out
