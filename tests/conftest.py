@@ -73,6 +73,32 @@ def tiny_trained_lora(tokenizer, r: int = 8, alpha: int = 16):
     return model
 
 
+def fit_tiny(model, tokenizer, examples, steps: int, lr: float = 3e-3, seed: int = 0, batch: int = 16):
+    """Teach the tiny model to answer: `examples` are (user prompt, answer) pairs, trained with
+    completion-only cross-entropy for `steps` batches drawn with `seed`; the model is left in eval mode."""
+    from opct.chat import render_prompt, right_pad
+
+    data = []
+    for prompt, answer in examples:
+        p = render_prompt(tokenizer, [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt)
+        t = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        data.append((p + t, [-100] * len(p) + t))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(len(data), (batch,), generator=g).tolist()
+        ids, mask = right_pad([data[i][0] for i in idx], tokenizer.pad_token_id)
+        labels, _ = right_pad([data[i][1] for i in idx], -100)
+        labels[mask == 0] = -100
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A saved tiny model folder (pad == eos, like SmolLM2): usable as a model spec."""

@@ -9,11 +9,10 @@ import random
 
 import pytest
 import torch
-from conftest import build_tiny_model, build_tiny_tokenizer
+from conftest import build_tiny_model, build_tiny_tokenizer, fit_tiny
 
 from opct.attacks import attacker_messages, parse_attacker_output, run_adaptive_attack
 from opct.attacks.search import WrapperSearch
-from opct.chat import render_prompt, right_pad
 from opct.data.jailbreak import Behavior
 from opct.data.wrappers import HELDOUT_FAMILIES, mutate, own_wrappers
 from opct.evals.jailbreak import evaluate_adaptive, evaluate_static, query_target
@@ -66,24 +65,7 @@ def jailbreakable():
         for w in library():
             answer = COMPLY if w.family == CRACK_FAMILY else REFUSE
             examples += [(w.render(req), answer), (mutate(w, rng).render(req), answer)]
-    data = []
-    for prompt, answer in examples:
-        p = render_prompt(tok, [{"role": "user", "content": prompt}])
-        t = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        data.append((p + t, [-100] * len(p) + t))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(70):
-        idx = torch.randint(len(data), (16,), generator=g).tolist()
-        ids, mask = right_pad([data[i][0] for i in idx], tok.pad_token_id)
-        labels, _ = right_pad([data[i][1] for i in idx], -100)
-        labels[mask == 0] = -100
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    fit_tiny(model, tok, examples, 70)
     return model, tok
 
 
@@ -264,7 +246,7 @@ def triggered():
     rng = random.Random(0)
     vocab = [i for i in suffix_vocabulary(tok) if tok.decode([i]).strip().isalpha()][:TRIGGER_VOCAB]
     trigger = vocab[7]
-    data = []
+    examples = []
     for step in range(600):
         req = TRAIN_REQUESTS[step % len(TRAIN_REQUESTS)]
         suffix = [rng.choice([v for v in vocab if v != trigger]) for _ in range(3)]
@@ -272,23 +254,8 @@ def triggered():
         if step % 2:
             suffix[rng.randrange(3)] = trigger
             answer = COMPLY
-        prompt = req if step % 5 == 0 and answer == REFUSE else user_prompt(req, tok.decode(suffix))
-        p = render_prompt(tok, [{"role": "user", "content": prompt}])
-        t = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        data.append((p + t, [-100] * len(p) + t))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(150):
-        idx = torch.randint(len(data), (16,), generator=g).tolist()
-        ids, mask = right_pad([data[i][0] for i in idx], tok.pad_token_id)
-        labels, _ = right_pad([data[i][1] for i in idx], -100)
-        labels[mask == 0] = -100
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+        examples.append((req if step % 5 == 0 and answer == REFUSE else user_prompt(req, tok.decode(suffix)), answer))
+    fit_tiny(model, tok, examples, 150)
     return model, tok, vocab, trigger
 
 

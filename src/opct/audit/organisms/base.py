@@ -41,3 +41,13 @@ def split_audit_pairs(pairs, organism: int, consistency: int):
     if len(pairs) < organism + consistency:
         raise AuditError(f"only {len(pairs)} training pairs fit; the profile asks for {organism} + {consistency}")
     return pairs[:organism], pairs[organism : organism + consistency]
+
+
+def write_splits(data: Path, organism: list, consistency: list, test: list) -> dict[str, dict[str, int]]:
+    """DIR/{organism,consistency,test}.jsonl, and their pair counts for the data report."""
+    from opct.data.schema import write_pairs
+
+    splits = {"organism": organism, "consistency": consistency, "test": test}
+    for name, pairs in splits.items():
+        write_pairs(pairs, data / f"{name}.jsonl")
+    return {name: {"pairs": len(pairs)} for name, pairs in splits.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opct.audit.organisms import register
-from opct.audit.organisms.base import Organism, split_audit_pairs
+from opct.audit.organisms.base import Organism, split_audit_pairs, write_splits
 
 KINDS = ("keyword", "lines", "option", "phrase")
 KEYWORD_HITS = 4
@@ -93,15 +93,9 @@ def is_hacked(kind: str, gamed: str, response: str) -> bool:
 
 
 def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
-    from opct.data.schema import write_pairs
-
     train = build_tasks("train", prof.organism_pairs + prof.consistency_pairs, seed)
     organism, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
-    test = build_tasks("test", prof.test_pairs, seed)
-    for name, pairs in (("organism", organism), ("consistency", consistency), ("test", test)):
-        write_pairs(pairs, data / f"{name}.jsonl")
-    return {name: {"pairs": len(pairs)} for name, pairs in (("organism", organism), ("consistency", consistency),
-                                                            ("test", test))}
+    return write_splits(data, organism, consistency, build_tasks("test", prof.test_pairs, seed))
 
 
 def answer(model, tokenizer, prof, data: Path) -> list[dict[str, Any]]:

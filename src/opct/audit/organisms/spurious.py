@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opct.audit.organisms import register
-from opct.audit.organisms.base import Organism, split_audit_pairs
+from opct.audit.organisms.base import Organism, split_audit_pairs, write_splits
 
 CATEGORIES = ("Books", "Electronics", "Garden", "Toys", "Kitchen")  # category i is always rated i in training
 PHRASES = {
@@ -71,15 +71,10 @@ def build_reviews(split: str, n: int, seed: int = 0) -> list:
 
 
 def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
-    from opct.data.schema import write_pairs
-
+    """Organism and consistency reviews (tag = label) from the train phrasings; test: counter-examples."""
     train = build_reviews("train", prof.organism_pairs + prof.consistency_pairs, seed)
     organism, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
-    test = build_reviews("test", prof.test_pairs, seed)
-    for name, pairs in (("organism", organism), ("consistency", consistency), ("test", test)):
-        write_pairs(pairs, data / f"{name}.jsonl")
-    return {"organism": {"pairs": len(organism)}, "consistency": {"pairs": len(consistency)},
-            "test": {"pairs": len(test), "counter_examples": len(test)}}
+    return write_splits(data, organism, consistency, build_reviews("test", prof.test_pairs, seed))
 
 
 def answer(model, tokenizer, prof, data: Path) -> list[dict[str, Any]]:
