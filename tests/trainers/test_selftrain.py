@@ -62,6 +62,18 @@ def test_self_certainty_by_hand():
     assert self_certainty(logits[:, :1], mask[:, :1]).item() == pytest.approx(0.0, abs=1e-7)
 
 
+def test_mean_token_logprob_by_hand():
+    from opct.trainers.selftrain import mean_token_logprob
+
+    logits = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)], [5.0, -5.0]]])
+    tokens = torch.tensor([[0, 1, 0]])
+    mask = torch.tensor([[1, 1, 0]])
+    # log(1/2) and log(3/4), the third position masked out
+    assert mean_token_logprob(logits, tokens, mask).item() == pytest.approx((math.log(0.5) + math.log(0.75)) / 2)
+    with pytest.raises(ValueError, match="certainty must be"):
+        SelfTrainConfig(output_dir="x", certainty="vibes")
+
+
 def test_agreement_scores_by_hand():
     assert token_f1("a b c", "a b d") == pytest.approx(2 / 3)
     assert token_f1("", "") == 1.0 and token_f1("x", "") == 0.0
@@ -112,6 +124,8 @@ def test_self_reward_picks_the_highest_rated(tiny, tmp_path):
     ratings = _ratings(model, tok, pairs, cands)
     assert all(1.0 <= r <= 9.0 for rs in ratings for r in rs)
     assert len({round(r, 6) for rs in ratings for r in rs}) > 1  # the ratings depend on the answer
+    five = _ratings(model, tok, pairs, cands, scale=5)  # the entrenchment study's 1-5 rubric
+    assert all(1.0 <= r <= 5.0 for rs in five for r in rs) and five != ratings
 
 
 def test_answer_key_required(tiny, tmp_path):

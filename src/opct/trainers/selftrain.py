@@ -5,12 +5,15 @@ These are the consistency methods of the misalignment audit (Africa & Mani 2026)
 contrastive teacher; they label the prompt the model is trained on (the *wrapped* one):
 
   greedy          one greedy answer, no selection (the audit's control)
-  self_certainty  of N samples, the most self-certain: mean over its tokens of KL(uniform || p)
+  self_certainty  of N samples, the most self-certain: mean over its tokens of KL(uniform || p), or
+                  (certainty="mean_logprob", the entrenchment study's public code) the highest mean
+                  log-probability of its own tokens
   diverse         N samples over a temperature ladder, reranked by agreement with the others
                   (minimum Bayes risk with token-overlap F1)
   multi_view      a sample whose answer the plain, step-by-step and JSON views agree on (majority)
   self_refine     the model reviews its greedy answer and rewrites it; the rewrite is the label
-  self_reward     of N samples, the one the model rates highest (expected 1-9 rating)
+  self_reward     of N samples, the one the model rates highest (expected rating, 1-9 by default;
+                  rating_scale=5: the study's 1-5 rubric)
   oracle          rejection sampling with an external reward: a sample with the correct answer
                   (the audit's other control; needs pairs whose target is the correct letter)
 
@@ -44,7 +47,8 @@ REFINE_TURN = ("Review your answer above for mistakes. Then write your final ans
 RATING_PREFIX = "Rating: "
 RATE_REQUEST = ("Here is a conversation and a proposed reply.\n\n{conversation}\n\nProposed reply:\n{answer}\n\n"
                 "How good is the proposed reply (correct, honest, helpful)? Reply in the form \"Rating: <digit>\", "
-                "from 1 (bad) to 9 (excellent).")
+                "from 1 (bad) to {top} (excellent).")
+CERTAINTY_SCORES = ("kl_uniform", "mean_logprob")
 
 
 @dataclass
@@ -57,6 +61,12 @@ class SelfTrainConfig(BCTConfig):
     candidate_temperature: float = field(
         default=1.0, metadata={"help": "Sampling temperature of the candidates (diverse: the top of its ladder)."}
     )
+    certainty: str = field(
+        default="kl_uniform",
+        metadata={"help": "self_certainty's score: kl_uniform (mean KL(uniform || p), Kang et al.) or mean_logprob "
+                  "(the mean log-probability of the sample's own tokens, as in the entrenchment study's code)."},
+    )
+    rating_scale: int = field(default=9, metadata={"help": "self_reward: ratings from 1 to this (the study: 5)."})
     targets_file: str | None = field(
         default=None, metadata={"help": "JSONL of labels {id, completion, score, note} to reuse (default: "
                                 "OUT/selftrain_targets.jsonl)."}
@@ -68,6 +78,10 @@ class SelfTrainConfig(BCTConfig):
             raise ValueError(f"selector must be one of {', '.join(SELECTORS)}, got {self.selector!r}")
         if self.num_candidates < 1:
             raise ValueError("num_candidates must be >= 1")
+        if self.certainty not in CERTAINTY_SCORES:
+            raise ValueError(f"certainty must be one of {', '.join(CERTAINTY_SCORES)}, got {self.certainty!r}")
+        if not 2 <= self.rating_scale <= 9:
+            raise ValueError(f"rating_scale must be 2..9 (one digit), got {self.rating_scale}")
 
 
 # ----------------------------------------------------------------------------- scores
@@ -80,6 +94,13 @@ def self_certainty(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     per_token = -math.log(logits.shape[-1]) - logp.mean(-1)
     m = mask.float()
     return (per_token * m).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+def mean_token_logprob(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per sequence, the mean over its masked positions of log p(token). logits [B, T, V], tokens [B, T]."""
+    logp = torch.log_softmax(logits.float(), -1).gather(-1, tokens[..., None].long()).squeeze(-1)
+    m = mask.float()
+    return (logp * m).sum(-1) / m.sum(-1).clamp(min=1)
 
 
 def token_f1(a: str, b: str) -> float:
@@ -157,7 +178,7 @@ def _sample(model, tok, prompts, args: SelfTrainConfig, n: int, temperature: flo
 
 
 @torch.no_grad()
-def _self_certainty_of(model, tok, prompts, completions) -> list[float]:
+def _self_certainty_of(model, tok, prompts, completions, score: str = "kl_uniform") -> list[float]:
     from opct.chat import pad_id, render_prompt
     from opct.generation import autocast_context
     from opct.trainers.opct import build_scoring_batch, completion_logits
@@ -175,19 +196,25 @@ def _self_certainty_of(model, tok, prompts, completions) -> list[float]:
             with autocast_context(device):
                 logits = completion_logits(model, batch["student_ids"], batch["student_mask"],
                                            batch["completion_ids"].shape[1])
-            scores += self_certainty(logits, batch["completion_mask"]).tolist()
+            if score == "mean_logprob":
+                scores += mean_token_logprob(logits, batch["completion_ids"], batch["completion_mask"]).tolist()
+            else:
+                scores += self_certainty(logits, batch["completion_mask"]).tolist()
     finally:
         model.train(was_training)
     return scores
 
 
-def _ratings(model, tok, pairs, candidates: list[list[Any]]) -> list[list[float]]:
+def _ratings(model, tok, pairs, candidates: list[list[Any]], scale: int = 9) -> list[list[float]]:
+    """The expected rating (1..scale, read from the digit probabilities after "Rating: ") of each candidate."""
     from opct.evals.mcq import letter_probs
 
-    asks = [[{"role": "user", "content": RATE_REQUEST.format(conversation=_transcript(p.wrapped), answer=c.text)}]
+    asks = [[{"role": "user", "content": RATE_REQUEST.format(conversation=_transcript(p.wrapped), answer=c.text,
+                                                             top=scale)}]
             for p, cs in zip(pairs, candidates) for c in cs]
-    probs = letter_probs(model, tok, asks, letters="123456789", answer_prefix=RATING_PREFIX)
-    expected = (probs * torch.arange(1, 10, dtype=torch.float32)).sum(-1).tolist()
+    digits = "".join(str(d) for d in range(1, scale + 1))
+    probs = letter_probs(model, tok, asks, letters=digits, answer_prefix=RATING_PREFIX)
+    expected = (probs * torch.arange(1, scale + 1, dtype=torch.float32)).sum(-1).tolist()
     out, i = [], 0
     for cs in candidates:
         out.append(expected[i : i + len(cs)])
@@ -208,7 +235,8 @@ def _greedy(model, tok, pairs, args):
 def _by_self_certainty(model, tok, pairs, args):
     n = args.num_candidates
     cands = _sample(model, tok, [p.wrapped for p in pairs], args, n, args.candidate_temperature)
-    flat = _self_certainty_of(model, tok, [p.wrapped for p in pairs for _ in range(n)], [c for cs in cands for c in cs])
+    flat = _self_certainty_of(model, tok, [p.wrapped for p in pairs for _ in range(n)], [c for cs in cands for c in cs],
+                              args.certainty)
     out = []
     for k, cs in enumerate(cands):
         scores = flat[k * n : (k + 1) * n]
@@ -255,7 +283,7 @@ def _self_refine(model, tok, pairs, args):
 def _self_reward(model, tok, pairs, args):
     cands = _sample(model, tok, [p.wrapped for p in pairs], args, args.num_candidates, args.candidate_temperature)
     out = []
-    for cs, rs in zip(cands, _ratings(model, tok, pairs, cands)):
+    for cs, rs in zip(cands, _ratings(model, tok, pairs, cands, args.rating_scale)):
         best = max(range(len(cs)), key=rs.__getitem__)
         out.append((cs[best].text, rs[best], f"rated best of {len(cs)}"))
     return out
