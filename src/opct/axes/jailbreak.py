@@ -30,8 +30,11 @@ PROFILES = {
         train=_with_benign_mix(train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
                                                max_new_tokens=64, num_samples=2)),
     ),
+    # SmolLM2 refuses 5 of 48 bare training requests (2026-12-03), so the filter (refused bare, answered
+    # wrapped) kept 0-1 pairs and the quick run stopped: it trains on every candidate, a pipeline check.
     "quick": DemoProfile(
-        model=SMOL, train_pairs=16, test_pairs=12, static_wrappers=3, attack_budget=4, filter_candidates=48,
+        model=SMOL, train_pairs=16, test_pairs=12, static_wrappers=3, attack_budget=4, filter_candidates=32,
+        jailbreak_filter=False,
         capability_items=40, neutral_prompts=8, kl_tokens=24, benign_prompts=24, eval_max_new_tokens=48,
         max_prompt_tokens=256, curve_every=1,
         train=_with_benign_mix(train_overrides(steps=4, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
