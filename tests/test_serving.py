@@ -238,7 +238,13 @@ def test_client_completes_against_real_server(server, tiny_model_dir):
     text = client.complete([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}])
     assert isinstance(text, str)
     assert server.count() == before + 1
-    assert any(re.search(r"POST /v1/chat/completions 200 [\d.]+s prompt=\d+ completion=\d+", x) for x in server.lines)
+    # the request's log line is written after the reply is sent: give a loaded machine a moment
+    logged = lambda: any(re.search(r"POST /v1/chat/completions 200 [\d.]+s prompt=\d+ completion=\d+", x)  # noqa: E731
+                         for x in server.lines)
+    deadline = time.time() + 10
+    while not logged() and time.time() < deadline:
+        time.sleep(0.1)
+    assert logged()
 
 
 def test_reply_schema_n_seed_and_lengths(server, tiny_model_dir):
