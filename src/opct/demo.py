@@ -22,10 +22,9 @@ from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (DemoProfile, capability_panel, claim_run_dir, compare_methods, learning_curve_callback,
-                        mean_over_seeds, phase, release_memory, seed_tag, tag_rows, versions)
+                        mean_over_seeds, phase, release_memory, seed_tag, tag_rows, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
-TRAINING_SEED = 42  # the first run's seed (transformers' default); seed k adds k
 
 __all__ = ["METHODS", "DemoError", "DemoProfile", "evaluate_method", "resolve_profile", "run_all_axes", "run_demo"]
 

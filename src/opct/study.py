@@ -110,6 +110,9 @@ def tag_rows(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
                      if (key == "id" or key.endswith("_id")) and isinstance(v, str)}} for r in rows]
 
 
+TRAINING_SEED = 42  # the first run's training seed (transformers' default); the k-th adds k
+
+
 def seed_tag(index: int) -> str:
     """The suffix of the k-th training seed's run and eval names: none for the first (so a one-seed
     run keeps its names), "-s<k>" after."""

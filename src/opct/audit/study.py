@@ -116,7 +116,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
               seeds: int = 1) -> dict[str, Any]:
     from opct.models import load_model
     from opct.report import write_report
-    from opct.study import claim_run_dir, phase, release_memory, seed_tag, versions
+    from opct.study import TRAINING_SEED, claim_run_dir, phase, release_memory, seed_tag, versions
     from opct.trainers.run import train
 
     if organism not in ORGANISMS:
@@ -176,7 +176,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         run_dir, path = root / "runs" / run_name, root / "eval" / f"{run_name}.json"
         trainer, overrides = method_overrides(prof, method)
         if k:
-            overrides["seed"] = 42 + k
+            overrides["seed"] = TRAINING_SEED + k
         if not (run_dir / "summary.json").exists():
             organism_model = None
             release_memory()
