@@ -22,7 +22,7 @@ from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (DemoProfile, capability_panel, claim_run_dir, compare_methods, learning_curve_callback,
-                        mean_over_seeds, phase, release_memory, seed_tag, tag_rows, versions, TRAINING_SEED)
+                        mean_over_seeds, phase, pool_seed_rows, release_memory, seed_tag, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -79,7 +79,7 @@ def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
 
     if len(evals) == 1:
         return {axis.name: evals[0][axis.name], "capability": evals[0]["capability"]}
-    pooled_rows = {key: [r for k, e in enumerate(evals) for r in tag_rows(e["rows"][key], k)]
+    pooled_rows = {key: pool_seed_rows([e["rows"][key] for e in evals])
                    for key in evals[0]["rows"] if key != "benign"}
     metrics = axis.score(pooled_rows)
     for v in axis.verdicts:

@@ -101,13 +101,12 @@ def release_memory() -> None:
         pass
 
 
-def tag_rows(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """Seed k's rows with their ids ("id", "*_id") made distinct from other seeds', so metrics over
-    the pooled rows never merge two seeds' answers to one item."""
-    if k == 0:
-        return rows
-    return [{**r, **{key: f"{v}@s{k}" for key, v in r.items()
-                     if (key == "id" or key.endswith("_id")) and isinstance(v, str)}} for r in rows]
+def pool_seed_rows(rows_per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of every training seed together, seed k's ids ("id", "*_id") tagged "@s<k>" (k >= 1),
+    so metrics over the pool never merge two seeds' answers to one item."""
+    return [r if k == 0 else {**r, **{key: f"{v}@s{k}" for key, v in r.items()
+                                      if (key == "id" or key.endswith("_id")) and isinstance(v, str)}}
+            for k, rows in enumerate(rows_per_seed) for r in rows]
 
 
 TRAINING_SEED = 42  # the first run's training seed (transformers' default); the k-th adds k

@@ -223,12 +223,11 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
 def _pooled(org: Organism, es: list[dict[str, Any]]) -> dict[str, Any]:
     """One method's metrics over its seeds: the organism's metrics on every seed's answers together;
     capability metrics are means over seeds."""
-    from opct.study import mean_over_seeds, tag_rows
+    from opct.study import mean_over_seeds, pool_seed_rows
 
     if len(es) == 1:
         return {org.block: es[0][org.block], "capability": es[0]["capability"]}
-    rows = [r for k, e in enumerate(es) for r in tag_rows(e["rows"], k)]
-    return {org.block: org.score(rows), "capability": mean_over_seeds([e["capability"] for e in es])}
+    return {org.block: org.score(pool_seed_rows([e["rows"] for e in es])), "capability": mean_over_seeds([e["capability"] for e in es])}
 
 
 def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[str, list[dict[str, Any]]],

@@ -49,7 +49,6 @@ class Axis:
     verdicts: tuple[Verdict, ...]
     modes: dict[str, str] = field(default_factory=dict)  # metric blocks shown as tables: mode -> title
     notes: tuple[str, ...] = ()
-    labels: dict[str, str] = field(default_factory=dict)  # metric key -> column label
     teacher: bool = False  # also answer the clean prompt with the base weights (the teacher's ceiling)
     curve: Curve | None = None  # the validation metric of the learning curves (build_data writes DIR/val.jsonl)
 
