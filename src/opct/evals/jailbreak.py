@@ -285,6 +285,9 @@ def evaluate_adaptive(
         from opct.attacks.rl import rl_attack, train_rl_attacker
 
         opts = dict(attack_options)
+        missing = [k for k in ("train_behaviors", "out") if k not in opts]
+        if missing:
+            raise ValueError(f"attacker='rl' needs {' and '.join(missing)} (the behaviours it trains on, its run folder)")
         trained = train_rl_attacker(attacker_model or "embedded:smollm2-135m-instruct", model, tokenizer,
                                     opts.pop("train_behaviors"), judge, opts.pop("out"), seed=seed,
                                     steps=opts.pop("steps", 20), max_new_tokens=max_new_tokens)
