@@ -39,3 +39,31 @@ def test_sampling_copy_is_one_bf16_copy_with_tied_weights_kept():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ref = student(x).logits.float()
     assert torch.allclose(ref, copy.model(x).logits.float(), atol=0.1)
+
+
+def test_inverse_cdf_sampler_draws_from_the_softmax():
+    from opct.generation import InverseCDFSampler
+
+    torch.manual_seed(0)
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]])
+    sampler = InverseCDFSampler(temperature=0.7)
+    counts = torch.zeros(5)
+    n = 20000
+    for _ in range(n):
+        out = sampler(None, logits)
+        assert (out == 0).sum() == 1 and torch.isinf(out).sum() == 4
+        counts += (out[0] == 0).float()
+    expected = torch.softmax(logits[0] / 0.7, -1)
+    assert counts[4] == 0  # a banned token (-inf) is never drawn
+    torch.testing.assert_close(counts / n, expected, atol=0.012, rtol=0)
+
+
+def test_inverse_cdf_sampler_stays_in_the_nucleus():
+    from opct.generation import InverseCDFSampler
+
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.5, 0.05, 0.3, 0.15]])
+    sampler = InverseCDFSampler(temperature=1.0, top_p=0.75)  # nucleus: tokens 0 and 2 (mass 0.8)
+    drawn = torch.stack([sampler(None, probs.log()).argmax(-1) for _ in range(4000)]).flatten()
+    assert set(drawn.tolist()) == {0, 2}
+    assert abs((drawn == 0).float().mean().item() - 0.5 / 0.8) < 0.03

@@ -48,6 +48,33 @@ def trim_completion(ids: list[int], eos: list[int]) -> tuple[list[int], bool]:
     return ids, False
 
 
+class InverseCDFSampler:
+    """A `generate` logits processor that draws the next token itself, by inverse CDF: one uniform
+    number per row against the cumulative softmax(scores / temperature), restricted to the nucleus
+    when top_p < 1. It returns 0 at the drawn token and -inf elsewhere, so greedy decoding emits
+    it. Same distribution as transformers' sampling, whose `torch.multinomial` draws one
+    exponential number per vocabulary entry: on this CPU 6.7 ms per step for 8 rows of SmolLM2's
+    49k vocabulary, about 10% of a decoding step."""
+
+    def __init__(self, temperature: float, top_p: float = 1.0):
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature, self.top_p = float(temperature), float(top_p)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        order = None
+        if self.top_p < 1.0:
+            probs, order = probs.sort(dim=-1, descending=True)
+            probs[probs.cumsum(-1) - probs >= self.top_p] = 0  # keep the smallest head with mass >= top_p
+        cdf = probs.double().cumsum(-1)
+        u = torch.rand(len(cdf), 1, dtype=torch.float64, device=cdf.device) * cdf[:, -1:]
+        drawn = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)  # first index with cdf > u
+        if order is not None:
+            drawn = order.gather(-1, drawn)
+        return torch.full_like(scores, float("-inf")).scatter_(-1, drawn, 0.0)
+
+
 @torch.no_grad()
 def generate_ids(
     model,
@@ -69,10 +96,11 @@ def generate_ids(
     device = next(model.parameters()).device
     eos = eos_ids(tokenizer, model)
     kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id(tokenizer), eos_token_id=eos)
+    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)  # sampling: InverseCDFSampler
     if temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        from transformers import LogitsProcessorList
+
+        kwargs["logits_processor"] = LogitsProcessorList([InverseCDFSampler(temperature, top_p)])
     bf16 = bf16 or next(model.parameters()).dtype == torch.bfloat16  # a bf16 base needs autocast for its fp32 adapter
     was_training = model.training
     model.eval()

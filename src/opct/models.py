@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,6 +236,22 @@ def contiguous_lm_head_input(model):
     if head is not None and getattr(head, "_opct_contiguous_input", None) is None:
         head._opct_contiguous_input = head.register_forward_pre_hook(_contiguous_input)
     return model
+
+
+@contextmanager
+def attention_kernel(model, kernel: str | None):
+    """Run the block with transformers' attention implementation `kernel` ("eager", "sdpa", ...;
+    None = leave it), restoring the model's own afterwards. `model` may be a peft wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    before = base.config._attn_implementation
+    if kernel is None or kernel == before:
+        yield
+        return
+    base.set_attn_implementation(kernel)
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(before)
 
 
 def add_lora(model, r: int = 32, alpha: int = 64, dropout: float = 0.0, target_modules: str | list[str] = "all-linear"):

@@ -298,3 +298,41 @@ def test_teacher_rollouts_are_the_teachers_clean_answers(tiny, tmp_path):
     trainer.train()
     with pytest.raises(ValueError, match="rollouts"):
         OPCTConfig(**common(tmp_path, rollouts="nobody"))
+
+
+def test_training_keeps_autocast_without_fp32_logits(tiny, tmp_path):
+    """accelerate's fp32 cast of every output is dropped; its bf16 autocast stays on the model."""
+    model, tok = tiny
+    student = add_lora(model, r=8, alpha=16)
+    args = OPCTConfig(**common(tmp_path, max_steps=1, num_samples=2, max_new_tokens=4))
+    OPCTTrainer(student, args, pairs_to_dataset(make_pairs(4)), processing_class=tok).train()
+    assert next(student.get_base_model().parameters()).dtype == torch.bfloat16  # the frozen base
+    ids = torch.tensor([render_prompt(tok, make_pairs(1)[0].clean)])
+    assert student(input_ids=ids).logits.dtype == torch.bfloat16  # autocast, and no cast to fp32 after it
+
+
+def test_attention_kernel_switches_and_restores(tiny):
+    from opct.models import attention_kernel
+
+    model, tok = tiny
+    ids = torch.tensor([render_prompt(tok, p.clean) for p in make_pairs(2)])
+    own = model.config._attn_implementation
+    reference = model(input_ids=ids).logits
+    with attention_kernel(model, "eager" if own != "eager" else "sdpa"):
+        assert model.config._attn_implementation != own
+        other = model(input_ids=ids).logits
+    assert model.config._attn_implementation == own
+    torch.testing.assert_close(other, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_attention_is_eager_only_within_its_memory_bound(tiny, tmp_path):
+    model, tok = tiny
+    pairs = make_pairs(4)
+    trainer = OPCTTrainer(add_lora(model, r=8, alpha=16), OPCTConfig(**common(tmp_path, num_samples=2, max_new_tokens=4)),
+                          pairs_to_dataset(pairs), processing_class=tok)
+    inputs = trainer.prepare_batch(list(pairs_to_dataset(pairs)), 0)
+    assert trainer.attention_for(trainer.model, inputs) == "eager"
+    trainer.args.eager_attention_mb = 1e-3
+    assert trainer.attention_for(trainer.model, inputs) == "sdpa"
+    trainer.args.train_attention = "eager"
+    assert trainer.attention_for(trainer.model, inputs) == "eager"
