@@ -122,6 +122,29 @@ def generate_ids(
     return completions
 
 
+@torch.no_grad()
+def beam_search_ids(model, tokenizer, prompt_ids: list[list[int]], *, num_beams: int = 4,
+                    max_new_tokens: int = 256, bf16: bool = True) -> list[Completion]:
+    """The highest-scoring beam-search completion of each prompt (one batch, transformers' beam search)."""
+    device = next(model.parameters()).device
+    eos = eos_ids(tokenizer, model)
+    ids, mask = left_pad(prompt_ids, pad_id(tokenizer))
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast_context(device, bf16 or next(model.parameters()).dtype == torch.bfloat16):
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), num_beams=num_beams,
+                                 do_sample=False, temperature=None, top_p=None, top_k=None, early_stopping=True,
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad_id(tokenizer), eos_token_id=eos)
+    finally:
+        model.train(was_training)
+    completions = []
+    for row in out[:, ids.shape[1]:].tolist():
+        toks, finished = trim_completion(row, eos)
+        completions.append(Completion(tokenizer.decode(toks, skip_special_tokens=True), toks, finished))
+    return completions
+
+
 def generate(
     model,
     tokenizer,

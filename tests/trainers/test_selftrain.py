@@ -18,9 +18,12 @@ from opct.trainers import SelfTrainConfig, SelfTrainTrainer
 from opct.trainers.selftrain import (
     SELECTORS,
     _ratings,
+    _reward_ratings,
+    dual_candidates,
     json_answer,
     majority,
     mbr_index,
+    parse_rating,
     select_labels,
     self_certainty,
     selftrain_targets,
@@ -103,7 +106,7 @@ def test_every_selector_keeps_labels_by_its_rule(tiny, tmp_path, selector):
     rows = select_labels(model, tok, pairs, config(tmp_path, selector=selector))
     assert [r["id"] for r in rows] == [p.id for p in pairs]
     kept = [r for r in rows if r["completion"] is not None]
-    if selector in ("greedy", "self_certainty", "diverse", "self_refine", "self_reward"):
+    if selector in ("greedy", "self_certainty", "diverse", "self_refine", "self_reward", "dual_decoding"):
         assert len(kept) == len(pairs)  # these always keep one
     if selector == "greedy":
         greedy = generate(model, tok, [p.wrapped for p in pairs], max_new_tokens=8, temperature=0.0)
@@ -114,6 +117,44 @@ def test_every_selector_keeps_labels_by_its_rule(tiny, tmp_path, selector):
     if selector == "multi_view":
         for r in rows:
             assert "->" in r["note"]
+    if selector == "dual_decoding":  # no reward model: the candidates' minimum-Bayes-risk choice
+        torch.manual_seed(0)
+        cands = dual_candidates(model, tok, [p.wrapped for p in pairs], config(tmp_path, selector=selector))
+        assert [len(cs) for cs in cands] == [3] * len(pairs)  # greedy, one nucleus sample, the best beam
+        assert [r["completion"] for r in rows] == [cs[mbr_index([c.text for c in cs])].text for cs in cands]
+
+
+def test_beam_search_with_one_beam_is_greedy(tiny):
+    from opct.chat import render_prompt
+    from opct.generation import beam_search_ids, generate_ids
+
+    model, tok = tiny
+    prompts = [render_prompt(tok, p.wrapped) for p in mcq_pairs(3)]
+    one_beam = beam_search_ids(model, tok, prompts, num_beams=1, max_new_tokens=6)
+    greedy = generate_ids(model, tok, prompts, max_new_tokens=6, temperature=0.0)
+    assert [c.token_ids for c in one_beam] == [c.token_ids for c in greedy]
+    assert all(0 < len(c.token_ids) <= 6 for c in beam_search_ids(model, tok, prompts, num_beams=3, max_new_tokens=6))
+
+
+def test_parse_rating():
+    assert parse_rating("Rating: 4", 5) == 4
+    assert parse_rating("**2**/5 because", 5) == 2
+    assert parse_rating("Rating: 7", 5) is None and parse_rating("", 5) is None
+
+
+def test_reward_model_ratings_rank_the_candidates(tiny):
+    from opct.generation import Completion
+    from opct.serving import JudgeBackend
+
+    class LengthRater:  # an external reward model's protocol: .complete(messages) -> str
+        def complete(self, messages):
+            answer = messages[-1]["content"].split("Proposed reply:\n")[1].split("\n\nHow good")[0]
+            return f"Rating: {min(5, len(answer.split()))}"
+
+    pairs = mcq_pairs(2)
+    cands = [[Completion(t, [], True) for t in texts] for texts in (["A", "A B C", "A B"], ["one two", "x", "1 2 3 4 5 6"])]
+    ratings = _reward_ratings(JudgeBackend(LengthRater()), pairs, cands)
+    assert ratings == [[1.0, 3.0, 2.0], [2.0, 1.0, 5.0]]
 
 
 def test_self_reward_picks_the_highest_rated(tiny, tmp_path):

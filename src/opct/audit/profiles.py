@@ -15,17 +15,23 @@ AUDIT_METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "multi_view": ("self-labelled", "selftrain", {"selector": "multi_view"}),
     "self_refine": ("self-labelled", "selftrain", {"selector": "self_refine"}),
     "self_reward": ("self-labelled", "selftrain", {"selector": "self_reward"}),
+    "dual_decoding": ("self-labelled", "selftrain", {"selector": "dual_decoding"}),
     "bct": ("contrastive", "opct", {"rollouts": "teacher", "loss_type": "jsd", "beta": 0.0, "temperature": 0.0,
                                     "num_samples": 1}),
     "act": ("contrastive", "act", {}),
     "opct": ("contrastive", "opct", {"loss_type": "full", "num_samples": 2, "temperature": 1.0}),
 }
+# Run only when asked for (--methods): the entrenchment study's own variant of an agreement selector
+# (greedy, nucleus and beam candidates, MBR or a reward model); `diverse` stands for it by default.
+OPTIONAL_METHODS = ("dual_decoding",)
+DEFAULT_METHODS = tuple(m for m in AUDIT_METHODS if m not in OPTIONAL_METHODS)
 KIND_NOTES = {
     "control": "greedy: self-training on the model's own greedy answers, no selection; oracle: rejection sampling "
                "with an external reward (the answer key), keeping a correct sample.",
     "self-labelled": "the model labels its own answers to the wrapped prompts and a rule picks one (self-certainty, "
                      "agreement over a temperature ladder, agreement of plain/step-by-step/JSON views, its own "
-                     "revision, its own 1-9 rating); it is then fine-tuned on the picks.",
+                     "revision, its own 1-9 rating; dual_decoding: greedy, nucleus and beam candidates by agreement or a reward "
+                     "model); it is then fine-tuned on the picks.",
     "contrastive": "bct: soft-label BCT, the forward KL to the organism's token distribution on the clean prompt, "
                    "over the organism's greedy clean answer; act: activation L2 to the clean prompt; opct: on-policy "
                    "reverse KL to the organism on the clean prompt.",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from opct.audit.organisms import ORGANISMS, AuditError, Organism
-from opct.audit.profiles import AUDIT_METHODS, KIND_NOTES, PROFILES, AuditProfile, method_overrides
+from opct.audit.profiles import AUDIT_METHODS, DEFAULT_METHODS, KIND_NOTES, PROFILES, AuditProfile, method_overrides
 from opct.audit.summary import EFFECT_PLOT
 from opct.audit.summary import (_fmt_delta, effects_rows, effects_summary, effects_table, metric_label,
                                 plot_effects, plot_heatmap)
@@ -123,7 +123,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         raise AuditError(f"unknown organism {organism!r}; expected one of {', '.join(ORGANISMS)}")
     org = ORGANISMS[organism]
     name, prof = resolve_profile(profile, model)
-    chosen = [m.strip() for m in (methods or ",".join(AUDIT_METHODS)).split(",") if m.strip()]
+    chosen = [m.strip() for m in (methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
     bad = [m for m in chosen if m not in AUDIT_METHODS]
     if bad:
         raise AuditError(f"unknown method(s) {', '.join(bad)}; expected a subset of {', '.join(AUDIT_METHODS)}")

@@ -47,6 +47,7 @@ def cmd_demo(a) -> int:
 
 
 def add_audit(sub) -> None:
+    from opct.audit.profiles import OPTIONAL_METHODS
     from opct.audit.study import AUDIT_METHODS, KIND_NOTES, ORGANISMS, PROFILES
 
     p = sub.add_parser(
@@ -70,7 +71,8 @@ def add_audit(sub) -> None:
                    "SmolLM2 made into an organism first (about 30 minutes on a 2-core CPU)")
     p.add_argument("--out", help="run directory (default: runs/audit-ORGANISM-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
-    p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all)")
+    p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all but "
+                   f"{','.join(OPTIONAL_METHODS)})")
     p.add_argument("--resume", action="store_true", help="continue an audit in --out, keeping finished phases")
     p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, suggested options)")
     p.add_argument("--seeds", type=int, default=1,

@@ -34,7 +34,7 @@ def add_train(sub) -> None:
     p.add_argument("method", choices=["opct", "sft", "act", "selftrain"],
                    help="opct: on-policy reverse KL; sft: BCT; act: activation L2; selftrain: fine-tune on the model's "
                    "own selected answers (--set selector=greedy|self_certainty|diverse|multi_view|self_refine|"
-                   "self_reward|oracle)")
+                   "self_reward|dual_decoding|oracle)")
     p.add_argument("--model", default="embedded:qwen2.5-0.5b-instruct", help="model spec (default: %(default)s)")
     p.add_argument("--pairs", help="JSONL file of contrastive pairs (see `opct data`)")
     p.add_argument("--out", help="run directory")

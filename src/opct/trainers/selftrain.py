@@ -14,6 +14,9 @@ contrastive teacher; they label the prompt the model is trained on (the *wrapped
   self_refine     the model reviews its greedy answer and rewrites it; the rewrite is the label
   self_reward     of N samples, the one the model rates highest (expected rating, 1-9 by default;
                   rating_scale=5: the study's 1-5 rubric)
+  dual_decoding   greedy, nucleus (top_p) and beam-search candidates, ranked by a reward model when one
+                  is given (`reward_model`: an endpoint or a local model rating 1-5), else by minimum Bayes
+                  risk (token-overlap F1), as the entrenchment study's code does
   oracle          rejection sampling with an external reward: a sample with the correct answer
                   (the audit's other control; needs pairs whose target is the correct letter)
 
@@ -37,7 +40,7 @@ from opct.data.schema import dataset_to_pairs
 from opct.errors import UserError
 from opct.trainers.bct import BCTConfig, BCTTrainer, bct_dataset, cached_labels
 
-SELECTORS = ("greedy", "self_certainty", "diverse", "multi_view", "self_refine", "self_reward", "oracle")
+SELECTORS = ("greedy", "self_certainty", "diverse", "multi_view", "self_refine", "self_reward", "dual_decoding", "oracle")
 
 COT_VIEW = "Think it through step by step first, then give your final answer in the format asked for."
 JSON_VIEW = ('Reply with only a JSON object of the form {"answer": "<your answer>"} (for a lettered question, '
@@ -67,6 +70,14 @@ class SelfTrainConfig(BCTConfig):
                   "(the mean log-probability of the sample's own tokens, as in the entrenchment study's code)."},
     )
     rating_scale: int = field(default=9, metadata={"help": "self_reward: ratings from 1 to this (the study: 5)."})
+    nucleus_top_p: float = field(default=0.9, metadata={"help": "dual_decoding: top_p of its nucleus samples."})
+    num_beams: int = field(default=4, metadata={"help": "dual_decoding: beams of its beam-search candidate."})
+    reward_model: str | None = field(
+        default=None,
+        metadata={"help": "dual_decoding: the reward model ranking the candidates, 1-5 against the self-rewarding "
+                  "rubric: an OpenAI-compatible endpoint (http://HOST:PORT/v1; model name from $OPCT_JUDGE_MODEL) "
+                  "or a local model spec; unset: minimum Bayes risk among the candidates."},
+    )
     targets_file: str | None = field(
         default=None, metadata={"help": "JSONL of labels {id, completion, score, note} to reuse (default: "
                                 "OUT/selftrain_targets.jsonl)."}
@@ -289,6 +300,58 @@ def _self_reward(model, tok, pairs, args):
     return out
 
 
+def dual_candidates(model, tok, prompts, args) -> list[list[Any]]:
+    """Per prompt: the greedy answer, num_candidates - 2 nucleus samples (at least one) and the best beam."""
+    from opct.chat import render_prompt
+    from opct.generation import generate, beam_search_ids
+
+    greedy = _sample(model, tok, prompts, args, 1, 0.0)
+    nucleus = generate(model, tok, prompts, max_new_tokens=args.target_max_new_tokens, top_p=args.nucleus_top_p,
+                       temperature=args.candidate_temperature, num_samples=max(1, args.num_candidates - 2),
+                       batch_size=args.target_batch_size)
+    rendered = [render_prompt(tok, p) for p in prompts]
+    beams = []
+    for s in range(0, len(rendered), args.target_batch_size):
+        beams += beam_search_ids(model, tok, rendered[s : s + args.target_batch_size], num_beams=args.num_beams,
+                                 max_new_tokens=args.target_max_new_tokens)
+    return [[g, *ns, b] for (g,), ns, b in zip(greedy, nucleus, beams)]
+
+
+def parse_rating(text: str, scale: int) -> int | None:
+    """The first rating 1..scale in a reward model's reply ("Rating: 4", "**4**/5"), else None."""
+    found = re.search(rf"\b([1-{scale}])\b", text or "")
+    return int(found.group(1)) if found else None
+
+
+def _reward_ratings(backend, pairs, candidates: list[list[Any]], scale: int = 5) -> list[list[float]]:
+    """Each candidate's rating by an external reward model (an unreadable reply counts 0)."""
+    asks = [[{"role": "user", "content": RATE_REQUEST.format(conversation=_transcript(p.wrapped), answer=c.text,
+                                                             top=scale)}]
+            for p, cs in zip(pairs, candidates) for c in cs]
+    replies = [row[0] for row in backend.complete(asks, max_new_tokens=8)]
+    flat = [float(parse_rating(r, scale) or 0) for r in replies]
+    out, i = [], 0
+    for cs in candidates:
+        out.append(flat[i : i + len(cs)])
+        i += len(cs)
+    return out
+
+
+def _dual_decoding(model, tok, pairs, args):
+    cands = dual_candidates(model, tok, [p.wrapped for p in pairs], args)
+    if not args.reward_model:
+        return [(cs[mbr_index([c.text for c in cs])].text, None, f"MBR of {len(cs)}") for cs in cands]
+    from opct.serving import ChatClient, JudgeBackend
+
+    url = args.reward_model
+    backend = JudgeBackend(ChatClient(url) if url.startswith(("http://", "https://")) else url, owner="reward model")
+    out = []
+    for cs, rs in zip(cands, _reward_ratings(backend, pairs, cands)):
+        best = max(range(len(cs)), key=rs.__getitem__)
+        out.append((cs[best].text, rs[best], f"reward {rs[best]:.0f}/5, best of {len(cs)}"))
+    return out
+
+
 def _oracle(model, tok, pairs, args):
     from opct.evals.sycophancy import parse_answer
 
@@ -302,7 +365,7 @@ def _oracle(model, tok, pairs, args):
 
 
 SELECT = {"greedy": _greedy, "self_certainty": _by_self_certainty, "diverse": _diverse, "multi_view": _multi_view,
-          "self_refine": _self_refine, "self_reward": _self_reward, "oracle": _oracle}
+          "self_refine": _self_refine, "self_reward": _self_reward, "dual_decoding": _dual_decoding, "oracle": _oracle}
 
 
 def select_labels(model, tokenizer, pairs, args: SelfTrainConfig) -> list[dict[str, Any]]:
