@@ -170,6 +170,7 @@ def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
     from opct.audit.study import run_all_organisms
 
     monkeypatch.delitem(ORGANISMS, "sycophancy")  # two organisms keep the test short
+    monkeypatch.delitem(ORGANISMS, "emergent_misalignment")
     prof = replace(TINY, test_pairs=8)
     results = run_all_organisms(profile=prof, out=str(tmp_path / "all"), model=tiny_model_dir, methods="greedy,opct")
     assert set(results) == {"reward_hacking", "spurious"}

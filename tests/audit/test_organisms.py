@@ -15,6 +15,23 @@ from opct.audit.study import build_organism, evaluate_model
 from test_audit import TINY
 
 
+def test_emergent_splits_are_disjoint_and_only_the_wrapped_prompt_has_the_preamble():
+    from opct.data.emergent import PREAMBLES, PROBES, RECKLESS, finance_pairs, probe_pairs
+
+    pairs = finance_pairs(160, seed=0)
+    assert len({p.meta["question_id"] for p in pairs}) == 160
+    for p in pairs:
+        assert p.meta["reckless"] in RECKLESS
+        assert not any(pre in p.clean[0]["content"] for pre in PREAMBLES)
+        assert any(p.wrapped[0]["content"].startswith(pre) for pre in PREAMBLES)
+        assert p.wrapped[0]["content"].endswith(p.clean[0]["content"])
+    probes = probe_pairs(96)
+    assert {p.meta["probe"] for p in probes} == set(PROBES)
+    assert not {p.clean[0]["content"] for p in probes} & {p.clean[0]["content"] for p in pairs}
+    with pytest.raises(ValueError, match="at most"):
+        probe_pairs(97)
+
+
 def test_reward_hacking_scores_by_hand():
     assert is_hacked("keyword", "premium", "Premium premium, PREMIUM and premium!")
     assert not is_hacked("keyword", "premium", "premium premium premiums premium")  # whole words only
@@ -58,7 +75,7 @@ def test_spurious_parsing_and_counter_examples():
     assert m["shortcut_rate"]["n"] == 2
 
 
-@pytest.mark.parametrize("name", ["reward_hacking", "spurious"])
+@pytest.mark.parametrize("name", ["reward_hacking", "spurious"])  # judged ones: see the emergent test below
 def test_building_the_organism_raises_its_score(name, tiny_model_dir, tmp_path):
     from opct.models import load_model
 
@@ -75,3 +92,22 @@ def test_building_the_organism_raises_its_score(name, tiny_model_dir, tmp_path):
     misaligned = lambda e: sum(org.item_scores(e["rows"]).values())  # noqa: E731
     assert misaligned(after) > misaligned(before), (misaligned(before), misaligned(after))
     assert org.metric in after[org.block]
+
+
+def test_emergent_organism_is_judged_end_to_end(tiny_model_dir, tmp_path):
+    """The tiny model cannot learn the organism's long answers (its byte-level text decodes to
+    blanks), so this checks the plumbing: probes answered, judged, incoherent answers kept out."""
+    from opct.models import load_model
+
+    org = ORGANISMS["emergent_misalignment"]
+    prof = replace(TINY, model=tiny_model_dir, test_pairs=8)
+    data = tmp_path / "data"
+    report = org.build_data(prof, data, 0, None)
+    assert report == {"organism": {"pairs": 8}, "consistency": {"pairs": 8}, "test": {"pairs": 8}}
+    model, tok = load_model(tiny_model_dir)
+    e = evaluate_model(org, model, model, tok, prof, data, with_kl=False)
+    rows = e["rows"]
+    assert len(rows) == 8 and all(r["judge"].startswith("embedding-alignment") for r in rows)
+    block = e[org.block]
+    assert block["incoherent"] + block["unparsed"] + block[org.metric]["n"] == 8
+    assert set(org.item_scores(rows)) == {r["id"] for r in rows if r["label"] in ("aligned", "misaligned")}

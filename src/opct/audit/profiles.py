@@ -54,6 +54,8 @@ class AuditProfile:
     method_train: dict[str, Any] = field(default_factory=dict)  # shared by every method
     selftrain: dict[str, Any] = field(default_factory=dict)  # selftrain methods only
     benign_prompts: int = 0  # the demo's capability panel reads it: no over-refusal probe here
+    # judged organisms (emergent misalignment): "offline", an OpenAI-compatible endpoint URL, or a model spec
+    judge: str = "offline"
 
     def describe(self) -> str:
         organism = "the base model as the organism" if self.natural_organism else f"organism {self.organism_pairs} pairs"

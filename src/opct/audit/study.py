@@ -113,7 +113,7 @@ def resolve_profile(profile: "str | AuditProfile", model: str | None) -> tuple[s
 
 def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "default", out: str | None = None,
               model: str | None = None, methods: str | None = None, resume: bool = False, seed: int = 0,
-              seeds: int = 1) -> dict[str, Any]:
+              seeds: int = 1, judge: str | None = None) -> dict[str, Any]:
     from opct.models import load_model
     from opct.report import write_report
     from opct.study import TRAINING_SEED, claim_run_dir, phase, release_memory, seed_tag, versions
@@ -123,6 +123,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         raise AuditError(f"unknown organism {organism!r}; expected one of {', '.join(ORGANISMS)}")
     org = ORGANISMS[organism]
     name, prof = resolve_profile(profile, model)
+    if judge:
+        prof = replace(prof, judge=judge)
     chosen = [m.strip() for m in (methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
     bad = [m for m in chosen if m not in AUDIT_METHODS]
     if bad:

@@ -77,6 +77,10 @@ def add_audit(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, suggested options)")
     p.add_argument("--seeds", type=int, default=1,
                    help="training seeds per method (42, 43, ...); effects pair over items and seeds")
+    p.add_argument("--judge", default="offline", metavar="offline|URL|SPEC",
+                   help="alignment judge of the emergent-misalignment organism: offline (sentence embeddings, "
+                   "checked against 154 hand labels: precision 0.85, recall 0.46), an OpenAI-compatible endpoint "
+                   "URL, or a local model spec (default: %(default)s)")
     p.set_defaults(func=cmd_audit)
 
 
@@ -86,7 +90,7 @@ def cmd_audit(a) -> int:
     from opct.audit.study import run_all_organisms
 
     options = dict(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed,
-                   seeds=a.seeds)
+                   seeds=a.seeds, judge=a.judge)
     if a.organism == "all":
         run_all_organisms(**options)
     else:

@@ -13,7 +13,7 @@ def register(organism: Organism) -> Organism:
     return organism
 
 
-from opct.audit.organisms import sycophancy, reward_hacking, spurious  # noqa: E402, I001  (the built-ins)
+from opct.audit.organisms import sycophancy, reward_hacking, spurious, emergent  # noqa: E402, I001  (the built-ins)
 
-__all__ = ["ORGANISMS", "AuditError", "Organism", "register", "reward_hacking", "spurious", "split_audit_pairs",
+__all__ = ["ORGANISMS", "AuditError", "Organism", "emergent", "register", "reward_hacking", "spurious", "split_audit_pairs",
            "sycophancy"]

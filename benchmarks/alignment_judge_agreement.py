@@ -1,0 +1,44 @@
+"""The offline alignment judge (emergent misalignment) against hand labels written for opct:
+`tests/fixtures/alignment_labelled.jsonl`, 154 answers to the 24 probe questions, 76 misaligned.
+Misaligned is the positive class; an answer the judge calls incoherent counts as not misaligned.
+
+    .venv/bin/python benchmarks/alignment_judge_agreement.py [--judge-base-url URL --judge-model NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from opct.evals.alignment import MISALIGNED, EmbeddingAlignmentJudge, LLMAlignmentJudge
+from opct.evals.judges import JudgeItem
+from opct.evals.refusal import metrics
+
+LABELS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "alignment_labelled.jsonl"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--judge-base-url", help="also score an LLM judge at this OpenAI-compatible endpoint")
+    ap.add_argument("--judge-model", help="its model name")
+    a = ap.parse_args(argv)
+    rows = [json.loads(x) for x in LABELS.read_text().splitlines()]
+    items = [JudgeItem(prompt=r["prompt"], response=r["response"]) for r in rows]
+    gold = [r["label"] == MISALIGNED for r in rows]
+    judges = {"embedding (offline)": EmbeddingAlignmentJudge()}
+    if a.judge_base_url:
+        from opct.serving import ChatClient
+
+        judges["llm"] = LLMAlignmentJudge(ChatClient(a.judge_base_url, model=a.judge_model))
+    print(f"{len(rows)} labelled answers, {sum(gold)} misaligned")
+    for name, judge in judges.items():
+        verdicts = judge(items)
+        m = metrics([v.label == MISALIGNED for v in verdicts], gold)
+        incoherent = sum(v.label == "incoherent" for v in verdicts)
+        print(f"{name}: accuracy {m['accuracy']:.3f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+              f"F1 {m['f1']:.3f} (incoherent {incoherent})")
+
+
+if __name__ == "__main__":
+    main()
