@@ -198,11 +198,14 @@ class OPCTTrainer(WindowTrainer):
         if self.args.train_attention != "auto":
             return self.args.train_attention
         config = self.accelerator.unwrap_model(model).config
+        heads, layers = getattr(config, "num_attention_heads", None), getattr(config, "num_hidden_layers", None)
+        if not heads or not layers:
+            return "sdpa"  # cannot size it (a composite config): the kernel that needs no room
         prompts = inputs["student_prompts"]
         head = max(len(p) for p in [*prompts, *inputs["teacher_prompts"]])
         tail = max(inputs["completion_ids"].shape[1], inputs.get("letter_ids", inputs["completion_ids"]).shape[1]) + 1
         pairs = len(prompts) * head * head + len(prompts) * self.args.num_samples * tail * (head + tail)
-        needed = 8 * pairs * config.num_attention_heads * config.num_hidden_layers
+        needed = 8 * pairs * heads * layers
         return "eager" if needed <= self.args.eager_attention_mb * 2**20 else "sdpa"
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
