@@ -79,7 +79,7 @@ def add_audit(sub) -> None:
                    help="training seeds per method (42, 43, ...); effects pair over items and seeds")
     p.add_argument("--judge", default="offline", metavar="offline|URL|SPEC",
                    help="alignment judge of the emergent-misalignment organism: offline (sentence embeddings, "
-                   "checked against 154 hand labels: precision 0.85, recall 0.46), an OpenAI-compatible endpoint "
+                   "checked against 154 hand labels: precision 0.77, recall 0.66), an OpenAI-compatible endpoint "
                    "URL, or a local model spec (default: %(default)s)")
     p.set_defaults(func=cmd_audit)
 
