@@ -173,3 +173,22 @@ def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):
         assert points[0]["seconds"] <= points[1]["seconds"] <= points[2]["seconds"]
     assert results["curves"]["opct"][-1]["kl_from_base"] > 0
     assert (out / "learning_curves.png").stat().st_size > 0 and "learning_curves.png" in (out / "report.md").read_text()
+
+
+def test_pooling_seeds_skips_verdict_blocks_the_profile_does_not_measure():
+    """A jailbreak profile without the white-box attacker has no "whitebox" block (a 2-seed run died on it)."""
+    from opct.axes.base import Axis, Verdict
+    from opct.demo import pool_seeds
+
+    def score(rows):
+        return {"static": {"asr": sum(r["hit"] for r in rows["static"]) / len(rows["static"])}}
+
+    axis = Axis(name="toy", profiles={}, build_data=None, answer=None, score=score,
+                item_scores=lambda rows, mode: {r["id"]: float(r["hit"]) for r in rows.get(mode, [])},
+                headline="asr", better="lower",
+                verdicts=(Verdict("static", "asr", "lower", "ASR"), Verdict("whitebox", "asr", "lower", "white-box ASR")))
+    evals = [{"rows": {"static": [{"id": "a", "hit": 1}, {"id": "b", "hit": 0}]}, "capability": {"mmlu": 0.5}},
+             {"rows": {"static": [{"id": "a", "hit": 1}, {"id": "b", "hit": 1}]}, "capability": {"mmlu": 0.7}}]
+    pooled = pool_seeds(axis, evals)
+    assert "whitebox" not in pooled["toy"]
+    assert pooled["toy"]["static"]["asr"]["value"] == pytest.approx(0.75)

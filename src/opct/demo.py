@@ -83,7 +83,7 @@ def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
                    for key in evals[0]["rows"] if key != "benign"}
     metrics = axis.score(pooled_rows)
     for v in axis.verdicts:
-        if v.item_mean:
+        if v.item_mean and (not v.mode or v.mode in metrics):  # a block this profile measures
             block = metrics[v.mode] if v.mode else metrics
             block[v.metric] = seeded_summary([axis.item_scores(e["rows"], v.mode) for e in evals])
     return {axis.name: metrics, "capability": mean_over_seeds([e["capability"] for e in evals])}
