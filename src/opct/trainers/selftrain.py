@@ -216,21 +216,30 @@ def _self_certainty_of(model, tok, prompts, completions, score: str = "kl_unifor
     return scores
 
 
+def rating_requests(pairs, candidates: list[list[Any]], scale: int) -> list[list[dict[str, str]]]:
+    """One "rate this reply 1..scale" conversation per candidate, in order."""
+    return [[{"role": "user", "content": RATE_REQUEST.format(conversation=_transcript(p.wrapped), answer=c.text,
+                                                             top=scale)}]
+            for p, cs in zip(pairs, candidates) for c in cs]
+
+
+def regroup(flat: list[float], candidates: list[list[Any]]) -> list[list[float]]:
+    """A flat list of per-candidate values back into one list per prompt."""
+    out, i = [], 0
+    for cs in candidates:
+        out.append(flat[i : i + len(cs)])
+        i += len(cs)
+    return out
+
+
 def _ratings(model, tok, pairs, candidates: list[list[Any]], scale: int = 9) -> list[list[float]]:
     """The expected rating (1..scale, read from the digit probabilities after "Rating: ") of each candidate."""
     from opct.evals.mcq import letter_probs
 
-    asks = [[{"role": "user", "content": RATE_REQUEST.format(conversation=_transcript(p.wrapped), answer=c.text,
-                                                             top=scale)}]
-            for p, cs in zip(pairs, candidates) for c in cs]
     digits = "".join(str(d) for d in range(1, scale + 1))
-    probs = letter_probs(model, tok, asks, letters=digits, answer_prefix=RATING_PREFIX)
-    expected = (probs * torch.arange(1, scale + 1, dtype=torch.float32)).sum(-1).tolist()
-    out, i = [], 0
-    for cs in candidates:
-        out.append(expected[i : i + len(cs)])
-        i += len(cs)
-    return out
+    probs = letter_probs(model, tok, rating_requests(pairs, candidates, scale), letters=digits,
+                         answer_prefix=RATING_PREFIX)
+    return regroup((probs * torch.arange(1, scale + 1, dtype=torch.float32)).sum(-1).tolist(), candidates)
 
 
 # ----------------------------------------------------------------------------- selection
@@ -325,16 +334,8 @@ def parse_rating(text: str, scale: int) -> int | None:
 
 def _reward_ratings(backend, pairs, candidates: list[list[Any]], scale: int = 5) -> list[list[float]]:
     """Each candidate's rating by an external reward model (an unreadable reply counts 0)."""
-    asks = [[{"role": "user", "content": RATE_REQUEST.format(conversation=_transcript(p.wrapped), answer=c.text,
-                                                             top=scale)}]
-            for p, cs in zip(pairs, candidates) for c in cs]
-    replies = [row[0] for row in backend.complete(asks, max_new_tokens=8)]
-    flat = [float(parse_rating(r, scale) or 0) for r in replies]
-    out, i = [], 0
-    for cs in candidates:
-        out.append(flat[i : i + len(cs)])
-        i += len(cs)
-    return out
+    replies = [row[0] for row in backend.complete(rating_requests(pairs, candidates, scale), max_new_tokens=8)]
+    return regroup([float(parse_rating(r, scale) or 0) for r in replies], candidates)
 
 
 def _dual_decoding(model, tok, pairs, args):
