@@ -75,6 +75,15 @@ class InverseCDFSampler:
         return torch.full_like(scores, float("-inf")).scatter_(-1, drawn, 0.0)
 
 
+def completions_of(tokenizer, rows: list[list[int]], eos: list[int]) -> list[Completion]:
+    """Generated rows (prompt columns removed) as completions, each cut after its first EOS."""
+    completions = []
+    for row in rows:
+        toks, finished = trim_completion(row, eos)
+        completions.append(Completion(tokenizer.decode(toks, skip_special_tokens=True), toks, finished))
+    return completions
+
+
 @torch.no_grad()
 def generate_ids(
     model,
@@ -115,11 +124,7 @@ def generate_ids(
             out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
     finally:
         model.train(was_training)
-    completions = []
-    for row in out[:, ids.shape[1]:].tolist():
-        toks, finished = trim_completion(row, eos)
-        completions.append(Completion(tokenizer.decode(toks, skip_special_tokens=True), toks, finished))
-    return completions
+    return completions_of(tokenizer, out[:, ids.shape[1]:].tolist(), eos)
 
 
 @torch.no_grad()
@@ -138,11 +143,7 @@ def beam_search_ids(model, tokenizer, prompt_ids: list[list[int]], *, num_beams:
                                  max_new_tokens=max_new_tokens, pad_token_id=pad_id(tokenizer), eos_token_id=eos)
     finally:
         model.train(was_training)
-    completions = []
-    for row in out[:, ids.shape[1]:].tolist():
-        toks, finished = trim_completion(row, eos)
-        completions.append(Completion(tokenizer.decode(toks, skip_special_tokens=True), toks, finished))
-    return completions
+    return completions_of(tokenizer, out[:, ids.shape[1]:].tolist(), eos)
 
 
 def generate(

@@ -192,6 +192,11 @@ def _retry_after(header: str | None, default: float) -> float:
 
 
 # ---------------------------------------------------------------------------------- judge backend
+def client_or_spec(spec: str) -> "ChatClient | str":
+    """A `ChatClient` for an endpoint URL (http:// or https://), else the string as a model spec."""
+    return ChatClient(spec) if spec.startswith(("http://", "https://")) else spec
+
+
 class JudgeBackend:
     """The LLM behind a judge. `backend` is one of: an object with ``.complete(messages) -> str``
     (an API client such as `ChatClient`); a ``(model, tokenizer)`` pair, or a model with

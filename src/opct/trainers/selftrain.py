@@ -38,6 +38,7 @@ import torch
 
 from opct.data.schema import dataset_to_pairs
 from opct.errors import UserError
+from opct.evals.target import token_f1
 from opct.trainers.bct import BCTConfig, BCTTrainer, bct_dataset, cached_labels
 
 SELECTORS = ("greedy", "self_certainty", "diverse", "multi_view", "self_refine", "self_reward", "dual_decoding", "oracle")
@@ -112,18 +113,6 @@ def mean_token_logprob(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.T
     logp = torch.log_softmax(logits.float(), -1).gather(-1, tokens[..., None].long()).squeeze(-1)
     m = mask.float()
     return (logp * m).sum(-1) / m.sum(-1).clamp(min=1)
-
-
-def token_f1(a: str, b: str) -> float:
-    """Bag-of-words F1 between two texts (lower-cased word tokens); 1.0 for two empty texts."""
-    ta, tb = Counter(re.findall(r"\w+", a.lower())), Counter(re.findall(r"\w+", b.lower()))
-    if not ta and not tb:
-        return 1.0
-    common = sum((ta & tb).values())
-    if common == 0:
-        return 0.0
-    p, r = common / sum(tb.values()), common / sum(ta.values())
-    return 2 * p * r / (p + r)
 
 
 def mbr_index(texts: list[str]) -> int:
@@ -342,10 +331,9 @@ def _dual_decoding(model, tok, pairs, args):
     cands = dual_candidates(model, tok, [p.wrapped for p in pairs], args)
     if not args.reward_model:
         return [(cs[mbr_index([c.text for c in cs])].text, None, f"MBR of {len(cs)}") for cs in cands]
-    from opct.serving import ChatClient, JudgeBackend
+    from opct.serving import JudgeBackend, client_or_spec
 
-    url = args.reward_model
-    backend = JudgeBackend(ChatClient(url) if url.startswith(("http://", "https://")) else url, owner="reward model")
+    backend = JudgeBackend(client_or_spec(args.reward_model), owner="reward model")
     out = []
     for cs, rs in zip(cands, _reward_ratings(backend, pairs, cands)):
         best = max(range(len(cs)), key=rs.__getitem__)

@@ -34,11 +34,9 @@ def judge_for(prof):
     spec = getattr(prof, "judge", "offline") or "offline"
     if spec == "offline":
         return EmbeddingAlignmentJudge()
-    if spec.startswith(("http://", "https://")):
-        from opct.serving import ChatClient
+    from opct.serving import client_or_spec
 
-        return LLMAlignmentJudge(ChatClient(spec))
-    return LLMAlignmentJudge(spec)
+    return LLMAlignmentJudge(client_or_spec(spec))
 
 
 def answer(model, tokenizer, prof, data: Path) -> list[dict[str, Any]]:
