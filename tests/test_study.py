@@ -1,5 +1,7 @@
 """The shared study machinery: run directories and the paired verdict."""
 
+import json
+
 import pytest
 
 from opct.errors import UserError
@@ -25,10 +27,15 @@ def test_claim_run_dir_and_seed_tags(tmp_path, capsys):
     claim_run_dir(path, {"a": 1}, resume=False, error=UserError)
     with pytest.raises(UserError, match="--resume"):
         claim_run_dir(path, {"a": 1}, resume=False, error=UserError)
-    with pytest.raises(UserError, match="other settings"):
+    with pytest.raises(UserError, match=r"other settings .*a: 1 -> 2"):
         claim_run_dir(path, {"a": 2}, resume=True, error=UserError)
     claim_run_dir(path, {"a": 1}, resume=True, error=UserError)
     assert "resuming the run in" in capsys.readouterr().out
+    # A setting newer than the run continues it only at its default (the behaviour from before it existed).
+    with pytest.raises(UserError, match=r"b: '\(absent\)' -> 3"):
+        claim_run_dir(path, {"a": 1, "b": 3}, resume=True, error=UserError, defaults={"b": 0})
+    claim_run_dir(path, {"a": 1, "b": 0}, resume=True, error=UserError, defaults={"b": 0})
+    assert json.loads(path.read_text()) == {"a": 1, "b": 0}
     assert [seed_tag(k) for k in range(3)] == ["", "-s1", "-s2"]
 
 

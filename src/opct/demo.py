@@ -22,7 +22,8 @@ from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (DemoProfile, capability_panel, claim_run_dir, compare_methods, learning_curve_callback,
-                        mean_over_seeds, phase, pool_seed_rows, release_memory, seed_tag, versions, TRAINING_SEED)
+                        mean_over_seeds, phase, pool_seed_rows, profile_defaults, release_memory, seed_tag, versions,
+                        TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -119,7 +120,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     root = Path(out or (f"runs/demo-{profile}" if axis == "sycophancy" else f"runs/demo-{axis}-{profile}"))
     settings = {"axis": axis, "profile": profile, "seed": seed, **asdict(prof)}
     # Seeds are not a setting: a run continued with more seeds keeps the ones it has.
-    claim_run_dir(root / "demo_config.json", settings, resume, DemoError)
+    claim_run_dir(root / "demo_config.json", settings, resume, DemoError, defaults=profile_defaults())
     started = time.time()
     timings: dict[str, float] = {}
     runs = [(m, k) for k in range(seeds) for m in chosen]

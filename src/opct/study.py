@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import platform
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,6 +44,11 @@ class DemoProfile:
                 f"{self.train['opct'].get('max_steps')} steps per method")
 
 
+def profile_defaults() -> dict[str, Any]:
+    """DemoProfile's settings that have a default value, by name."""
+    return {f.name: f.default for f in fields(DemoProfile) if f.default is not MISSING}
+
+
 def train_overrides(steps: int, batch: int, opct_lr: float, sft_lr: float, act_lr: float, max_new_tokens: int,
                     num_samples: int, opct_loss: str = "sampled") -> dict[str, dict[str, Any]]:
     """Per-method config overrides with the same prompt budget (steps x batch) for every method."""
@@ -72,15 +77,34 @@ def versions() -> dict[str, str]:
     return out
 
 
-def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, error: type[Exception]) -> None:
+def settings_changes(before: Any, now: Any, where: str = "") -> list[str]:
+    """The differences between two JSON settings, as "path: before -> now" lines."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        return [line for key in sorted(set(before) | set(now), key=str)
+                for line in settings_changes(before.get(key, "(absent)"), now.get(key, "(absent)"),
+                                             f"{where}.{key}" if where else str(key))]
+    return [] if before == now else [f"{where or 'settings'}: {before!r} -> {now!r}"]
+
+
+def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, error: type[Exception],
+                  defaults: dict[str, Any] | None = None) -> None:
     """Record a study's settings in its run directory. An earlier run there is continued only with
-    `resume` and the same settings (so finished phases are never mixed with other settings)."""
+    `resume` and the same settings (so finished phases are never mixed with other settings). A
+    top-level setting the earlier run's code did not have yet counts as the same when it holds its
+    value in `defaults` (the behaviour from before it existed)."""
     root = settings_path.parent
     if settings_path.exists():
         if not resume:
             raise error(f"{root} holds an earlier run; pass --resume to continue it, or choose another --out")
-        if json.loads(settings_path.read_text()) != json.loads(json.dumps(settings)):
-            raise error(f"{root} was started with other settings ({settings_path}); use another --out")
+        before = json.loads(settings_path.read_text())
+        now = json.loads(json.dumps(settings))
+        for key, value in json.loads(json.dumps(defaults or {})).items():
+            if key not in before and now.get(key) == value:
+                before[key] = value
+        changed = settings_changes(before, now)
+        if changed:
+            raise error(f"{root} was started with other settings ({settings_path}): " + "; ".join(changed[:8])
+                        + ("; ..." if len(changed) > 8 else "") + ". Use another --out")
         print(f"opct: resuming the run in {root} (finished phases are kept)", flush=True)
     write_json(settings_path, settings)
 
