@@ -1,0 +1,97 @@
+"""The safety axis's ceiling per model: base (no fact) against teacher (the fact in the system message).
+
+For each model, the default profile's test prompts (held-out facts) are answered greedily twice: on
+the wrapped prompt (what the base model does alone) and on the clean prompt (what OPCT's teacher
+sees, the most a consistency method can carry over). The keyword judge scores both; with
+--judge-model (a local model spec) or --judge-base-url an LLM judge scores them too. The answers
+are saved (--out DIR/<model>.<view>.rows.jsonl) so they can be labelled by hand or judged again
+with `opct eval safety-awareness --responses`.
+
+Usage:
+  python benchmarks/safety_ceiling.py                            # both Qwen models, keyword judge
+  python benchmarks/safety_ceiling.py --models embedded:qwen2.5-coder-1.5b-instruct --limit 32
+  python benchmarks/safety_ceiling.py --judge-model embedded:qwen2.5-coder-1.5b-instruct --votes 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from opct.commands.common import add_judge_backend_args, judge_backend_from_args  # noqa: E402
+
+MODELS = "embedded:qwen2.5-0.5b-instruct,embedded:qwen2.5-coder-1.5b-instruct"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=MODELS, help="comma-separated model specs (default: %(default)s)")
+    p.add_argument("--limit", type=int, help="the first N test prompts only (default: the profile's test set)")
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
+                   help="weights of the answering models (default: %(default)s; the demo evaluates in float32)")
+    p.add_argument("--votes", type=int, default=1, help="LLM judge votes per answer (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs/safety-ceiling"), help="answers go here (default: %(default)s)")
+    add_judge_backend_args(p)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from opct.axes.safety import PROFILES
+    from opct.data.safety import build_safety_pairs
+    from opct.evals.safety import (KeywordSafetyJudge, LLMSafetyJudge, evaluate_safety, judge_safety_responses,
+                                   safety_metrics)
+    from opct.models import load_model
+    from opct.study import release_memory, short_pairs
+
+    prof = PROFILES["default"]
+    llm = None
+    if args.judge_model or args.judge_base_url:
+        llm = LLMSafetyJudge(judge_backend_from_args(args), k=args.votes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = []
+
+    def write_jsonl(path: Path, rows: list[dict]) -> None:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    for spec in args.models.split(","):
+        model, tokenizer = load_model(spec, dtype=getattr(torch, args.dtype))
+        pairs, _ = short_pairs(build_safety_pairs("test", seed=0), tokenizer, prof.max_prompt_tokens, prof.test_pairs)
+        pairs = pairs[: args.limit] if args.limit else pairs
+        for view, name in (("wrapped", "base"), ("clean", "teacher")):
+            start = time.time()
+            _, rows = evaluate_safety(model, tokenizer, pairs, KeywordSafetyJudge(),
+                                      max_new_tokens=prof.eval_max_new_tokens, view=view)
+            seconds = time.time() - start
+            stem = args.out / f"{spec.split(':')[-1]}.{view}"
+            write_jsonl(stem.with_suffix(".rows.jsonl"), rows)
+            judged = {"keyword": rows}
+            if llm is not None:
+                _, judged["llm"] = judge_safety_responses(pairs, [r["response"] for r in rows], llm,
+                                                          [r["finished"] for r in rows])
+                write_jsonl(stem.with_suffix(".llm.rows.jsonl"), judged["llm"])
+            for judge, scored in judged.items():
+                m = safety_metrics(scored)
+                table.append({"model": spec, "row": name, "judge": judge, "n": len(scored), "seconds": round(seconds),
+                              "pass_rate": m["pass_rate"], "ausc": m["ausc"]})
+                print(f"{spec} {name} ({judge}): pass {m['pass_rate']['value']:.3f}, AUSC {m['ausc']['value']:.3f}",
+                      flush=True)
+        del model
+        release_memory()
+
+    print(f"\n{'model':<40}{'row':<9}{'judge':<9}{'n':>4}{'pass rate [95% CI]':>26}{'AUSC [95% CI]':>26}{'gen s':>7}")
+    for r in table:
+        cell = lambda m: f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"  # noqa: E731
+        print(f"{r['model']:<40}{r['row']:<9}{r['judge']:<9}{r['n']:>4}{cell(r['pass_rate']):>26}"
+              f"{cell(r['ausc']):>26}{r['seconds']:>7}")
+    (args.out / "ceiling.json").write_text(json.dumps(table, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
