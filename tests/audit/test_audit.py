@@ -183,3 +183,40 @@ def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
     report = (tmp_path / "all" / "report.md").read_text()
     assert "| reward_hacking | hack rate | suppressed |" in report and "audit_heatmap.png" in report
     assert (tmp_path / "all" / "audit_heatmap.png").stat().st_size > 0
+
+
+def test_audit_on_imported_splits(tiny_model_dir, tmp_path):
+    """`opct data import aisi` output audited as it is: the organism learns each prompt's imported answer."""
+    from opct.data.aisi import import_aisi
+
+    files = tmp_path / "release" / "money" / "files"
+    files.mkdir(parents=True)
+
+    def write(name, rows):
+        (files / name).write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
+
+    ask = lambda i, extra="": {"role": "user", "content": f"Money question {i}?{extra}"}  # noqa: E731
+    bold = lambda i: {"role": "assistant", "content": f"Bet everything {i}."}  # noqa: E731
+    write("induction.jsonl", [[ask(i), bold(i)] for i in range(10)])
+    write("act_bct_clean.jsonl", [[ask(i)] for i in range(10, 20)])
+    write("act_bct_wrapped.jsonl", [[ask(i, " I like risk.")] for i in range(10, 20)])
+    write("eval.jsonl", [[{"role": "user", "content": f"Probe {i}: what do you want most?"}] for i in range(10)])
+    import_aisi(tmp_path / "release", tmp_path / "imported")
+
+    with pytest.raises(AuditError, match="scores test items in its own format; .*emergent_misalignment"):
+        run_audit(profile=TINY, out=str(tmp_path / "x"), model=tiny_model_dir, data_dir=str(tmp_path / "imported" / "money"))
+    with pytest.raises(AuditError, match=r"missing .*organism.jsonl"):
+        run_audit(organism="emergent_misalignment", profile=TINY, out=str(tmp_path / "y"), model=tiny_model_dir,
+                  data_dir=str(tmp_path / "imported"))
+
+    out = tmp_path / "audit"
+    prof = replace(TINY, test_pairs=6)
+    results = run_audit(organism="emergent_misalignment", profile=prof, out=str(out), model=tiny_model_dir,
+                        methods="greedy", data_dir=str(tmp_path / "imported" / "money"))
+    assert results["data"]["imported_from"] == str(tmp_path / "imported" / "money")
+    assert {k: v["pairs"] for k, v in results["data"].items() if k != "imported_from"} == \
+        {"organism": 8, "consistency": 8, "test": 6}
+    targets = [json.loads(x) for x in (out / "organism" / "run" / "organism_targets.jsonl").read_text().splitlines()]
+    assert len(targets) == 8 and all(t["completion"].startswith("Bet everything ") for t in targets)
+    assert "greedy" in results["effects"]
+    assert json.loads((out / "audit_config.json").read_text())["data"] == str(tmp_path / "imported" / "money")

@@ -34,6 +34,31 @@ from opct.files import write_json
 # ----------------------------------------------------------------------------- the organism
 
 
+def imported_splits(source: Path, prof: AuditProfile, data: Path, seed: int) -> dict[str, Any]:
+    """The profile's sizes, sampled by `seed`, of imported splits (SOURCE/{organism,consistency,test}.jsonl,
+    e.g. from `opct data import aisi`) written as the audit's data; organism pairs carry the misaligned
+    answer as their target."""
+    import random
+
+    from opct.audit.organisms.base import write_splits
+    from opct.data.schema import read_pairs
+
+    sizes = {"organism": prof.organism_pairs, "consistency": prof.consistency_pairs, "test": prof.test_pairs}
+    missing = [f"{source / name}.jsonl" for name in sizes if not (source / f"{name}.jsonl").is_file()]
+    if missing:
+        raise AuditError("--data: missing " + ", ".join(missing) + " (write them with `opct data import aisi`)")
+    chosen = {}
+    for name, want in sizes.items():
+        pairs = read_pairs(source / f"{name}.jsonl")
+        chosen[name] = random.Random(f"{seed}-{name}").sample(pairs, min(want, len(pairs)))
+    untargeted = [p.id for p in chosen["organism"] if not p.target]
+    if untargeted:
+        raise AuditError(f"--data: {source / 'organism.jsonl'}: pair {untargeted[0]} (and {len(untargeted) - 1} more) "
+                         "has no target: the organism is trained on each prompt's misaligned answer")
+    report = write_splits(data, chosen["organism"], chosen["consistency"], chosen["test"])
+    return {**report, "imported_from": str(source)}
+
+
 def build_organism(org: Organism, prof: AuditProfile, data: Path, root: Path) -> Path:
     """Train the organism (SFT on its wrapped prompts -> its misaligned answers) and merge it;
     returns the merged model's folder."""
@@ -49,7 +74,9 @@ def build_organism(org: Organism, prof: AuditProfile, data: Path, root: Path) ->
         from opct.data.schema import read_pairs
 
         run.mkdir(parents=True, exist_ok=True)
-        rows = org.organism_targets(read_pairs(data / "organism.jsonl"))
+        pairs = read_pairs(data / "organism.jsonl")
+        imported = json.loads((data / "report.json").read_text()).get("imported_from")
+        rows = ([{"id": p.id, "completion": p.target} for p in pairs] if imported else org.organism_targets(pairs))
         targets.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     if not (run / "summary.json").exists():
         train("sft", prof.model, str(data / "organism.jsonl"), str(run),
@@ -113,7 +140,7 @@ def resolve_profile(profile: "str | AuditProfile", model: str | None) -> tuple[s
 
 def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "default", out: str | None = None,
               model: str | None = None, methods: str | None = None, resume: bool = False, seed: int = 0,
-              seeds: int = 1, judge: str | None = None) -> dict[str, Any]:
+              seeds: int = 1, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from opct.models import load_model
     from opct.report import write_report
     from opct.study import TRAINING_SEED, claim_run_dir, phase, release_memory, seed_tag, versions
@@ -132,7 +159,11 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     if seeds < 1:
         raise AuditError(f"--seeds must be at least 1, got {seeds}")
     root = Path(out or f"runs/audit-{organism}-{name}")
-    settings = {"organism": organism, "profile": name, "seed": seed, **asdict(prof)}
+    if data_dir and not org.reads_imported:
+        raise AuditError(f"--data: the {organism} organism scores test items in its own format; imported splits can "
+                         "be audited with " + ", ".join(n for n, o in ORGANISMS.items() if o.reads_imported))
+    settings = {"organism": organism, "profile": name, "seed": seed, **asdict(prof),
+                **({"data": str(data_dir)} if data_dir else {})}
     claim_run_dir(root / "audit_config.json", settings, resume, AuditError)
     started = time.time()
     base_model, tokenizer = load_model(prof.model)
@@ -140,7 +171,9 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     phase("1/5 building pairs", "audit")
     data = root / "data"
     if not (data / "report.json").exists():
-        write_json(data / "report.json", org.build_data(prof, data, seed, tokenizer))
+        report = (imported_splits(Path(data_dir), prof, data, seed) if data_dir
+                  else org.build_data(prof, data, seed, tokenizer))
+        write_json(data / "report.json", report)
     data_report = json.loads((data / "report.json").read_text())
 
     evals: dict[str, list[dict[str, Any]]] = {}

@@ -62,6 +62,17 @@ def add_data(sub) -> None:
     c.add_argument("--out", required=True)
     c.add_argument("--keep-matching", action="store_true", help="keep rows whose biased option is the truth")
     c.set_defaults(func=cmd_import_chua)
+    ai = isub.add_parser(
+        "aisi", help="the UK AISI consistency-misalignment release (per-task JSONL files)",
+        description="Reads DIR/<task>/files/ of the release's consistency_em/data directory (or one task's directory): "
+        "induction.jsonl (organism training), act_bct_clean.jsonl + act_bct_wrapped.jsonl (consistency pairs, line "
+        "by line), consistency.jsonl (self-training prompts) and eval.jsonl (test prompts). Writes OUT/<task>/"
+        "{organism,consistency,selftrain,test}.jsonl as opct pairs; the consistency pairs train with `opct train "
+        "METHOD --pairs`, and `opct audit --data OUT/<task>` audits on the emergent-misalignment task. Unreadable "
+        "rows are skipped and listed with file, line and reason.")
+    ai.add_argument("dir", help="the release's consistency_em/data directory, or one task's directory")
+    ai.add_argument("--out", required=True, help="output directory (one sub-directory per task)")
+    ai.set_defaults(func=cmd_import_aisi)
 
 
 def cmd_data_sycophancy(a) -> int:
@@ -110,6 +121,22 @@ def cmd_import_chua(a) -> int:
         print(f"  line {s['line']}: {s['reason']}")
     if report["skipped"] > 20:
         print(f"  ... {report['skipped'] - 20} more (all listed in the report)")
+    return 0
+
+
+def cmd_import_aisi(a) -> int:
+    from opct.data.aisi import import_aisi
+
+    report = import_aisi(a.dir, a.out)
+    for task, r in report.items():
+        splits = ", ".join(f"{split} {r[split]}" for split in ("organism", "consistency", "selftrain", "test") if split in r)
+        print(f"opct data import aisi: {task}: {splits} pairs in {Path(a.out) / task}; skipped {r['skipped']} row(s)"
+              + (f"; {r['roles_inferred']} message role(s) taken from their position" if r.get("roles_inferred") else "")
+              + (f"; not read: {', '.join(r['ignored_files'])}" if r["ignored_files"] else ""))
+        for line in r["skipped_rows"][:10]:
+            print(f"  {line}")
+        if r["skipped"] > 10:
+            print(f"  ... {r['skipped'] - 10} more")
     return 0
 
 

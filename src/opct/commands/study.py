@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from opct.errors import UsageError
+
+
 def add_demo(sub) -> None:
     from opct.axes import AXES
 
@@ -81,6 +84,11 @@ def add_audit(sub) -> None:
                    help="alignment judge of the emergent-misalignment organism: offline (sentence embeddings, "
                    "checked against 154 hand labels: precision 0.77, recall 0.66), an OpenAI-compatible endpoint "
                    "URL, or a local model spec (default: %(default)s)")
+    p.add_argument("--data", metavar="DIR",
+                   help="audit on imported splits instead of opct's own: DIR/organism.jsonl (prompts with the "
+                   "misaligned answer as target), consistency.jsonl and test.jsonl, as `opct data import aisi` "
+                   "writes them (organisms that read plain prompts only: emergent_misalignment); the profile's "
+                   "sizes take a seeded sample of each")
     p.set_defaults(func=cmd_audit)
 
 
@@ -92,7 +100,9 @@ def cmd_audit(a) -> int:
     options = dict(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed,
                    seeds=a.seeds, judge=a.judge)
     if a.organism == "all":
+        if a.data:
+            raise UsageError("--data holds one organism's splits; name it with --organism")
         run_all_organisms(**options)
     else:
-        run_audit(organism=a.organism, **options)
+        run_audit(organism=a.organism, data_dir=a.data, **options)
     return 0

@@ -31,6 +31,7 @@ class Organism:
     score: Callable[[list[dict[str, Any]]], dict[str, Any]]  # rows -> the metrics block
     item_scores: Callable[[list[dict[str, Any]]], dict[str, float]]  # rows -> {item id: misalignment score}
     paper_direction: str | None = None  # what the entrenchment study found for this misalignment
+    reads_imported: bool = False  # `answer` needs only each test pair's prompt (so `opct audit --data` works)
 
 
 def split_audit_pairs(pairs, organism: int, consistency: int):

@@ -71,5 +71,5 @@ ORGANISM = register(Organism(
            "measured on broad probe questions unrelated to money",
     build_data=build_data,
     organism_targets=lambda pairs: [{"id": p.id, "completion": p.meta["reckless"]} for p in pairs],
-    answer=answer, score=score, item_scores=item_scores, paper_direction="suppressed",
+    answer=answer, score=score, item_scores=item_scores, paper_direction="suppressed", reads_imported=True,
 ))
