@@ -1,13 +1,14 @@
 """OPCT's recipe on a demo profile: loss type x samples per prompt, judged on validation pairs only.
 
 Every configuration trains OPCT from the same base with the profile's steps, batch and learning rate
-(changing only the loss and the samples per prompt), on the profile's own training pairs. Its learning
+(changing only the loss, the samples per prompt and, with --lrs, the learning rate), on the profile's own training pairs. Its learning
 curve (the axis's validation metric and the drift KL from the base, every --every steps) is measured
 on validation pairs built from the training split's questions that are not trained on, never on the
 test pairs. SFT with the profile's settings can be added as the reference row (--with-sft).
 
 Usage:
   python benchmarks/opct_recipe_sweep.py                                 # sycophancy quick: full|letter x 2|8
+  python benchmarks/opct_recipe_sweep.py --lrs 1e-5,1e-4                 # and the reference's learning rate
   python benchmarks/opct_recipe_sweep.py --losses full,letter,sampled --samples 2,4,8 --seeds 2 --with-sft
   python benchmarks/opct_recipe_sweep.py --profile default --val-items 32   # the 1.5B model (hours)
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="another model spec than the profile's")
     p.add_argument("--losses", default="full,letter", help="OPCT loss types (default: %(default)s)")
     p.add_argument("--samples", default="2,8", help="samples per prompt (default: %(default)s)")
+    p.add_argument("--lrs", help="learning rates, comma-separated (default: the profile's)")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per configuration (default: %(default)s)")
     p.add_argument("--val-items", type=int, default=64, help="validation pairs (default: %(default)s)")
     p.add_argument("--every", type=int, default=2, help="steps between curve points (default: %(default)s)")
@@ -84,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{prof.train['opct']['max_steps']} steps of {prof.train['opct']['per_device_train_batch_size']} prompts",
           flush=True)
 
-    configs = [(f"opct-{loss}-k{k}", "opct", {"loss_type": loss, "num_samples": int(k)})
-               for loss in args.losses.split(",") for k in args.samples.split(",")]
+    lrs = args.lrs.split(",") if args.lrs else [str(prof.train["opct"]["learning_rate"])]
+    configs = [(f"opct-{loss}-k{k}-lr{lr}", "opct", {"loss_type": loss, "num_samples": int(k), "learning_rate": float(lr)})
+               for lr in lrs for loss in args.losses.split(",") for k in args.samples.split(",")]
     if args.with_sft:
         configs.append(("sft", "sft", {}))
     rows = []
@@ -118,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         })
 
     metric = axis.headline
-    print(f"\n{'config':<18}{'seeds':>6}{'train s':>9}{'s/step':>8}{metric:>17}{'KL':>8}  curve (step: {metric})")
+    print(f"\n{'config':<26}{'seeds':>6}{'train s':>9}{'s/step':>8}{metric:>17}{'KL':>8}  curve (step: {metric})")
     for r in rows:
         curve = " ".join(f"{k}:{v:.3f}" for k, v in r["curve"].items())
-        print(f"{r['config']:<18}{r['seeds']:>6}{r['train_s']:>9.0f}{r['s_per_step']:>8.1f}{r[metric]:>17.3f}"
+        print(f"{r['config']:<26}{r['seeds']:>6}{r['train_s']:>9.0f}{r['s_per_step']:>8.1f}{r[metric]:>17.3f}"
               f"{r['kl_from_base']:>8.4f}  {curve}")
     if args.json:
         write_json(args.json, {"profile": args.profile, "model": prof.model, "validation_pairs": n_val, "rows": rows})

@@ -266,3 +266,13 @@ def test_output_layer_gets_a_contiguous_input(tiny_model_dir):
     assert seen == [True, True]
     torch.testing.assert_close(kept, full[:, -2:])
     assert models.contiguous_lm_head_input(model) is model and len(head._forward_pre_hooks) == 2  # idempotent
+
+
+def test_check_spec_refuses_before_loading(tmp_path):
+    from opct.models import check_spec
+
+    with pytest.raises(ModelSpecError, match="unknown embedded model; expected one of embedded:"):
+        check_spec("embedded:gpt-9")
+    with pytest.raises(ModelSpecError, match="not an embedded model"):
+        check_spec("./no-such-judge")
+    check_spec("Qwen/Qwen2.5-0.5B-Instruct")  # a hub id is only loaded later

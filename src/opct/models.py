@@ -180,6 +180,19 @@ def resolve_spec(spec: str) -> tuple[str, str | None]:
     )
 
 
+def check_spec(spec: str) -> None:
+    """Raise `ModelSpecError` now for a spec `load_model` would refuse later; nothing is loaded,
+    unpacked or downloaded."""
+    if spec.startswith("embedded:"):
+        name = spec.split(":", 1)[1]
+        if name not in EMBEDDED:
+            raise ModelSpecError(f"{spec!r}: unknown embedded model; expected one of "
+                                 + ", ".join("embedded:" + k for k in EMBEDDED))
+        _embedded_parts(name)  # its packages are installed
+        return
+    resolve_spec(spec)
+
+
 def canonical_spec(spec: str) -> str:
     path = Path(spec).expanduser()
     return str(path.resolve()) if not spec.startswith("embedded:") and path.exists() else spec

@@ -220,3 +220,11 @@ def test_audit_on_imported_splits(tiny_model_dir, tmp_path):
     assert len(targets) == 8 and all(t["completion"].startswith("Bet everything ") for t in targets)
     assert "greedy" in results["effects"]
     assert json.loads((out / "audit_config.json").read_text())["data"] == str(tmp_path / "imported" / "money")
+
+
+def test_a_bad_judge_spec_fails_before_any_work(tmp_path):
+    from opct.models import ModelSpecError
+
+    with pytest.raises(ModelSpecError, match="not an embedded model"):
+        run_audit(organism="emergent_misalignment", profile=TINY, out=str(tmp_path / "a"), judge="./typo-judge")
+    assert not (tmp_path / "a").exists()
