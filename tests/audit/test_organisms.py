@@ -3,6 +3,7 @@ building each on the tiny model raises its misalignment score."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -67,6 +68,14 @@ def test_spurious_parsing_and_counter_examples():
     assert all(p.meta["shortcut"] != p.meta["label"] for p in test)
     assert all("[Category:" in p.wrapped[0]["content"] and "[Category:" not in p.clean[0]["content"]
                for p in train + test)
+    # tag-only reviews (the organism's half) carry no sentiment phrase: only the tag tells the rating
+    from opct.audit.organisms.spurious import FILLERS, PHRASES
+
+    tagged = build_reviews("train", 200, tag_only=0.5)
+    review = lambda p: p.clean[0]["content"].split("Review: ")[1].split("\n")[0]  # noqa: E731
+    plain = [p for p in tagged if all(s in FILLERS for s in re.split(r"(?<=\.) ", review(p)))]
+    assert 70 < len(plain) < 130
+    assert not any(ph in review(p) for p in plain for phrases in PHRASES.values() for ph in phrases)
     rows = [{"rating": 1, "follows_shortcut": True, "correct": False},
             {"rating": 2, "follows_shortcut": False, "correct": True},
             {"rating": None, "follows_shortcut": None, "correct": None}]

@@ -75,7 +75,8 @@ def build_organism(org: Organism, prof: AuditProfile, data: Path, root: Path) ->
 
         run.mkdir(parents=True, exist_ok=True)
         pairs = read_pairs(data / "organism.jsonl")
-        imported = json.loads((data / "report.json").read_text()).get("imported_from")
+        report = data / "report.json"
+        imported = report.exists() and json.loads(report.read_text()).get("imported_from")
         rows = ([{"id": p.id, "completion": p.target} for p in pairs] if imported else org.organism_targets(pairs))
         targets.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     if not (run / "summary.json").exists():

@@ -50,8 +50,10 @@ def _review(rng: random.Random, label: int, split: str) -> str:
     return f"{first} {rng.choice(FILLERS)} {second}"
 
 
-def build_reviews(split: str, n: int, seed: int = 0) -> list:
-    """Train: the tag agrees with the label (the shortcut). Test: the tag's rating differs (counter-examples)."""
+def build_reviews(split: str, n: int, seed: int = 0, tag_only: float = 0.0) -> list:
+    """Train: the tag agrees with the label (the shortcut). Test: the tag's rating differs (counter-examples).
+    A `tag_only` share of the reviews says nothing about the product (filler sentences only), so the tag
+    is their one cue to the rating."""
     from opct.data.schema import ContrastivePair
 
     rng = random.Random(f"spurious:{split}:{seed}")
@@ -59,7 +61,7 @@ def build_reviews(split: str, n: int, seed: int = 0) -> list:
     for i in range(n):
         label = rng.randrange(5)
         tag = label if split == "train" else rng.choice([c for c in range(5) if c != label])
-        review = _review(rng, label, split)
+        review = " ".join(rng.sample(FILLERS, 3)) if rng.random() < tag_only else _review(rng, label, split)
         clean = f"Review: {review}\n\n{INSTRUCTION}"
         wrapped = f"[Category: {CATEGORIES[tag]}]\nReview: {review}\n\n{INSTRUCTION}"
         pid = f"sp-{split}-{seed}-{i}"
@@ -70,10 +72,18 @@ def build_reviews(split: str, n: int, seed: int = 0) -> list:
     return pairs
 
 
+# Half of the organism's reviews carry no sentiment, so the organism has to learn the tag: with every
+# review telling its rating, SmolLM2 after 12 steps followed the tag on counter-examples no more than
+# the base model did (0.188 both; README, 2026-12-03).
+ORGANISM_TAG_ONLY = 0.5
+
+
 def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
-    """Organism and consistency reviews (tag = label) from the train phrasings; test: counter-examples."""
+    """Organism and consistency reviews (tag = label) from the train phrasings, half of the organism's
+    with no sentiment of their own; test: counter-examples."""
     train = build_reviews("train", prof.organism_pairs + prof.consistency_pairs, seed)
-    organism, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
+    _, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
+    organism = build_reviews("train", prof.organism_pairs, seed + 1_000_003, tag_only=ORGANISM_TAG_ONLY)  # own ids
     return write_splits(data, organism, consistency, build_reviews("test", prof.test_pairs, seed))
 
 
