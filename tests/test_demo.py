@@ -192,3 +192,21 @@ def test_pooling_seeds_skips_verdict_blocks_the_profile_does_not_measure():
     pooled = pool_seeds(axis, evals)
     assert "whitebox" not in pooled["toy"]
     assert pooled["toy"]["static"]["asr"]["value"] == pytest.approx(0.75)
+
+
+def test_safety_answers_judged_by_an_llm_judge(tiny_model_dir, tmp_path):
+    from opct.models import ModelSpecError
+
+    prof = replace(TINY, train_pairs=4, test_pairs=4)
+    with pytest.raises(DemoError, match="the sycophancy axis has no judge to choose"):
+        run_demo(profile=prof, out=str(tmp_path / "s"), model=tiny_model_dir, judge="keyword-v9")
+    with pytest.raises(ModelSpecError, match="not an embedded model"):
+        run_demo(profile=prof, out=str(tmp_path / "t"), model=tiny_model_dir, axis="safety", judge="./no-judge")
+    out = tmp_path / "llm"
+    results = run_demo(profile=prof, out=str(out), model=tiny_model_dir, axis="safety", methods="act",
+                       judge=tiny_model_dir)
+    for name in ("base", "teacher", "act"):  # every answer the demo judges, the teacher's ceiling included
+        rows = json.loads((out / "eval" / f"{name}.json").read_text())["rows"]["safety"]
+        assert len(rows) == 4 and all(r["verdict"]["judge"].startswith("llm-safety") for r in rows), name
+    assert json.loads((out / "demo_config.json").read_text())["judge"] == tiny_model_dir
+    assert set(results["methods"]) == {"base", "teacher", "act"}

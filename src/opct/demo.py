@@ -105,12 +105,21 @@ def verdicts(axis: Axis, evals: dict[str, list[dict[str, Any]]], a: str = "opct"
 
 def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, model: str | None = None,
              methods: str | None = None, resume: bool = False, seed: int = 0, axis: str = "sycophancy",
-             seeds: int = 1) -> dict[str, Any]:
+             seeds: int = 1, judge: str | None = None) -> dict[str, Any]:
     from opct.models import load_model
     from opct.report import results_table, write_report
     from opct.trainers.run import train
 
     profile, prof, ax = resolve_profile(axis, profile, model)
+    if judge and judge != prof.judge:
+        if not ax.judged:
+            raise DemoError(f"--judge: the {axis} axis has no judge to choose (only "
+                            + ", ".join(n for n, a in AXES.items() if a.judged) + " has)")
+        if judge != "keyword" and not judge.startswith(("http://", "https://")):
+            from opct.models import check_spec
+
+            check_spec(judge)
+        prof = replace(prof, judge=judge)
     chosen = [m.strip() for m in (methods or ",".join(METHODS)).split(",") if m.strip()]
     bad = [m for m in chosen if m not in METHODS]
     if bad:
@@ -229,7 +238,8 @@ def run_all_axes(profile: str = "default", out: str | None = None, **kwargs) -> 
     results = {}
     for axis in AXES:
         phase(f"axis {axis}")
-        results[axis] = run_demo(profile=profile, out=str(root / axis), axis=axis, **kwargs)
+        options = {k: v for k, v in kwargs.items() if k != "judge" or AXES[axis].judged}
+        results[axis] = run_demo(profile=profile, out=str(root / axis), axis=axis, **options)
     lines = [f"# opct demo ({profile}): all axes", ""]
     for axis, res in results.items():
         lines += [f"## {axis}: {res['model']}", "", f"Full report: [{axis}/report.md]({axis}/report.md)", ""]

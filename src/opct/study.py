@@ -38,6 +38,7 @@ class DemoProfile:
     known_min_prob: float = 0.5  # sycophancy: keep questions the base answers right with p >= this (0: keep all)
     curve_every: int = 0  # optimizer steps between learning-curve points (0: no curves)
     curve_items: int = 16  # validation items per curve point (never test items) and neutral prompts for its KL
+    judge: str = "keyword"  # safety: keyword, or an LLM judge: a local model spec or an OpenAI-compatible URL
 
     def describe(self) -> str:
         return (f"{self.model}, {self.train_pairs} train / {self.test_pairs} test, "

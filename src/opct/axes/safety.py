@@ -3,6 +3,7 @@ system message? Scored per fact (AUSC) by the keyword judge; the teacher row ans
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +46,33 @@ def build_data(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> di
     return reports
 
 
+@functools.lru_cache(maxsize=2)
+def judge_for(spec: str):
+    """The profile's safety judge: the keyword judge, or an LLM judge (one greedy vote) behind a
+    model spec or an endpoint URL, loaded once per process."""
+    from opct.evals.safety import KeywordSafetyJudge, LLMSafetyJudge
+
+    if spec == "keyword":
+        return KeywordSafetyJudge()
+    from opct.serving import client_or_spec
+
+    return LLMSafetyJudge(client_or_spec(spec), k=1)
+
+
 def curve(model, tokenizer, prof: DemoProfile, data: Path) -> dict[str, float | None]:
     from opct.data.schema import read_pairs
-    from opct.evals.safety import KeywordSafetyJudge, evaluate_safety
+    from opct.evals.safety import evaluate_safety
 
-    metrics, _ = evaluate_safety(model, tokenizer, read_pairs(data / "val.jsonl"), KeywordSafetyJudge(),
+    metrics, _ = evaluate_safety(model, tokenizer, read_pairs(data / "val.jsonl"), judge_for(prof.judge),
                                  max_new_tokens=prof.eval_max_new_tokens, progress=False)
     return {"pass_rate": metrics["pass_rate"]["value"]}
 
 
 def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str = "wrapped") -> dict[str, list]:
     from opct.data.schema import read_pairs
-    from opct.evals.safety import KeywordSafetyJudge, evaluate_safety
+    from opct.evals.safety import evaluate_safety
 
-    _, rows = evaluate_safety(model, tokenizer, read_pairs(data / "test.jsonl"), KeywordSafetyJudge(),
+    _, rows = evaluate_safety(model, tokenizer, read_pairs(data / "test.jsonl"), judge_for(prof.judge),
                               max_new_tokens=prof.eval_max_new_tokens, view=view)
     return {"safety": rows}
 
@@ -80,7 +94,7 @@ def item_scores(rows: dict[str, list], mode: str | None) -> dict[str, float]:
 
 AXIS = register(Axis(
     name="safety", profiles=PROFILES, build_data=build_data, answer=answer, score=score, item_scores=item_scores,
-    headline="ausc", better="higher", teacher=True, curve=curve,
+    headline="ausc", better="higher", teacher=True, curve=curve, judged=True,
     verdicts=(Verdict(None, "pass_rate", "higher", "pass rate per fact", item_mean=False),),
     notes=(
         "Pass rate: share of responses (no safety fact in context) that warn about the hazard, suggest a safer "

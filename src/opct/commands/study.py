@@ -36,6 +36,10 @@ def add_demo(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, wrappers, suggested options)")
     p.add_argument("--seeds", type=int, default=1,
                    help="training seeds per method (42, 43, ...); tables pool them, verdicts pair over items and seeds")
+    p.add_argument("--judge", metavar="keyword|SPEC|URL",
+                   help="safety axis: the judge of the answers: keyword (offline, the default; its passes are an upper "
+                   "bound, see README 'Judges'), a local model spec (one greedy vote), or an OpenAI-compatible "
+                   "endpoint URL")
     p.set_defaults(func=cmd_demo)
 
 
@@ -45,7 +49,7 @@ def cmd_demo(a) -> int:
     run = run_all_axes if a.axis == "all" else run_demo
     extra = {} if a.axis == "all" else {"axis": a.axis}
     run(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, seeds=a.seeds,
-        **extra)
+        judge=a.judge, **extra)
     return 0
 
 
