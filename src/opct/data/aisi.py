@@ -19,11 +19,11 @@ none), and the count is reported.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from opct.data.jsonl import read_jsonl
 from opct.data.schema import ContrastivePair, PairFormatError, validate_messages, write_pairs
 
 PAIR_FILES = ("act_bct_clean.jsonl", "act_bct_wrapped.jsonl")
@@ -58,21 +58,7 @@ def find_tasks(root: str | Path) -> dict[str, Path]:
 
 
 def _rows(path: Path, skipped: list[str]) -> list[tuple[int, dict[str, Any]]]:
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                skipped.append(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(row, dict):
-                skipped.append(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                continue
-            out.append((lineno, row))
-    return out
+    return read_jsonl(path, error=PairFormatError, skipped=skipped)
 
 
 def _chat(row: dict[str, Any], counts: dict[str, int]) -> tuple[list[dict[str, str]], str | None]:

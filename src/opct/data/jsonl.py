@@ -17,13 +17,15 @@ def read_jsonl(
     name: str | None = None,
     unique: str | None = None,
     what: str = "rows",
+    skipped: list[str] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) for each JSON object in `path` (a Path or an importlib Traversable).
 
     Blank lines are skipped. Malformed JSON, a non-object, each problem `check(row)` returns
     ("field 'x': expected ...") and a repeated `unique` key are collected for every line and
-    raised together as one `error` ("file:line: problem"); nothing is silently dropped.
-    `name` is how the file is called in messages (default: the path)."""
+    raised together as one `error` ("file:line: problem"); nothing is silently dropped. Given a
+    `skipped` list, the problems go there instead and the good rows are returned (an importer
+    that lists what it left out). `name` is how the file is called in messages (default: the path)."""
     name = name or str(path)
     try:
         text = Path(path).read_text(encoding="utf-8") if isinstance(path, str) else path.read_text(encoding="utf-8")
@@ -51,9 +53,11 @@ def read_jsonl(
             errors.extend(f"{name}:{lineno}: {p}" for p in problems)
             continue
         rows.append((lineno, row))
-    if errors:
+    if skipped is not None:
+        skipped.extend(errors)
+    elif errors:
         shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
         raise error(f"{len(errors)} problem(s) in {name}:\n  " + "\n  ".join(shown))
-    if not rows:
+    if not rows and not errors:
         raise error(f"{name}: no {what} (the file is empty)")
     return rows
