@@ -114,3 +114,27 @@ def test_suite_with_gsm8k_file_and_no_base_model(tiny, tmp_path):
     assert out["gsm8k_accuracy"]["n"] == 1 and out["gsm8k_accuracy"]["source"] == str(gsm)
     assert "without a file" in out["math500_accuracy"]["skipped"]
     assert out["kl_from_base"]["n"] == 0 and out["kl_from_base"]["skipped"] == "no base model given"
+
+
+def test_kl_from_the_adapter_off_equals_kl_from_a_second_base(tiny_model_dir, tmp_path):
+    """The demo's reference for a trained model: its own weights with the merged adapter disabled
+    (peft unmerges it) give the KL a separately loaded base gives."""
+    from opct.models import add_lora
+
+    base, tok = load_model(tiny_model_dir)
+    lora = add_lora(load_model(tiny_model_dir)[0], r=4, alpha=8)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)  # a trained-looking adapter (B starts at zero)
+    lora.save_pretrained(tmp_path / "adapter")
+    tok.save_pretrained(tmp_path / "adapter")
+    merged, _ = load_model(str(tmp_path / "adapter"))
+    prompts = cap.neutral_prompts()[:4]
+    expected = cap.kl_from_base(merged, base, tok, prompts, max_new_tokens=8)
+    model, _ = load_model(str(tmp_path / "adapter"), merge_adapter=False)
+    model.merge_adapter()
+    got = cap.kl_from_base(model, cap.AdapterOff(model), tok, prompts, max_new_tokens=8)
+    assert expected["value"] > 1e-4
+    assert got["value"] == pytest.approx(expected["value"], rel=1e-3)
+    assert got["mean_tokens"] == expected["mean_tokens"]
