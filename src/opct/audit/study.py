@@ -200,9 +200,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                                             with_kl=m is not organism_model))
         evals[label] = [json.loads(path.read_text())]
         print("  " + _headline(org, label, evals[label]))
-    # Training loads its own copy: the organism is reloaded only when an evaluation needs it.
+    # Training loads its own copy; each trained model's evaluation is its own KL reference.
     del base_model, m, organism_model
-    organism_model = None
     release_memory()
 
     summaries: dict[str, list[dict[str, Any]]] = {}
@@ -218,8 +217,6 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         if k:
             overrides["seed"] = TRAINING_SEED + k
         if not (run_dir / "summary.json").exists():
-            organism_model = None
-            release_memory()
             try:
                 train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True)
             except UserError as e:  # e.g. a selector kept no label: reported, the other methods go on
@@ -230,10 +227,13 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                 release_memory()
         summaries.setdefault(method, []).append(json.loads((run_dir / "summary.json").read_text()))
         if not path.exists():
-            if organism_model is None:
-                organism_model, _ = load_model(organism_spec)
-            trained, _ = load_model(str(run_dir))
-            write_json(path, evaluate_model(org, trained, organism_model, tokenizer, prof, data, with_kl=True))
+            from opct.evals.capability import AdapterOff
+
+            # The adapter merged in place; with it disabled (peft unmerges it) the weights are the
+            # organism's, the KL reference, so no second copy is held.
+            trained, _ = load_model(str(run_dir), merge_adapter=False)
+            trained.merge_adapter()
+            write_json(path, evaluate_model(org, trained, AdapterOff(trained), tokenizer, prof, data, with_kl=True))
             del trained
             release_memory()
         evals.setdefault(method, []).append(json.loads(path.read_text()))
