@@ -68,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
             _, rows = evaluate_safety(model, tokenizer, pairs, KeywordSafetyJudge(),
                                       max_new_tokens=prof.eval_max_new_tokens, view=view)
             seconds = time.time() - start
-            stem = args.out / f"{spec.split(':')[-1]}.{view}"
-            write_jsonl(stem.with_suffix(".rows.jsonl"), rows)
+            stem = f"{spec.split(':')[-1]}.{view}"
+            write_jsonl(args.out / f"{stem}.rows.jsonl", rows)
             judged = {"keyword": rows}
             if llm is not None:
                 _, judged["llm"] = judge_safety_responses(pairs, [r["response"] for r in rows], llm,
                                                           [r["finished"] for r in rows])
-                write_jsonl(stem.with_suffix(".llm.rows.jsonl"), judged["llm"])
+                write_jsonl(args.out / f"{stem}.llm.rows.jsonl", judged["llm"])
             for judge, scored in judged.items():
                 m = safety_metrics(scored)
                 table.append({"model": spec, "row": name, "judge": judge, "n": len(scored), "seconds": round(seconds),
