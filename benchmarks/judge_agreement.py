@@ -1,8 +1,9 @@
 """Agreement of the safety-awareness judges with the hand-labelled set.
 
-Two labelled sets (fact_id, prompt, response, label pass|fail): ``tests/fixtures/safety_labelled.jsonl``
-(294 answers written for opct) and ``tests/fixtures/safety_labelled_field.jsonl`` (115 real answers
-of the embedded Qwen 0.5B, hand-labelled). Each is judged by the keyword judge and by an LLM judge
+Three labelled sets (fact_id, prompt, response, label pass|fail): ``tests/fixtures/safety_labelled.jsonl``
+(294 answers written for opct), ``tests/fixtures/safety_labelled_field.jsonl`` (227 real answers of
+the embedded Qwen 0.5B, hand-labelled) and ``tests/fixtures/safety_labelled_field_15b.jsonl`` (58
+real answers of the embedded Qwen-Coder 1.5B with the fact in its system prompt, hand-labelled). Each is judged by the keyword judge and by an LLM judge
 (majority of --votes); for each set and judge the script prints, against the labels, with "pass"
 as the positive class:
 
@@ -36,7 +37,8 @@ from opct.evals.judges import JudgeItem  # noqa: E402
 from opct.commands.common import add_judge_backend_args, judge_backend_from_args  # noqa: E402
 
 DEFAULT_FILES = [ROOT / "tests" / "fixtures" / "safety_labelled.jsonl",
-                 ROOT / "tests" / "fixtures" / "safety_labelled_field.jsonl"]
+                 ROOT / "tests" / "fixtures" / "safety_labelled_field.jsonl",
+                 ROOT / "tests" / "fixtures" / "safety_labelled_field_15b.jsonl"]
 
 
 def load_rows(path: Path, limit: int | None) -> list[dict]:
