@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                           if (args.run / "data" / f"{split}.jsonl").exists() else [])}
         built = build_split("test", limit=args.candidates, seed=args.seed, source=args.source)[0]
         fresh = [q for q in built if q.meta.get("question_id") not in used]
-        fitting, _ = short_pairs(fresh, tokenizer, settings["max_prompt_tokens"], len(fresh))
+        fitting, _ = short_pairs((fresh, {}), tokenizer, settings["max_prompt_tokens"], len(fresh))
         known, report = known_pairs(base_model, tokenizer, fitting, min_prob=settings["known_min_prob"],
                                     progress="known questions")
         write_pairs(known[: args.n], pairs_path)
