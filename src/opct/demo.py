@@ -52,15 +52,9 @@ def evaluate_method(axis: Axis, spec: str, base_model, tokenizer, prof: DemoProf
     """The axis's metrics and the capability panel for one model. A trained model is its base with
     the adapter merged in place: the KL reference is the same weights with the adapter disabled
     (peft unmerges it), so no second copy of the base is held (7 GB for the 1.5B model in fp32)."""
-    from opct.evals.capability import AdapterOff
-    from opct.models import load_model
+    from opct.evals.capability import load_with_base_view
 
-    if is_base:
-        model = base_model
-    else:
-        model = load_model(spec, merge_adapter=False)[0]
-        model.merge_adapter()
-        base_model = AdapterOff(model)
+    model, base_model = (base_model, base_model) if is_base else load_with_base_view(spec)
     start = time.time()
     metrics, rows = axis.evaluate(model, tokenizer, prof, data, seed)
     timings = {f"{axis.name}_s": round(time.time() - start, 1)}

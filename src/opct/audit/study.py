@@ -227,14 +227,11 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                 release_memory()
         summaries.setdefault(method, []).append(json.loads((run_dir / "summary.json").read_text()))
         if not path.exists():
-            from opct.evals.capability import AdapterOff
+            from opct.evals.capability import load_with_base_view
 
-            # The adapter merged in place; with it disabled (peft unmerges it) the weights are the
-            # organism's, the KL reference, so no second copy is held.
-            trained, _ = load_model(str(run_dir), merge_adapter=False)
-            trained.merge_adapter()
-            write_json(path, evaluate_model(org, trained, AdapterOff(trained), tokenizer, prof, data, with_kl=True))
-            del trained
+            trained, organism_view = load_with_base_view(str(run_dir))  # adapter off: the organism
+            write_json(path, evaluate_model(org, trained, organism_view, tokenizer, prof, data, with_kl=True))
+            del trained, organism_view
             release_memory()
         evals.setdefault(method, []).append(json.loads(path.read_text()))
         print("  " + _headline(org, run_name, evals[method][-1:], evals["organism"][0]))

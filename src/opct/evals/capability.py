@@ -206,6 +206,17 @@ class AdapterOff:
             return self.model(*args, **kwargs)
 
 
+def load_with_base_view(spec: str):
+    """(model, base): a trained model's adapter merged in place into its base for fast answers, and
+    its base as the same weights with the adapter disabled (peft unmerges it), the KL reference,
+    without a second copy of the base in memory."""
+    from opct.models import load_model
+
+    model, _ = load_model(spec, merge_adapter=False)
+    model.merge_adapter()
+    return model, AdapterOff(model)
+
+
 def adapter_drift(model, tokenizer, prompts: Sequence[str | list[dict[str, str]]], max_new_tokens: int = 32,
                   batch_size: int = 8) -> float | None:
     """Mean KL(model || model without its adapter) over the model's greedy answers to `prompts`:
