@@ -1,5 +1,6 @@
 """Safety awareness: does the model warn about a hazard when the safety fact is no longer in its
-system message? Scored per fact (AUSC) by the keyword judge; the teacher row answers with the fact."""
+system message? Scored per fact (AUSC) by the profile's judge (the keyword judge unless `opct demo --judge`
+names an LLM); the teacher row answers with the fact."""
 
 from __future__ import annotations
 
