@@ -114,3 +114,13 @@ def test_cli_prints_the_counts(tmp_path, capsys):
     assert "money: organism 1, consistency 2, test 2 pairs in" in printed
     assert "skipped 4 row(s); 2 message role(s) taken from their position; not read: train.jsonl" in printed
     assert "reviews: test 1 pairs" in printed
+
+
+def test_pairs_stay_aligned_by_line_when_each_file_has_a_bad_row(tmp_path):
+    files = tmp_path / "t" / "files"
+    write(files / "act_bct_clean.jsonl", [{"messages": chat("one")}, "{bad", {"messages": chat("three")}])
+    write(files / "act_bct_wrapped.jsonl", ["{bad", {"messages": chat("two!")}, {"messages": chat("three!")}])
+    report = import_aisi(tmp_path / "t", tmp_path / "out")
+    pairs = read_pairs(tmp_path / "out" / "t" / "consistency.jsonl")
+    assert [(p.clean[-1]["content"], p.wrapped[-1]["content"]) for p in pairs] == [("three", "three!")]
+    assert report["t"]["skipped"] == 2  # line 2 of the clean file, line 1 of the wrapped one

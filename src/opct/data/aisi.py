@@ -119,20 +119,21 @@ def import_task(task: str, files: Path) -> tuple[dict[str, list[ContrastivePair]
         have, miss = (clean_path, wrapped_path) if clean_path.is_file() else (wrapped_path, clean_path)
         raise PairFormatError(f"{have} has no partner: {miss} is missing (the two files pair line by line)")
     if clean_path.is_file():
-        clean_rows, wrapped_rows = _rows(clean_path, skipped), _rows(wrapped_path, skipped)
-        if len(clean_rows) != len(wrapped_rows):
-            raise PairFormatError(f"{clean_path} has {len(clean_rows)} rows and {wrapped_path} {len(wrapped_rows)}; "
+        lines = [sum(1 for x in p.read_text(encoding="utf-8").splitlines() if x.strip()) for p in (clean_path, wrapped_path)]
+        if lines[0] != lines[1]:
+            raise PairFormatError(f"{clean_path} has {lines[0]} rows and {wrapped_path} {lines[1]}; "
                                   "the two files pair line by line")
+        clean_rows, wrapped_rows = dict(_rows(clean_path, skipped)), dict(_rows(wrapped_path, skipped))
         pairs = []
-        for (line_c, row_c), (line_w, row_w) in zip(clean_rows, wrapped_rows):
+        for line in sorted(clean_rows.keys() & wrapped_rows.keys()):  # a line unreadable in either is listed above
             try:
-                clean, answer = _chat(row_c, counts)
-                wrapped, _ = _chat(row_w, counts)
+                clean, answer = _chat(clean_rows[line], counts)
+                wrapped, _ = _chat(wrapped_rows[line], counts)
             except _RowError as e:
-                skipped.append(f"{clean_path}:{line_c} / {wrapped_path.name}:{line_w}: {e}")
+                skipped.append(f"{clean_path}:{line} / {wrapped_path.name}:{line}: {e}")
                 continue
-            pairs.append(ContrastivePair(id=f"aisi-{_slug(task)}-pair-{line_c}", axis=task, clean=clean,
-                                         wrapped=wrapped, target=answer, meta=_meta(row_c, task, PAIR_FILES[0], line_c)))
+            pairs.append(ContrastivePair(id=f"aisi-{_slug(task)}-pair-{line}", axis=task, clean=clean,
+                                         wrapped=wrapped, target=answer, meta=_meta(clean_rows[line], task, PAIR_FILES[0], line)))
         splits["consistency"] = pairs
     counts.update({split: len(p) for split, p in splits.items()})
     counts["ignored_files"] = sorted(p.name for p in files.iterdir() if p.is_file() and p.name not in KNOWN_FILES)
