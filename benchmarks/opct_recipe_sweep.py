@@ -73,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     _, prof, axis = resolve_profile("sycophancy", args.profile, args.model)
     prof = replace(prof, curve_every=args.every, curve_items=args.val_items)
     data = args.out / "data"
-    if not (data / "val.jsonl").exists():
+    done = data / "validation.done"  # build_data writes a val.jsonl of its own first: replaced here
+    if not done.exists():
         model, tokenizer = load_model(prof.model)
         axis.build_data(prof, data, 0, model, tokenizer)
         val = validation_pairs(prof, data, 0, args.val_items, tokenizer, model)
         write_pairs(val, data / "val.jsonl")
+        done.write_text(f"{len(val)}\n")
         del model
         release_memory()
     tokenizer = load_tokenizer(prof.model)
