@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     release_memory()
             rows.setdefault(method, []).append(json.loads(path.read_text())["rows"])
 
-    print(f"\n| Method | seeds | Sycophancy rate | Clean acc | Wrapped acc | Flip rate | n |")
+    print("\n| Method | seeds | Sycophancy rate | Clean acc | Wrapped acc | Flip rate | n |")
     print("|---|---|---|---|---|---|---|")
     cell = lambda m: f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"  # noqa: E731
     for method, per_seed in rows.items():

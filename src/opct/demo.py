@@ -117,10 +117,10 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         if not ax.judged:
             raise DemoError(f"--judge: the {axis} axis has no judge to choose (only "
                             + ", ".join(n for n, a in AXES.items() if a.judged) + " has)")
-        if judge != "keyword" and not judge.startswith(("http://", "https://")):
-            from opct.models import check_spec
+        if judge != "keyword":
+            from opct.serving import check_backend
 
-            check_spec(judge)
+            check_backend(judge)
         prof = replace(prof, judge=judge)
     chosen = [m.strip() for m in (methods or ",".join(METHODS)).split(",") if m.strip()]
     bad = [m for m in chosen if m not in METHODS]

@@ -192,9 +192,22 @@ def _retry_after(header: str | None, default: float) -> float:
 
 
 # ---------------------------------------------------------------------------------- judge backend
+def is_endpoint(spec: str) -> bool:
+    return spec.startswith(("http://", "https://"))
+
+
 def client_or_spec(spec: str) -> "ChatClient | str":
     """A `ChatClient` for an endpoint URL (http:// or https://), else the string as a model spec."""
-    return ChatClient(spec) if spec.startswith(("http://", "https://")) else spec
+    return ChatClient(spec) if is_endpoint(spec) else spec
+
+
+def check_backend(spec: str) -> None:
+    """Raise now for a model spec that `load_model` would refuse when the judge first runs (an
+    endpoint URL is only reached then)."""
+    if not is_endpoint(spec):
+        from opct.models import check_spec
+
+        check_spec(spec)
 
 
 class JudgeBackend:

@@ -152,10 +152,10 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     org = ORGANISMS[organism]
     name, prof = resolve_profile(profile, model)
     if judge:
-        if judge != "offline" and not judge.startswith(("http://", "https://")):
-            from opct.models import check_spec
+        if judge != "offline":
+            from opct.serving import check_backend
 
-            check_spec(judge)  # fail before hours of training, not at the first judged answer
+            check_backend(judge)  # fail before hours of training, not at the first judged answer
         prof = replace(prof, judge=judge)
     chosen = [m.strip() for m in (methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
     bad = [m for m in chosen if m not in AUDIT_METHODS]
