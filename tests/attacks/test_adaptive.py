@@ -281,18 +281,58 @@ def test_whitebox_attack_rows_read_like_the_adaptive_ones(triggered):
     model, tok, vocab, _ = triggered
     metrics, rows = evaluate_adaptive(model, tok, BEHAVIORS[:2], PatternRefusalJudge(), budget=160,
                                       attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
-                                      vocabulary=vocab, max_new_tokens=14, progress=False)
+                                      vocabulary=vocab, max_new_tokens=14, progress=False, template=None,
+                                      transfer=False)
     assert metrics["n"] == 2 and metrics["attack_success_rate"]["value"] == 1.0
     assert all(r["passes_used"] <= 160 and r["transcript"][0]["response"] == COMPLY for r in rows)
     assert metrics["attacker"]["kind"] == "random_suffix" and metrics["attacker"]["passes_total"] <= 320
+    assert not any(r["transcript"][0]["search"]["transferred"] for r in rows)
+
+
+def test_self_transfer_starts_from_the_suffix_that_worked(triggered):
+    """With transfer on, the second behaviour starts from the first one's winning suffix, which holds
+    the trigger, so it succeeds on its first pass."""
+    model, tok, vocab, trigger = triggered
+    _, rows = evaluate_adaptive(model, tok, BEHAVIORS[:2], PatternRefusalJudge(), budget=160, attacker="random_suffix",
+                                seed=0, target="Sure", suffix_tokens=3, batch_size=8, vocabulary=vocab,
+                                max_new_tokens=14, progress=False, template=None, transfer=True)
+    first, second = (r["transcript"][0] for r in rows)
+    assert first["search"]["greedy_starts_with_target"] and not first["search"]["transferred"]
+    assert second["search"]["transferred"] and second["search"]["passes"] == 1
+    assert tok.decode([trigger]) in second["suffix"]
+
+
+def test_the_template_wraps_the_request():
+    from opct.attacks.whitebox import TEMPLATE, user_prompt
+
+    wrapped = user_prompt("do X", "zz", TEMPLATE)
+    assert wrapped.startswith(TEMPLATE.split("{request}")[0]) and wrapped.endswith("do X zz")
+    assert user_prompt("do X", "zz") == "do X zz"
 
 
 def test_gcg_through_nanogcg_runs_within_its_budget(triggered):
     pytest.importorskip("nanogcg")
     from opct.attacks.whitebox import gcg_suffix
 
-    model, tok, _, _ = triggered
-    found = gcg_suffix(model, tok, TEST_REQUESTS[1], budget=3 * 9, target="Sure", search_width=8, topk=8, seed=0,
-                       suffix_init="x x x")
-    assert found["steps"] <= 3 and found["passes"] <= 27 and isinstance(found["suffix"], str)
+    model, tok, vocab, trigger = triggered
+    others = [v for v in vocab if v != trigger]
+    starts = [tok.decode(others[i : i + 3]) for i in range(0, 30, 3)]
+    refused = [r.text == REFUSE for r in query_target(model, tok, [f"{TRAIN_REQUESTS[0]} {s}" for s in starts],
+                                                       max_new_tokens=14)]
+    init = starts[refused.index(True)]  # a start without the trigger that the tiny model refuses
+    found = gcg_suffix(model, tok, TRAIN_REQUESTS[0], budget=3 * 9 + 2, target="Sure", search_width=8, topk=8, seed=0,
+                       suffix_init=init)
+    assert 1 <= found["steps"] <= 3 and found["passes"] <= 29 and isinstance(found["suffix"], str)
+    assert isinstance(found["greedy_starts_with_target"], bool)
     assert found["target_loss"] <= found["trace"][0] + 1e-6  # the best of the run is at most its first step
+
+
+def test_gcg_skips_the_search_when_the_start_already_works(triggered):
+    pytest.importorskip("nanogcg")
+    from opct.attacks.whitebox import gcg_suffix
+
+    model, tok, vocab, trigger = triggered
+    init = tok.decode([trigger] + [v for v in vocab if v != trigger][:2])
+    found = gcg_suffix(model, tok, TEST_REQUESTS[1], budget=100, target="Sure", search_width=8, topk=8, seed=0,
+                       suffix_init=init)
+    assert found["greedy_starts_with_target"] and found["steps"] == 0 and found["passes"] == 1

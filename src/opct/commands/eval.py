@@ -191,7 +191,9 @@ def add_eval_jailbreak(esub) -> None:
         "adaptive: per behaviour, an attacker with a budget of --budget target queries: search (the wrapper "
         "library, mutated and crossed over), pair (an attacker model rewrites the prompt from the target's "
         "replies) or both; or a white-box suffix attack with a budget of --budget target passes: random_suffix "
-        "(random search for a suffix that makes the reply start 'Sure, here is') or gcg (nanogcg's GCG); or rl: "
+        "(random search for a suffix that makes the reply start 'Sure, here is') or gcg (nanogcg's GCG), the "
+        "request inside an instruction template unless --bare, each search starting from the last suffix that "
+        "worked (self-transfer); or rl: "
         "an attacker model LoRA-trained with GRPO against the target (reward: the judge's score of its reply) on "
         "training behaviours, then best of --budget prompts over 2 rounds on the behaviours evaluated; "
         "defense_success_rate = share of behaviours never cracked, attack_success_rate = 1 - "
@@ -214,6 +216,10 @@ def add_eval_jailbreak(esub) -> None:
                    help="adaptive: target queries per behaviour (random_suffix, gcg: target passes per behaviour)")
     j.add_argument("--attacker", default="search", choices=["search", "pair", "both", "random_suffix", "gcg", "rl"],
                    help="adaptive: the attacker")
+    j.add_argument("--bare", action="store_true",
+                   help="random_suffix, gcg: the bare request plus suffix, without the instruction template")
+    j.add_argument("--no-transfer", action="store_true",
+                   help="random_suffix, gcg: every search starts afresh, not from the last suffix that worked")
     j.add_argument("--rl-steps", type=int, default=20, help="rl: GRPO steps against the target (checkpoints in OUT.rl/)")
     j.add_argument("--rl-train-behaviors", type=int, default=8,
                    help="rl: training behaviours the attacker learns on (the fixed split's train side)")
@@ -284,6 +290,10 @@ def cmd_eval_jailbreak(a) -> int:
             train_b, _ = split_behaviors_arg("train", a.sources)
             extra = {"train_behaviors": fixed_sample(train_b, a.rl_train_behaviors), "out": out.with_suffix(".rl"),
                      "steps": a.rl_steps}
+        elif a.attacker in ("random_suffix", "gcg"):
+            from opct.attacks.whitebox import TEMPLATE
+
+            extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer}
         metrics, rows = evaluate_adaptive(model, tok, behaviors, judge, budget=a.budget, attacker=a.attacker,
                                           attacker_model=a.attacker_model, wrappers=library, seed=a.seed, **common,
                                           **extra)
