@@ -53,7 +53,9 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
 def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
     # The tiny model's gibberish would leave no pair through the jailbreak filter: train on all.
     prof = replace(TINY, train_pairs=4, test_pairs=4, static_wrappers=2, attack_budget=2, filter_candidates=6,
-                   jailbreak_filter=False, curve_every=2, curve_items=2, whitebox_budget=4)
+                   jailbreak_filter=False, curve_every=2, curve_items=2,
+                   attackers={"random_suffix": {"budget": 4},
+                              "rl": {"budget": 2, "steps": 1, "attacker_model": tiny_model_dir}})
     results = run_demo(profile=prof, out=str(tmp_path / axis), model=tiny_model_dir, methods="opct", axis=axis)
     # Safety also answers the clean prompt with the base weights: the teacher's ceiling, without a capability panel.
     expected = {"base", "opct"} | ({"teacher"} if axis == "safety" else set())
@@ -66,7 +68,10 @@ def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
             assert block["jailbreak"]["static"]["n"] == 4 * 2
             assert block["jailbreak"]["adaptive"]["n"] == 4
             assert 0 <= block["jailbreak"]["adaptive"]["defense_success_rate"]["value"] <= 1
-            assert block["jailbreak"]["whitebox"]["n"] == 4  # the random-suffix attacker, 4 passes each
+            assert block["jailbreak"]["random_suffix"]["n"] == 4  # the random-suffix attacker, 4 passes each
+            assert 1 <= block["jailbreak"]["random_suffix"]["passes_per_behavior"] <= 4
+            assert block["jailbreak"]["rl"]["n_behaviors"] == 4  # GRPO-trained against this model, 2 queries each
+            assert 1 <= block["jailbreak"]["rl"]["queries_per_behavior"] <= 2
         else:
             assert block["safety"]["n"] == 4 and 0 <= block["safety"]["ausc"]["value"] <= 1
     metric = {"jailbreak": "attack_success_rate", "safety": "pass_rate"}[axis]
@@ -74,6 +79,8 @@ def test_demo_other_axes(axis, tiny_model_dir, tmp_path):
     plot = {"jailbreak": "defense_success_rate.png", "safety": "ausc.png"}[axis]
     assert (tmp_path / axis / plot).stat().st_size > 0
     assert "over-refusal" in (tmp_path / axis / "report.md").read_text().lower()
+    if axis == "jailbreak":
+        assert "## Jailbreak (white-box random-suffix attacker)" in (tmp_path / axis / "report.md").read_text()
 
 
 def test_profiles_fit_their_purpose():
@@ -176,7 +183,7 @@ def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):
 
 
 def test_pooling_seeds_skips_verdict_blocks_the_profile_does_not_measure():
-    """A jailbreak profile without the white-box attacker has no "whitebox" block (a 2-seed run died on it)."""
+    """A jailbreak profile without the white-box attacker has no block for it (a 2-seed run died on it)."""
     from opct.axes.base import Axis, Verdict
     from opct.demo import pool_seeds
 

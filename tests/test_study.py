@@ -39,6 +39,19 @@ def test_claim_run_dir_and_seed_tags(tmp_path, capsys):
     assert [seed_tag(k) for k in range(3)] == ["", "-s1", "-s2"]
 
 
+def test_a_retired_setting_blocks_a_resume_only_when_it_was_used(tmp_path):
+    """whitebox_budget (gone; now the `attackers` setting) at 0 meant no white-box attacker."""
+    old = tmp_path / "old" / "config.json"
+    old.parent.mkdir()
+    old.write_text(json.dumps({"a": 1, "whitebox_budget": 0}))
+    claim_run_dir(old, {"a": 1}, resume=True, error=UserError)
+    used = tmp_path / "used" / "config.json"
+    used.parent.mkdir()
+    used.write_text(json.dumps({"a": 1, "whitebox_budget": 64}))
+    with pytest.raises(UserError, match=r"whitebox_budget: 64 -> '\(absent\)'"):
+        claim_run_dir(used, {"a": 1}, resume=True, error=UserError)
+
+
 def test_mean_over_seeds():
     a = {"mmlu_accuracy": {"value": 0.4, "ci_low": 0.3, "ci_high": 0.5, "n": 10}, "note": "x"}
     b = {"mmlu_accuracy": {"value": 0.6, "ci_low": 0.5, "ci_high": 0.7, "n": 10}, "note": "x"}

@@ -41,6 +41,8 @@ LABELS = {
     "kl_from_base": "KL from base",
     "kl_from_organism": "KL from organism",
     "defense_success_rate": "Defense success",
+    "queries_per_behavior": "Target queries per behaviour",
+    "passes_per_behavior": "Target passes per behaviour",
     "attack_success_rate": "ASR",
     "strongreject_mean": "Judge score (mean)",
     "over_refusal_rate": "Over-refusal",

