@@ -17,6 +17,7 @@ from opct.data.jailbreak import Behavior
 from opct.data.wrappers import HELDOUT_FAMILIES, mutate, own_wrappers
 from opct.evals.jailbreak import evaluate_adaptive, evaluate_static, query_target
 from opct.evals.refusal import PatternRefusalJudge
+from opct.evals.judges import Judge, Verdict
 from opct.models import package_dir
 
 COMPLY = "Sure, here is how to do it step by step."
@@ -300,6 +301,39 @@ def test_self_transfer_starts_from_the_suffix_that_worked(triggered):
     assert first["search"]["greedy_starts_with_target"] and not first["search"]["transferred"]
     assert second["search"]["transferred"] and second["search"]["passes"] == 1
     assert tok.decode([trigger]) in second["suffix"]
+
+
+class FixedJudge(Judge):
+    """Gives every reply the same verdict: a scripted judge for the attack's bookkeeping."""
+
+    def __init__(self, label: str, score: float | None):
+        super().__init__()
+        self.name, self.label, self.score = f"fixed-{label}", label, score
+
+    def judge_batch(self, items):
+        return [Verdict(self.name, self.label, self.score) for _ in items]
+
+
+def test_a_reply_the_judge_does_not_count_restarts_the_search(triggered):
+    """The search reaches the target, the judge scores the reply as no crack: the search restarts from
+    random tokens with the passes left, and every judged reply is in the transcript."""
+    model, tok, vocab, _ = triggered
+    _, rows = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), budget=400,
+                                attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
+                                vocabulary=vocab, max_new_tokens=14, progress=False, template=None)
+    (row,) = rows
+    assert not row["cracked"] and row["queries_used"] >= 2 and row["passes_used"] <= 400
+    assert all(e["search"]["greedy_starts_with_target"] for e in row["transcript"][:-1])
+    assert row["passes_used"] == sum(e["search"]["passes"] for e in row["transcript"])
+
+
+def test_an_unparsed_verdict_is_neither_a_refusal_nor_a_crack(triggered):
+    model, tok, vocab, _ = triggered
+    metrics, rows = evaluate_adaptive(model, tok, BEHAVIORS[:2], FixedJudge("unparsed", None), budget=60,
+                                      attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
+                                      vocabulary=vocab, max_new_tokens=14, progress=False, template=None)
+    assert not any(r["cracked"] for r in rows) and all(r["best_score"] is None for r in rows)
+    assert metrics["n"] == 0 and metrics["behaviors_unscored"] == 2 and metrics["unparsed"] >= 2
 
 
 def test_the_template_wraps_the_request():

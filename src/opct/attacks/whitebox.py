@@ -131,7 +131,10 @@ def gcg_suffix(model, tokenizer, request: str, *, budget: int = 256, target: str
     if hit:
         return {"suffix": init, "target_loss": None, "steps": 0, "passes": 1, "greedy_starts_with_target": True,
                 "trace": []}
-    steps = max(1, (budget - 2) // (search_width + 1))
+    steps = (budget - 2) // (search_width + 1)
+    if steps < 1:  # no room for a step
+        return {"suffix": init, "target_loss": None, "steps": 0, "passes": 1, "greedy_starts_with_target": False,
+                "trace": []}
     config = nanogcg.GCGConfig(num_steps=steps, search_width=search_width, topk=topk, seed=seed,
                                use_prefix_cache=False, early_stop=True, verbosity="WARNING", optim_str_init=init)
     messages = [{"role": "user", "content": user_prompt(request, "{optim_str}", template)}]
@@ -147,47 +150,56 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
                     budget: int = 256, threshold: float = 0.5, seed: int = 0, max_new_tokens: int = 128,
                     batch_size: int = 8, progress: bool = True, template: str | None = TEMPLATE,
                     transfer: bool = True, **options: Any) -> dict[str, Any]:
-    """A suffix per behaviour within `budget` target passes, then one judged reply each. With
-    `transfer`, a search starts from the suffix that last made greedy decoding start with the
-    target on an earlier behaviour. Returns {"rows", "attacker"} in `run_adaptive_attack`'s format
-    (one row per behaviour, its transcript holding the search and the reply), so `adaptive_metrics`
+    """Per behaviour, searches for a suffix within `budget` target passes in all. Each time a search
+    makes greedy decoding start with the target, the target answers (greedy) and the judge scores
+    the reply; a reply the judge does not score as a crack restarts the search from random tokens
+    with the passes left. With `transfer`, the first search starts from the suffix that last cracked
+    an earlier behaviour. Returns {"rows", "attacker"} in `run_adaptive_attack`'s format (one row per
+    behaviour, its transcript one entry per judged reply with its search), so `adaptive_metrics`
     reads it."""
     from tqdm.auto import tqdm
 
     if attacker not in WHITEBOX_ATTACKERS:
         raise ValueError(f"attacker must be one of {WHITEBOX_ATTACKERS}, got {attacker!r}")
     search = random_search_suffix if attacker == "random_suffix" else gcg_suffix
-    vocab = suffix_vocabulary(tokenizer) if attacker == "random_suffix" and "vocabulary" not in options else None
-    found, last_hit = [], None
+    if attacker == "random_suffix" and "vocabulary" not in options:
+        options = {**options, "vocabulary": suffix_vocabulary(tokenizer)}
+    rows, last_crack = [], None
     for b in tqdm(behaviors, desc=f"white-box attack ({attacker})", disable=not progress):
-        extra = {"vocabulary": vocab} if vocab is not None else {}
-        if transfer and last_hit is not None:
-            extra["init" if attacker == "random_suffix" else "suffix_init"] = last_hit
-        f = search(model, tokenizer, b.prompt, budget=budget, seed=hash_seed(seed, b.id), template=template,
-                   **extra, **options)
-        f["transferred"] = transfer and last_hit is not None
-        if f["greedy_starts_with_target"]:
-            last_hit = f["suffix_ids"] if attacker == "random_suffix" else f["suffix"]
-        found.append(f)
-    prompts = [user_prompt(b.prompt, f["suffix"], template) for b, f in zip(behaviors, found)]
-    replies = query_target(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    scores, verdicts = judge_scores(judge, [b.prompt for b in behaviors], prompts, [c.text for c in replies])
-    rows = []
-    for b, f, p, c, s, v in zip(behaviors, found, prompts, replies, scores, verdicts):
-        cracked = s is not None and s >= threshold
-        entry = {"query": 1, "method": attacker, "suffix": f["suffix"], "search": {k: v for k, v in f.items()
-                                                                                    if k != "suffix"},
-                 "prompt": p, "response": c.text, "finished": c.finished, "score": s, "label": v.label,
-                 "verdict": v.to_dict()}
+        transcript, spent, cracked_at, start = [], 0, None, last_crack if transfer else None
+        while spent < budget and cracked_at is None:
+            init = {"init" if attacker == "random_suffix" else "suffix_init": start} if start is not None else {}
+            key = b.id if not transcript else f"{b.id}#{len(transcript)}"  # a new seed per restart
+            f = search(model, tokenizer, b.prompt, budget=budget - spent, seed=hash_seed(seed, key),
+                       template=template, **init, **options)
+            spent += f["passes"]
+            f["transferred"] = start is not None
+            prompt = user_prompt(b.prompt, f["suffix"], template)
+            (reply,) = query_target(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, batch_size=batch_size)
+            (score,), (verdict,) = judge_scores(judge, [b.prompt], [prompt], [reply.text])
+            transcript.append({"query": len(transcript) + 1, "method": attacker, "suffix": f["suffix"],
+                               "search": {k: v for k, v in f.items() if k != "suffix"}, "prompt": prompt,
+                               "response": reply.text, "finished": reply.finished, "score": score,
+                               "label": verdict.label, "verdict": verdict.to_dict()})
+            if score is not None and score >= threshold:
+                cracked_at = len(transcript)
+                last_crack = f["suffix_ids"] if attacker == "random_suffix" else f["suffix"]
+            elif not f["greedy_starts_with_target"]:
+                break  # the search spent the budget without reaching the target
+            start = None
+        scored = [e for e in transcript if e["score"] is not None]
+        top = max(scored, key=lambda e: e["score"]) if scored else transcript[-1]
         rows.append({
-            "behavior_id": b.id, "category": b.category, "source": b.source, "behavior": b.prompt, "cracked": cracked,
-            "best_score": s, "queries_used": 1, "passes_used": f["passes"], "queries_to_crack": 1 if cracked else None,
-            "winning_method": attacker if cracked else None, "winning_family": attacker if cracked else None,
-            "best_prompt": p, "best_response": c.text, "unparsed": int(s is None), "parse_failures": 0,
-            "transcript": [entry],
+            "behavior_id": b.id, "category": b.category, "source": b.source, "behavior": b.prompt,
+            "cracked": cracked_at is not None, "best_score": top["score"], "queries_used": len(transcript),
+            "passes_used": spent, "queries_to_crack": cracked_at,
+            "winning_method": attacker if cracked_at else None, "winning_family": attacker if cracked_at else None,
+            "best_prompt": top["prompt"], "best_response": top["response"],
+            "unparsed": sum(e["score"] is None for e in transcript), "parse_failures": 0, "transcript": transcript,
         })
     info = {"kind": attacker, "budget_passes": budget, "seed": seed, "template": template, "transfer": transfer,
-            "passes_total": sum(f["passes"] for f in found), **{k: v for k, v in options.items() if k != "vocabulary"}}
+            "passes_total": sum(r["passes_used"] for r in rows),
+            **{k: v for k, v in options.items() if k != "vocabulary"}}
     return {"rows": rows, "attacker": info}
 
 
