@@ -21,6 +21,7 @@ import torch
 
 from opct.chat import pad_id, position_ids_from_mask, render_prompt, right_pad
 from opct.evals.judges import Judge
+from opct.generation import autocast_context
 from opct.evals.target import judge_scores, query_target
 
 if TYPE_CHECKING:
@@ -57,13 +58,16 @@ def suffix_vocabulary(tokenizer) -> list[int]:
 @torch.no_grad()
 def target_logprobs(model, tokenizer, prompts: Sequence[str], target: str) -> tuple[list[float], list[bool]]:
     """For each user prompt: the summed log-probability of `target` as the start of the reply, and
-    whether greedy decoding would start with it (every target token the argmax given the ones before)."""
+    whether greedy decoding would start with it (every target token the argmax given the ones before).
+    In bf16 autocast, as `opct.generation.generate` decodes the reply the judge sees: greedy answers
+    depend on the precision, and in fp32 a third of SmolLM2's "hits" were replies that refused."""
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     heads = [render_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
     ids, mask = right_pad([h + target_ids for h in heads], pad_id(tokenizer))
     device = next(model.parameters()).device
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                   position_ids=position_ids_from_mask(mask).to(device)).logits.float()
+    with autocast_context(device):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                       position_ids=position_ids_from_mask(mask).to(device)).logits.float()
     logps, hits = [], []
     for row, head in enumerate(heads):
         cols = torch.arange(len(head) - 1, len(head) - 1 + len(target_ids), device=device)
