@@ -45,8 +45,11 @@ class DemoProfile:
     judge: str = "keyword"  # safety: keyword, or an LLM judge: a local model spec or an OpenAI-compatible URL
 
     def describe(self) -> str:
+        attackers = ", ".join(f"{name} {o['budget']}" + (f" after {o['steps']} GRPO steps" if "steps" in o else "")
+                              for name, o in self.attackers.items())
         return (f"{self.model}, {self.train_pairs} train / {self.test_pairs} test, "
-                f"{self.train['opct'].get('max_steps')} steps per method")
+                f"{self.train['opct'].get('max_steps')} steps per method"
+                + (f", attackers (budget per behaviour) {attackers}" if attackers else ""))
 
 
 # Settings the code no longer has, with the value that means what leaving them out means now
