@@ -92,8 +92,8 @@ def test_profiles_fit_their_purpose():
         for prof in profiles.values():  # every method gets the same prompt budget
             budgets = {m: c["max_steps"] * c["per_device_train_batch_size"] for m, c in prof.train.items()}
             assert len(set(budgets.values())) == 1, (axis, budgets)
-            if axis == "jailbreak":  # every attacker in every study's report
-                assert set(prof.attackers) == {"random_suffix", "gcg", "rl"}
+        if axis == "jailbreak":  # the quick study reports every attacker
+            assert set(profiles["quick"].attackers) == {"random_suffix", "gcg", "rl"}
 
 
 def test_all_axes_into_one_report(tiny_model_dir, tmp_path, monkeypatch):

@@ -28,7 +28,8 @@ def _with_benign_mix(train: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
 PROFILES = {
     "default": DemoProfile(
         model=QWEN, train_pairs=32, test_pairs=24, static_wrappers=4, attack_budget=6, filter_candidates=96,
-        attackers={"random_suffix": {"budget": 128}, "gcg": {"budget": 132}, "rl": {"budget": 8, "steps": 20}},
+        # No extra attackers by default: on Qwen, GRPO alone took 25-37 s a step (2026-12-03), about 10 min per
+        # evaluated model at 20 steps. Set `attackers` as in the quick profile to add them.
         capability_items=60, neutral_prompts=12, kl_tokens=32, benign_prompts=48, eval_max_new_tokens=64,
         max_prompt_tokens=320, curve_every=2,
         train=_with_benign_mix(train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
@@ -38,7 +39,7 @@ PROFILES = {
     # wrapped) kept 0-1 pairs and the quick run stopped: it trains on every candidate, a pipeline check.
     "quick": DemoProfile(
         model=SMOL, train_pairs=16, test_pairs=12, static_wrappers=3, attack_budget=4, filter_candidates=32,
-        attackers={"random_suffix": {"budget": 64}, "gcg": {"budget": 67}, "rl": {"budget": 8, "steps": 8}},
+        attackers={"random_suffix": {"budget": 64}, "gcg": {"budget": 67}, "rl": {"budget": 4, "steps": 6}},
         jailbreak_filter=False,
         capability_items=40, neutral_prompts=8, kl_tokens=24, benign_prompts=24, eval_max_new_tokens=48,
         max_prompt_tokens=256, curve_every=1,
