@@ -7,8 +7,9 @@ the request sits in a fixed instruction template by default (`TEMPLATE`; `templa
 bare), and each search starts from the suffix that last succeeded on an earlier behaviour
 (self-transfer), so later behaviours often need no search at all. Budgets count target passes:
 the random search spends one forward pass per candidate suffix; GCG one forward and backward pass
-per step for the token gradients plus one forward pass per candidate (`search_width`). After the
-search, the target answers the request with the best suffix (greedy) and the judge scores it.
+per step for the token gradients plus one forward pass per candidate (`search_width`). Once a
+search reaches the target, the target answers (greedy) and the judge scores the reply; a reply the
+judge does not count as a crack restarts the search with the passes left.
 The suffix is text: the target sees exactly the decoded suffix, re-tokenised in its prompt.
 """
 
@@ -21,8 +22,8 @@ import torch
 
 from opct.chat import pad_id, position_ids_from_mask, render_prompt, right_pad
 from opct.evals.judges import Judge
-from opct.generation import autocast_context
 from opct.evals.target import judge_scores, query_target
+from opct.generation import autocast_context
 
 if TYPE_CHECKING:
     from opct.data.jailbreak import Behavior

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -137,24 +138,23 @@ def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str
                                          max_new_tokens=prof.eval_max_new_tokens)
     rows = {"static": static_rows, "adaptive": adaptive_rows}
     for name, options in prof.attackers.items():  # the same budget for every model
-        _, rows[name] = evaluate_adaptive(model, tokenizer, behaviors, judge, attacker=name, seed=seed,
-                                          max_new_tokens=prof.eval_max_new_tokens,
-                                          **_attacker_options(name, options, data))
+        with tempfile.TemporaryDirectory(prefix="opct-rl-") as work:
+            _, rows[name] = evaluate_adaptive(model, tokenizer, behaviors, judge, attacker=name, seed=seed,
+                                              max_new_tokens=prof.eval_max_new_tokens,
+                                              **_attacker_options(name, options, data, Path(work)))
     return rows
 
 
-def _attacker_options(name: str, options: dict[str, Any], data: Path) -> dict[str, Any]:
+def _attacker_options(name: str, options: dict[str, Any], data: Path, work: Path) -> dict[str, Any]:
     """evaluate_adaptive's options for one of the profile's extra attackers. The RL attacker trains
-    against each evaluated model afresh, in a temporary folder (its evaluation queries are in the rows)."""
-    import tempfile
-
+    against each evaluated model afresh, in `work` (a temporary folder; its evaluation queries are in
+    the rows)."""
     from opct.data.jailbreak import Behavior
 
     opts = dict(options)
     if name == "rl":
         train = json.loads((data / "attacker_train.json").read_text())["behaviors"]
-        opts.update(train_behaviors=[Behavior(**b) for b in train], out=Path(tempfile.mkdtemp(prefix="opct-rl-")),
-                    steps=opts.pop("steps", 8))
+        opts.update(train_behaviors=[Behavior(**b) for b in train], out=work, steps=opts.pop("steps", 8))
     return opts
 
 
