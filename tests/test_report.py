@@ -115,7 +115,7 @@ def test_report_for_jailbreak_and_safety_axes(tmp_path):
                  "capability": {"mmlu_accuracy": s(0.41)}},
     }}
     md = write_report(res, tmp_path)[0].read_text()
-    assert "## Jailbreak (static held-out wrappers)" in md and "## Jailbreak (adaptive attacker)" in md
+    assert "## Jailbreak (static held-out wrappers)" in md and "## Jailbreak (adaptive wrapper-search attacker)" in md
     assert "## Safety" in md and "## Over refusal" in md and "per fact" not in md.lower().split("## notes")[0]
     adaptive = table_data(res, "jailbreak", "adaptive")
     assert adaptive[0][:3] == ["Method", "Defense success", "ASR"]
