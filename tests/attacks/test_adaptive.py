@@ -327,6 +327,17 @@ def test_a_reply_the_judge_does_not_count_restarts_the_search(triggered):
     assert row["passes_used"] == sum(e["search"]["passes"] for e in row["transcript"])
 
 
+def test_gcg_restarts_from_new_random_tokens(triggered):
+    """A GCG restart must not start from nanogcg's fixed default again (it would repeat the same reply)."""
+    pytest.importorskip("nanogcg")
+    model, tok, _, _ = triggered
+    _, (row,) = evaluate_adaptive(model, tok, BEHAVIORS[1:2], FixedJudge("no-crack", 0.0), budget=40, attacker="gcg",
+                                  seed=0, target="Sure", search_width=8, topk=8, max_new_tokens=14, progress=False,
+                                  template=None)
+    suffixes = [e["suffix"] for e in row["transcript"]]
+    assert len(suffixes) >= 2 and len(set(suffixes)) == len(suffixes) and row["passes_used"] <= 40
+
+
 def test_an_unparsed_verdict_is_neither_a_refusal_nor_a_crack(triggered):
     model, tok, vocab, _ = triggered
     metrics, rows = evaluate_adaptive(model, tok, BEHAVIORS[:2], FixedJudge("unparsed", None), budget=60,

@@ -169,16 +169,18 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
     search = random_search_suffix if attacker == "random_suffix" else gcg_suffix
     if attacker == "random_suffix" and "vocabulary" not in options:
         options = {**options, "vocabulary": suffix_vocabulary(tokenizer)}
-    rows, last_crack = [], None
+    rows, last_crack, vocab = [], None, options.get("vocabulary")
     for b in tqdm(behaviors, desc=f"white-box attack ({attacker})", disable=not progress):
-        transcript, spent, cracked_at, start = [], 0, None, last_crack if transfer else None
+        transcript, spent, cracked_at = [], 0, None
+        transferred = transfer and last_crack is not None
+        start = last_crack if transferred else None
         while spent < budget and cracked_at is None:
             init = {"init" if attacker == "random_suffix" else "suffix_init": start} if start is not None else {}
             key = b.id if not transcript else f"{b.id}#{len(transcript)}"  # a new seed per restart
             f = search(model, tokenizer, b.prompt, budget=budget - spent, seed=hash_seed(seed, key),
                        template=template, **init, **options)
             spent += f["passes"]
-            f["transferred"] = start is not None
+            f["transferred"] = transferred
             prompt = user_prompt(b.prompt, f["suffix"], template)
             (reply,) = query_target(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, batch_size=batch_size)
             (score,), (verdict,) = judge_scores(judge, [b.prompt], [prompt], [reply.text])
@@ -191,7 +193,11 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
                 last_crack = f["suffix_ids"] if attacker == "random_suffix" else f["suffix"]
             elif not f["greedy_starts_with_target"]:
                 break  # the search spent the budget without reaching the target
-            start = None
+            transferred, start = False, None  # the random search draws its own random start from the new seed
+            if attacker == "gcg":  # GCG would start from its fixed default again: draw random tokens
+                vocab = vocab or suffix_vocabulary(tokenizer)
+                rng = random.Random(hash_seed(seed, f"{b.id}@{len(transcript)}"))
+                start = tokenizer.decode([rng.choice(vocab) for _ in range(len(GCG_INIT.split()))])
         scored = [e for e in transcript if e["score"] is not None]
         top = max(scored, key=lambda e: e["score"]) if scored else transcript[-1]
         rows.append({
