@@ -219,3 +219,15 @@ def test_safety_answers_judged_by_an_llm_judge(tiny_model_dir, tmp_path):
         assert len(rows) == 4 and all(r["verdict"]["judge"].startswith("llm-safety") for r in rows), name
     assert json.loads((out / "demo_config.json").read_text())["judge"] == tiny_model_dir
     assert set(results["methods"]) == {"base", "teacher", "act"}
+
+
+def test_choosing_the_jailbreak_attackers():
+    from opct.demo import choose_attackers
+
+    quick = AXES["jailbreak"].profiles["quick"]
+    assert choose_attackers("jailbreak", quick, "none") == {}
+    assert set(choose_attackers("jailbreak", quick, "gcg, rl")) == {"gcg", "rl"}
+    with pytest.raises(DemoError, match="pair not in this profile"):
+        choose_attackers("jailbreak", quick, "pair")
+    with pytest.raises(DemoError, match="only the jailbreak axis"):
+        choose_attackers("safety", AXES["safety"].profiles["quick"], "gcg")

@@ -105,9 +105,21 @@ def verdicts(axis: Axis, evals: dict[str, list[dict[str, Any]]], a: str = "opct"
     return out
 
 
+def choose_attackers(axis: str, prof: DemoProfile, names: str) -> dict[str, dict[str, Any]]:
+    """`--attackers`: "none", or a comma-separated subset of the profile's extra attackers."""
+    if axis != "jailbreak":
+        raise DemoError(f"--attackers: only the jailbreak axis has attackers, not {axis}")
+    chosen = [] if names.strip() == "none" else [n.strip() for n in names.split(",") if n.strip()]
+    bad = [n for n in chosen if n not in prof.attackers]
+    if bad:
+        raise DemoError(f"--attackers: {', '.join(bad)} not in this profile; expected none or a subset of "
+                        + (", ".join(prof.attackers) or "(none: the profile has no extra attackers)"))
+    return {n: prof.attackers[n] for n in chosen}
+
+
 def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, model: str | None = None,
              methods: str | None = None, resume: bool = False, seed: int = 0, axis: str = "sycophancy",
-             seeds: int = 1, judge: str | None = None) -> dict[str, Any]:
+             seeds: int = 1, judge: str | None = None, attackers: str | None = None) -> dict[str, Any]:
     from opct.models import load_model
     from opct.report import results_table, write_report
     from opct.trainers.run import train
@@ -122,6 +134,8 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
 
             check_backend(judge)
         prof = replace(prof, judge=judge)
+    if attackers is not None:
+        prof = replace(prof, attackers=choose_attackers(axis, prof, attackers))
     chosen = [m.strip() for m in (methods or ",".join(METHODS)).split(",") if m.strip()]
     bad = [m for m in chosen if m not in METHODS]
     if bad:
@@ -240,7 +254,8 @@ def run_all_axes(profile: str = "default", out: str | None = None, **kwargs) -> 
     results = {}
     for axis in AXES:
         phase(f"axis {axis}")
-        options = {k: v for k, v in kwargs.items() if k != "judge" or AXES[axis].judged}
+        options = {k: v for k, v in kwargs.items() if (k != "judge" or AXES[axis].judged)
+                   and (k != "attackers" or axis == "jailbreak")}
         results[axis] = run_demo(profile=profile, out=str(root / axis), axis=axis, **options)
     lines = [f"# opct demo ({profile}): all axes", ""]
     for axis, res in results.items():

@@ -40,6 +40,10 @@ def add_demo(sub) -> None:
                    help="safety axis: the judge of the answers: keyword (offline, the default; its passes are an upper "
                    "bound, see README 'Judges'), a local model spec (one greedy vote), or an OpenAI-compatible "
                    "endpoint URL")
+    p.add_argument("--attackers", metavar="none|LIST",
+                   help="jailbreak axis: which of the profile's extra attackers run on every model (random_suffix, "
+                   "gcg, rl; see the profiles below), e.g. random_suffix,gcg; none: the wrapper search only. They "
+                   "cost time: on the quick profile they took 28 min on the base model alone on a shared 2-core CPU")
     p.set_defaults(func=cmd_demo)
 
 
@@ -49,7 +53,7 @@ def cmd_demo(a) -> int:
     run = run_all_axes if a.axis == "all" else run_demo
     extra = {} if a.axis == "all" else {"axis": a.axis}
     run(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, seeds=a.seeds,
-        judge=a.judge, **extra)
+        judge=a.judge, attackers=a.attackers, **extra)
     return 0
 
 
