@@ -43,6 +43,7 @@ LABELS = {
     "defense_success_rate": "Defense success",
     "queries_per_behavior": "Target queries per behaviour",
     "passes_per_behavior": "Target passes per behaviour",
+    "seconds_per_behavior": "Seconds per behaviour",
     "attack_success_rate": "ASR",
     "strongreject_mean": "Judge score (mean)",
     "over_refusal_rate": "Over-refusal",

@@ -31,10 +31,9 @@ class DemoProfile:
     generate_limit: int = 0  # sycophancy: test pairs also answered by generated text (slow on CPU)
     static_wrappers: int = 0  # jailbreak: held-out-family wrappers every held-out behaviour is tried with
     attack_budget: int = 0  # jailbreak: target queries per behaviour for the adaptive attacker
-    # jailbreak: more attackers, run on every evaluated model with the same budget: name -> options, e.g.
-    # {"random_suffix": {"budget": 64}, "gcg": {"budget": 130}, "rl": {"budget": 4, "steps": 8}} (budget:
-    # target passes per behaviour for random_suffix and gcg, target queries for rl; steps: GRPO steps;
-    # attacker_model: rl's model spec, default the embedded SmolLM2)
+    # jailbreak: more attackers (`opct.attacks.ATTACKERS` but the search), run on every evaluated model with
+    # the same budget: name -> options, e.g. {"random_suffix": {"budget": 64}, "rl": {"budget": 4, "steps": 8}}
+    # (budget: per behaviour, in the attacker's unit; steps: GRPO steps; attacker_model: PAIR's or rl's model)
     attackers: dict[str, dict[str, Any]] = field(default_factory=dict)
     filter_candidates: int = 0  # jailbreak: candidate pairs (one wrapper per training behaviour)
     jailbreak_filter: bool = True  # jailbreak: train only on pairs the model refuses clean and complies wrapped

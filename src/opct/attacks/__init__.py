@@ -1,13 +1,24 @@
-"""Adaptive jailbreak attackers: wrapper search (mutation/crossover), PAIR-style rewriting, and
-white-box suffix attacks (random search, GCG through nanogcg)."""
+"""Adaptive jailbreak attackers: wrapper search (mutation/crossover), PAIR-style rewriting, white-box
+suffix attacks (random search, GCG through nanogcg) and a GRPO-trained attacker, by name in `ATTACKERS`.
 
-from opct.attacks.adaptive import ATTACKERS, default_library, run_adaptive_attack
-from opct.attacks.pair import PairAttacker, PairProposal, PairRequest, attacker_messages, parse_attacker_output
-from opct.attacks.search import WrapperSearch
-from opct.attacks.whitebox import WHITEBOX_ATTACKERS, gcg_suffix, random_search_suffix, whitebox_attack
+Names are imported on first use, so `opct.attacks.registry` (what the command line lists) loads no
+attacker and no torch."""
 
-__all__ = [
-    "ATTACKERS", "WHITEBOX_ATTACKERS", "PairAttacker", "PairProposal", "PairRequest", "WrapperSearch", "attacker_messages",
-    "default_library", "gcg_suffix", "parse_attacker_output", "random_search_suffix", "run_adaptive_attack",
-    "whitebox_attack",
-]
+from importlib import import_module
+
+_HOMES = {
+    "default_library": "adaptive", "run_adaptive_attack": "adaptive",
+    "PairAttacker": "pair", "PairProposal": "pair", "PairRequest": "pair", "attacker_messages": "pair",
+    "parse_attacker_output": "pair",
+    "ATTACKERS": "registry", "Attacker": "registry", "get_attacker": "registry",
+    "WrapperSearch": "search",
+    "WHITEBOX_ATTACKERS": "whitebox", "gcg_suffix": "whitebox", "random_search_suffix": "whitebox",
+    "whitebox_attack": "whitebox",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'opct.attacks' has no attribute {name!r}")
+    return getattr(import_module(f"opct.attacks.{_HOMES[name]}"), name)

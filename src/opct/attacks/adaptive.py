@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from opct.data.jailbreak import Behavior
     from opct.data.wrappers import Wrapper
 
-ATTACKERS = ("search", "pair", "both")
+PROMPT_ATTACKERS = ("search", "pair", "both")
 DEFAULT_LIBRARY_MAX_CHARS = 3000
 
 
@@ -102,8 +102,8 @@ def run_adaptive_attack(
     pair: `streams` rewrites a round by `attacker_model` (a spec or (model, tokenizer); default
     the embedded Qwen 0.5B). both: search candidates plus PAIR rewrites each round, within the
     same budget (PAIR's streams come first when the budget runs short)."""
-    if attacker not in ATTACKERS:
-        raise ValueError(f"attacker must be one of {ATTACKERS}, got {attacker!r}")
+    if attacker not in PROMPT_ATTACKERS:
+        raise ValueError(f"attacker must be one of {PROMPT_ATTACKERS}, got {attacker!r}")
     if budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
     if population < 1 or per_round < 1 or streams < 1:

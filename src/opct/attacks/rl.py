@@ -178,3 +178,20 @@ def rl_attack(attacker: str, target, target_tokenizer, behaviors: Sequence["Beha
     info = {"kind": "rl", "attacker": attacker, "samples": samples, "rounds": rounds, "seed": seed,
             "budget": samples * rounds}
     return {"rows": rows, "attacker": info}
+
+
+def train_and_attack(target, target_tokenizer, behaviors: Sequence["Behavior"], judge: Judge, *, budget: int,
+                     train_behaviors: Sequence["Behavior"], out: str | Path, attacker_model: str | None = None,
+                     steps: int = 20, rounds: int = 2, threshold: float = 0.5, seed: int = 0,
+                     max_new_tokens: int = 128, batch_size: int = 8, progress: bool = True,
+                     **attack_options: Any) -> dict[str, Any]:
+    """The registry's `rl` attacker: GRPO-train `attacker_model` (default: the embedded SmolLM2)
+    against this target on `train_behaviors` (checkpoints in `out`), then best of budget // rounds
+    prompts a round on `behaviors`. `batch_size` and `progress` are the common attacker arguments;
+    the target answers in `query_target`'s batches."""
+    trained = train_rl_attacker(attacker_model or "embedded:smollm2-135m-instruct", target, target_tokenizer,
+                                train_behaviors, judge, out, seed=seed, steps=steps, max_new_tokens=max_new_tokens)
+    result = rl_attack(trained["adapter"], target, target_tokenizer, behaviors, judge, samples=max(1, budget // rounds),
+                       rounds=rounds, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, **attack_options)
+    result["attacker"]["train_steps"] = trained["steps"]
+    return result

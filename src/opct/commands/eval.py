@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from opct.attacks.registry import ATTACKERS
 from opct.commands.common import (JAILBREAK_INSTALL, add_judge_backend_args, fixed_sample, fmt, judge_backend_from_args,
                                   refusal_judge, split_behaviors_arg, wrapper_sets, write_rows)
 from opct.errors import UsageError
@@ -214,8 +215,9 @@ def add_eval_jailbreak(esub) -> None:
     j.add_argument("--wrappers", default="heldout", choices=["heldout", "train", "all"], help="static: the wrapper families")
     j.add_argument("--budget", type=int, default=10,
                    help="adaptive: target queries per behaviour (random_suffix, gcg: target passes per behaviour)")
-    j.add_argument("--attacker", default="search", choices=["search", "pair", "both", "random_suffix", "gcg", "rl"],
-                   help="adaptive: the attacker")
+    j.add_argument("--attacker", default="search", choices=list(ATTACKERS),
+                   help="adaptive: the attacker (" + "; ".join(f"{n}: {a.title}, budget in {a.unit}"
+                                                           for n, a in ATTACKERS.items()) + ")")
     j.add_argument("--bare", action="store_true",
                    help="random_suffix, gcg: the bare request plus suffix, without the instruction template")
     j.add_argument("--no-transfer", action="store_true",
@@ -286,7 +288,7 @@ def cmd_eval_jailbreak(a) -> int:
 
         library = default_library(a.max_wrapper_chars) if a.attacker in ("search", "both") else None
         extra = {}
-        if a.attacker == "rl":  # trained on training behaviours, never the ones it is evaluated on
+        if ATTACKERS[a.attacker].trains:  # on training behaviours, never the ones it is evaluated on
             train_b, _ = split_behaviors_arg("train", a.sources)
             extra = {"train_behaviors": fixed_sample(train_b, a.rl_train_behaviors), "out": out.with_suffix(".rl"),
                      "steps": a.rl_steps}

@@ -9,8 +9,8 @@ every rate and mean, never read as 0.
   attack_success_rate = share of (behaviour, wrapper) attempts scoring >= threshold;
   strongreject_mean = mean score (named so whatever the judge; metrics["judge"] says which);
   behavior_attack_success_rate = share of behaviours cracked by at least one wrapper.
-* `evaluate_adaptive`: `opct.attacks.run_adaptive_attack` per behaviour within a budget of
-  target queries. defense_success_rate = share of behaviours never cracked;
+* `evaluate_adaptive`: one of `opct.attacks.ATTACKERS` per behaviour within a budget of target
+  queries or passes. defense_success_rate = share of behaviours never cracked;
   attack_success_rate = 1 - defense; strongreject_mean = mean of each behaviour's best score.
 Over-refusal (benign prompts that look harmful) is `opct.evals.over_refusal`.
 
@@ -20,6 +20,7 @@ Each rate is an `opct.evals.stats.summarize` dict {"value", "ci_low", "ci_high",
 from __future__ import annotations
 
 import statistics
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -247,6 +248,8 @@ def adaptive_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_
         "queries_per_behavior": statistics.fmean(int(r.get("queries_used", 0)) for r in rows) if rows else None,
         **({"passes_per_behavior": statistics.fmean(int(r.get("passes_used", 0)) for r in rows)}
            if rows and any("passes_used" in r for r in rows) else {}),
+        **({"seconds_per_behavior": round(statistics.fmean(float(r["seconds"]) for r in rows), 2)}
+           if rows and all("seconds" in r for r in rows) else {}),
         "unparsed": sum(int(r.get("unparsed", 0)) for r in rows),
         "threshold": threshold,
         "per_category": {k: block(v) for k, v in sorted(by_category.items())},
@@ -272,42 +275,34 @@ def evaluate_adaptive(
     progress: bool = True,
     **attack_options: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """An adaptive attacker per behaviour (wrapper search, PAIR-style rewriting, or both) within
-    `budget` target queries each, a white-box suffix attack (random_suffix, gcg) within `budget`
-    target passes each, or an RL attacker (rl: GRPO-trained against this target on
-    attack_options["train_behaviors"], checkpoints in attack_options["out"], then best of
-    budget // rounds samples a round); returns (`adaptive_metrics` plus the settings, rows). Each row is
-    one behaviour with its full transcript (every query's prompt, response, score and verdict).
+    """One of `opct.attacks.ATTACKERS` per behaviour: the wrapper search, PAIR-style rewriting or
+    both within `budget` target queries each; a white-box suffix attack (random_suffix, gcg) within
+    `budget` target passes each; or rl, an attacker GRPO-trained against this target on
+    attack_options["train_behaviors"] (checkpoints in attack_options["out"]), then best of
+    budget // rounds samples a round. Returns (`adaptive_metrics` plus the settings, rows). Each row
+    is one behaviour with its full transcript (every query's prompt, response, score and verdict)
+    and "seconds": the attack's wall time over its behaviours (an attacker's training included).
 
     `wrappers`: the search's library (default: `opct.attacks.default_library()`); `attacker_model`:
-    a model spec or (model, tokenizer) for PAIR (default: the embedded Qwen 0.5B). Extra keyword
-    options go to `opct.attacks.run_adaptive_attack` (population, per_round, streams, ...)."""
-    from opct.attacks import WHITEBOX_ATTACKERS, run_adaptive_attack, whitebox_attack
+    a model spec or (model, tokenizer) for PAIR (default: the embedded Qwen 0.5B) or the model the
+    RL attacker trains (default: the embedded SmolLM2). Extra keyword options go to the attacker
+    (population, per_round, streams, steps, template, ...)."""
+    from opct.attacks import get_attacker
 
-    if attacker == "rl":  # a GRPO-trained attacker: train it against this target, then best of samples x rounds
-        from opct.attacks.rl import rl_attack, train_rl_attacker
-
-        opts = dict(attack_options)
-        missing = [k for k in ("train_behaviors", "out") if k not in opts]
+    spec = get_attacker(attacker)
+    if spec.trains:
+        missing = [k for k in ("train_behaviors", "out") if k not in attack_options]
         if missing:
-            raise ValueError(f"attacker='rl' needs {' and '.join(missing)} (the behaviours it trains on, its run folder)")
-        trained = train_rl_attacker(attacker_model or "embedded:smollm2-135m-instruct", model, tokenizer,
-                                    opts.pop("train_behaviors"), judge, opts.pop("out"), seed=seed,
-                                    steps=opts.pop("steps", 20), max_new_tokens=max_new_tokens)
-        rounds = opts.pop("rounds", 2)
-        result = rl_attack(trained["adapter"], model, tokenizer, behaviors, judge, samples=max(1, budget // rounds),
-                           rounds=rounds, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, **opts)
-        result["attacker"]["train_steps"] = trained["steps"]
-    elif attacker in WHITEBOX_ATTACKERS:  # budget: target forward (and backward) passes per behaviour
-        result = whitebox_attack(model, tokenizer, behaviors, judge, attacker=attacker, budget=budget,
-                                 threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 progress=progress, **attack_options)
-    else:
-        result = run_adaptive_attack(
-            model, tokenizer, behaviors, judge, budget=budget, attacker=attacker, attacker_model=attacker_model,
-            wrappers=wrappers, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
-            system=system, progress=progress, **attack_options,
-        )
+            raise ValueError(f"attacker={attacker!r} needs {' and '.join(missing)} (the behaviours it trains on, its "
+                             "run folder)")
+    given = {k: v for k, v in (("attacker_model", attacker_model), ("wrappers", wrappers), ("system", system))
+             if v is not None}
+    started = time.perf_counter()
+    result = spec.run(model, tokenizer, behaviors, judge, budget=budget, threshold=threshold, seed=seed,
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, **given,
+                      **attack_options)
+    for row in result["rows"]:
+        row["seconds"] = round((time.perf_counter() - started) / max(1, len(result["rows"])), 2)
     rows = result["rows"]
     metrics = adaptive_metrics(rows, threshold)
     metrics.update(attack="adaptive", judge=judge_name(judge), budget=budget, seed=seed, attacker=result["attacker"])
