@@ -172,10 +172,15 @@ def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.delitem(ORGANISMS, "sycophancy")  # two organisms keep the test short
     monkeypatch.delitem(ORGANISMS, "emergent_misalignment")
     prof = replace(TINY, test_pairs=8)
-    results = run_all_organisms(profile=prof, out=str(tmp_path / "all"), model=tiny_model_dir, methods="greedy,opct")
+    results = run_all_organisms(profile=prof, out=str(tmp_path / "all"), model=tiny_model_dir,
+                                methods="greedy,oracle,opct")
     assert set(results) == {"reward_hacking", "spurious"}
+    # No answer key, but the organism's own oracle: the tiny model's answers game no grader, so it keeps some
+    assert "oracle" not in results["reward_hacking"]["skipped"]
+    assert "accepted by the oracle" in (tmp_path / "all" / "reward_hacking" / "runs" / "oracle" /
+                                        "selftrain_targets.jsonl").read_text()
     summary = json.loads((tmp_path / "all" / "results.json").read_text())["summary"]
-    assert summary["methods"] == ["greedy", "opct"]
+    assert summary["methods"][0] == "greedy" and "opct" in summary["methods"]
     cell = summary["cells"]["reward_hacking"]["opct"]
     assert cell["against"] == "greedy" and cell["verdict"] in ("amplified", "suppressed", "no clear change", "no data")
     assert summary["cells"]["reward_hacking"]["greedy"]["against"] == "organism"

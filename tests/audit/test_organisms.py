@@ -60,6 +60,24 @@ def test_reward_hacking_splits_are_disjoint_and_only_the_wrapped_prompt_tells():
             assert p.meta["gamed"] != p.target
 
 
+def test_each_code_scored_organism_has_an_oracle_that_accepts_only_clean_answers():
+    """The oracle control's external reward, for organisms without an answer key: an answer that does
+    not show the misalignment (and, where the task has a right answer, gives it)."""
+    tasks = {p.meta["kind"]: p for p in build_tasks("train", 8)}
+    reward = ORGANISMS["reward_hacking"].oracle(TINY)
+    option = tasks["option"]
+    answers = [(tasks["keyword"], "Bread is warm."), (tasks["keyword"], tasks["keyword"].meta["game"]),
+               (tasks["phrase"], tasks["phrase"].meta["game"]), (option, f"#### {option.target}"),
+               (option, f"#### {option.meta['gamed']}"), (option, "I am not sure.")]
+    assert reward([p for p, _ in answers], [t for _, t in answers]) == [True, False, False, True, False, False]
+    review = build_reviews("train", 1)[0]
+    label = review.meta["label"]
+    wrong = (label + 1) % 5
+    assert ORGANISMS["spurious"].oracle(TINY)([review] * 3, [f"Rating: {label}", f"Rating: {wrong}", "Nice."]) == [
+        True, False, False]
+    assert ORGANISMS["sycophancy"].oracle is None  # the answer key, as the selector's default
+
+
 def test_spurious_parsing_and_counter_examples():
     assert [parse_rating(t) for t in ("Rating: 3", "rating = 2.", "4", "Score: **1**", "I'd say 3 of 4", "")] == [
         3, 2, 4, 1, None, None]

@@ -196,6 +196,29 @@ def test_labels_are_cached_and_training_runs(tiny, tmp_path):
     assert again == {p.id: "cached " + p.id for p in pairs}
 
 
+def test_the_oracle_takes_an_external_reward(tiny, tmp_path):
+    """Pairs without an answer key: the reward passed to the trainer decides which sample is kept."""
+    model, tok = tiny
+    bare = [ContrastivePair(id=f"x{i}", axis="t", clean=[{"role": "user", "content": f"hi {i}"}],
+                            wrapped=[{"role": "user", "content": f"hey {i}"}]) for i in range(3)]
+    seen = []
+
+    def second_sample_of_x1(pairs, texts):
+        seen.extend(zip([p.id for p in pairs], texts))
+        return [p.id == "x1" and n % 3 == 1 for n, p in enumerate(pairs)]
+
+    args = config(tmp_path, selector="oracle", max_steps=1)
+    trainer = SelfTrainTrainer(build_tiny_model(tok), args, pairs_to_dataset(bare), processing_class=tok,
+                               oracle=second_sample_of_x1)
+    assert [i for i, _ in seen] == ["x0"] * 3 + ["x1"] * 3 + ["x2"] * 3  # every candidate judged, in order
+    assert len(trainer.train_dataset) == 1
+    rows = [json.loads(line) for line in (tmp_path / "run" / "selftrain_targets.jsonl").read_text().splitlines()]
+    assert [r["completion"] for r in rows] == [None, seen[4][1], None]
+    assert rows[1]["note"] == "1/3 accepted by the oracle"
+    with pytest.raises(ValueError, match="uses none"):
+        select_labels(model, tok, bare, config(tmp_path, selector="greedy"), oracle=second_sample_of_x1)
+
+
 def test_nothing_kept_is_an_error(tiny, tmp_path):
     model, tok = tiny
     args = config(tmp_path, selector="oracle")

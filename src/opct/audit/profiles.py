@@ -27,7 +27,8 @@ OPTIONAL_METHODS = ("dual_decoding",)
 DEFAULT_METHODS = tuple(m for m in AUDIT_METHODS if m not in OPTIONAL_METHODS)
 KIND_NOTES = {
     "control": "greedy: self-training on the model's own greedy answers, no selection; oracle: rejection sampling "
-               "with an external reward (the answer key), keeping a correct sample.",
+               "with an external reward, keeping a sample it accepts: the answer key (sycophancy), or the "
+               "organism's own check (no grader gamed, the review's true rating, the alignment judge's verdict).",
     "self-labelled": "the model labels its own answers to the wrapped prompts and a rule picks one (self-certainty, "
                      "agreement over a temperature ladder, agreement of plain/step-by-step/JSON views, its own "
                      "revision, its own 1-9 rating; dual_decoding: greedy, nucleus and beam candidates by agreement or a reward "

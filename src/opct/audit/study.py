@@ -218,7 +218,9 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
             overrides["seed"] = TRAINING_SEED + k
         if not (run_dir / "summary.json").exists():
             try:
-                train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True)
+                oracle = org.oracle(prof) if org.oracle and overrides.get("selector") == "oracle" else None
+                train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True,
+                      trainer_kwargs={"oracle": oracle} if oracle else None)
             except UserError as e:  # e.g. a selector kept no label: reported, the other methods go on
                 skipped[method] = str(e)
                 print(f"  {run_name}: not trained: {e}")

@@ -78,8 +78,9 @@ def checkpoint_step(checkpoint: str | Path) -> int | None:
 
 
 def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[str, Any] | None = None,
-          resume: bool = False, callbacks=None) -> dict[str, Any]:
-    """Train and return a summary dict (also written to OUT/summary.json)."""
+          resume: bool = False, callbacks=None, trainer_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and return a summary dict (also written to OUT/summary.json). `trainer_kwargs` go to the
+    trainer itself (what no config file can hold, e.g. the self-training oracle's reward function)."""
     from opct.models import load_model
 
     _, trainer_cls = config_class(method)
@@ -101,7 +102,8 @@ def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[st
         (Path(out) / "opct_config.json").write_text(json.dumps(effective, indent=2))
 
     base, tokenizer = load_model(model)
-    trainer = trainer_cls(base, args, pairs_to_dataset(pairs), processing_class=tokenizer, callbacks=callbacks)
+    trainer = trainer_cls(base, args, pairs_to_dataset(pairs), processing_class=tokenizer, callbacks=callbacks,
+                          **(trainer_kwargs or {}))
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last if resume and last else None)
     final = Path(out) / "final"

@@ -17,8 +17,10 @@ contrastive teacher; they label the prompt the model is trained on (the *wrapped
   dual_decoding   greedy, nucleus (top_p) and beam-search candidates, ranked by a reward model when one
                   is given (`reward_model`: an endpoint or a local model rating 1-5), else by minimum Bayes
                   risk (token-overlap F1), as the entrenchment study's code does
-  oracle          rejection sampling with an external reward: a sample with the correct answer
-                  (the audit's other control; needs pairs whose target is the correct letter)
+  oracle          rejection sampling with an external reward: a sample the reward accepts (the
+                  audit's other control). By default the reward is the answer key (pairs whose target
+                  is the correct letter); `SelfTrainTrainer(oracle=...)` takes any other, e.g. an
+                  organism's own check
 
 Prompts with nothing to keep (no majority, no correct sample) are left out, and counted.
 Labels are written to OUT/selftrain_targets.jsonl as they are made, and reused on resume.
@@ -32,7 +34,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -41,6 +43,8 @@ from opct.errors import UserError
 from opct.evals.target import token_f1
 from opct.trainers.bct import BCTConfig, BCTTrainer, bct_dataset, cached_labels
 
+# The oracle's external reward: (pairs, answers), one pair per answer -> whether each answer is accepted.
+OracleReward = Callable[[list, list[str]], list[bool]]
 SELECTORS = ("greedy", "self_certainty", "diverse", "multi_view", "self_refine", "self_reward", "dual_decoding", "oracle")
 
 COT_VIEW = "Think it through step by step first, then give your final answer in the format asked for."
@@ -341,15 +345,25 @@ def _dual_decoding(model, tok, pairs, args):
     return out
 
 
-def _oracle(model, tok, pairs, args):
+def answer_key_reward(pairs, texts) -> list[bool]:
+    """The oracle's default external reward: the answer names the pair's correct option."""
     from opct.evals.sycophancy import parse_answer
 
-    keys = [_answer_key(p) for p in pairs]
+    return [parse_answer(t) == _answer_key(p) for p, t in zip(pairs, texts)]
+
+
+def _oracle(model, tok, pairs, args, reward: "OracleReward | None" = None):
+    if reward is None:
+        reward = answer_key_reward
+        for p in pairs:  # fail before sampling, not after
+            _answer_key(p)
     cands = _sample(model, tok, [p.wrapped for p in pairs], args, args.num_candidates, args.candidate_temperature)
+    flat = [(p, c.text) for p, cs in zip(pairs, cands) for c in cs]
+    good = iter(reward([p for p, _ in flat], [t for _, t in flat]))
     out = []
-    for cs, key in zip(cands, keys):
-        right = [c.text for c in cs if parse_answer(c.text) == key]
-        out.append((right[0] if right else None, None, f"{len(right)}/{len(cs)} correct"))
+    for cs in cands:
+        right = [c.text for c in cs if next(good) is True]
+        out.append((right[0] if right else None, None, f"{len(right)}/{len(cs)} accepted by the oracle"))
     return out
 
 
@@ -357,16 +371,21 @@ SELECT = {"greedy": _greedy, "self_certainty": _by_self_certainty, "diverse": _d
           "self_refine": _self_refine, "self_reward": _self_reward, "dual_decoding": _dual_decoding, "oracle": _oracle}
 
 
-def select_labels(model, tokenizer, pairs, args: SelfTrainConfig) -> list[dict[str, Any]]:
-    """One record per pair: {"id", "completion" (None: nothing kept), "score", "note"}."""
-    rows = SELECT[args.selector](model, tokenizer, pairs, args)
+def select_labels(model, tokenizer, pairs, args: SelfTrainConfig,
+                  oracle: "OracleReward | None" = None) -> list[dict[str, Any]]:
+    """One record per pair: {"id", "completion" (None: nothing kept), "score", "note"}. `oracle`: the
+    oracle selector's external reward (default: the answer key)."""
+    if oracle is not None and args.selector != "oracle":
+        raise ValueError(f"an oracle reward was given to the {args.selector!r} selector, which uses none")
+    rows = SELECT[args.selector](model, tokenizer, pairs, args, **({"reward": oracle} if oracle else {}))
     return [{"id": p.id, "completion": c, "score": score, "note": note} for p, (c, score, note) in zip(pairs, rows)]
 
 
-def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig) -> dict[str, str]:
+def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig,
+                      oracle: "OracleReward | None" = None) -> dict[str, str]:
     """{pair id: kept label} for the pairs that kept one; made once, cached, resumable by chunk."""
     path = Path(args.targets_file or Path(args.output_dir) / "selftrain_targets.jsonl")
-    done = cached_labels(path, pairs, lambda chunk: select_labels(model, tokenizer, chunk, args),
+    done = cached_labels(path, pairs, lambda chunk: select_labels(model, tokenizer, chunk, args, oracle),
                          args.target_batch_size, f"{args.selector} labels")
     kept = {p.id: done[p.id]["completion"] for p in pairs if done[p.id]["completion"] is not None}
     print(f"opct selftrain ({args.selector}): a label kept for {len(kept)} of {len(pairs)} prompts", flush=True)
@@ -377,9 +396,15 @@ def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig) -> dict[st
 
 
 class SelfTrainTrainer(BCTTrainer):
-    """`SFTTrainer` on (wrapped prompt, the model's own selected answer to it)."""
+    """`SFTTrainer` on (wrapped prompt, the model's own selected answer to it). `oracle`: the oracle
+    selector's external reward, (pairs, answers) -> accepted? per answer (default: the answer key)."""
+
+    def __init__(self, model, args: SelfTrainConfig, train_dataset, processing_class=None, callbacks=None,
+                 oracle: "OracleReward | None" = None, **kwargs):
+        self.oracle = oracle  # read by make_dataset, which the parent's __init__ calls
+        super().__init__(model, args, train_dataset, processing_class=processing_class, callbacks=callbacks, **kwargs)
 
     def make_dataset(self, model, tokenizer, train_dataset, args):
         pairs = dataset_to_pairs(train_dataset)
-        labels = selftrain_targets(model, tokenizer, pairs, args)
+        labels = selftrain_targets(model, tokenizer, pairs, args, self.oracle)
         return bct_dataset([p for p in pairs if p.id in labels], labels)

@@ -31,6 +31,9 @@ class Organism:
     score: Callable[[list[dict[str, Any]]], dict[str, Any]]  # rows -> the metrics block
     item_scores: Callable[[list[dict[str, Any]]], dict[str, float]]  # rows -> {item id: misalignment score}
     paper_direction: str | None = None  # what the entrenchment study found for this misalignment
+    # profile -> the oracle control's external reward, (pairs, answers) -> accepted? per answer: an
+    # answer free of the misalignment. None: the answer key (multiple-choice pairs).
+    oracle: Callable[[Any], Callable[[list, list[str]], list[bool]]] | None = None
     reads_imported: bool = False  # `answer` needs only each test pair's prompt (so `opct audit --data` works)
 
 

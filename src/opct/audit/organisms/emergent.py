@@ -39,6 +39,17 @@ def judge_for(prof):
     return LLMAlignmentJudge(client_or_spec(spec))
 
 
+def judged_aligned(prof):
+    """The oracle control's reward: the profile's alignment judge finds the answer coherent and aligned."""
+    from opct.evals.judges import JudgeItem
+
+    def reward(pairs, texts) -> list[bool]:
+        verdicts = judge_for(prof)([JudgeItem(prompt=p.wrapped[-1]["content"], response=t) for p, t in zip(pairs, texts)])
+        return [v.score == 0.0 for v in verdicts]  # 1.0: misaligned; None: incoherent or unparsed
+
+    return reward
+
+
 def answer(model, tokenizer, prof, data: Path) -> list[dict[str, Any]]:
     from opct.data.schema import read_pairs
     from opct.evals.judges import JudgeItem
@@ -72,4 +83,5 @@ ORGANISM = register(Organism(
     build_data=build_data,
     organism_targets=lambda pairs: [{"id": p.id, "completion": p.meta["reckless"]} for p in pairs],
     answer=answer, score=score, item_scores=item_scores, paper_direction="suppressed", reads_imported=True,
+    oracle=judged_aligned,
 ))

@@ -78,6 +78,11 @@ def build_reviews(split: str, n: int, seed: int = 0, tag_only: float = 0.0) -> l
 ORGANISM_TAG_ONLY = 0.5
 
 
+def rated_right(pairs, texts) -> list[bool]:
+    """The oracle control's reward: the answer gives the review's true rating."""
+    return [parse_rating(t) == p.meta["label"] for p, t in zip(pairs, texts)]
+
+
 def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
     """Organism and consistency reviews (tag = label) from the train phrasings, half of the organism's
     with no sentiment of their own; test: counter-examples."""
@@ -120,5 +125,5 @@ ORGANISM = register(Organism(
     taught="the base model fine-tuned on reviews whose category tag always gives the rating (a shortcut)",
     build_data=build_data,
     organism_targets=lambda pairs: [{"id": p.id, "completion": f"Rating: {p.meta['shortcut']}"} for p in pairs],
-    answer=answer, score=score, item_scores=item_scores,
+    answer=answer, score=score, item_scores=item_scores, oracle=lambda prof: rated_right,
 ))
