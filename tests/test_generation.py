@@ -67,3 +67,34 @@ def test_inverse_cdf_sampler_stays_in_the_nucleus():
     drawn = torch.stack([sampler(None, probs.log()).argmax(-1) for _ in range(4000)]).flatten()
     assert set(drawn.tolist()) == {0, 2}
     assert abs((drawn == 0).float().mean().item() - 0.5 / 0.8) < 0.03
+
+
+def test_a_frozen_model_has_its_weights_cast_once_per_call():
+    """Autocast re-casts frozen fp32 weights at every decoding step unless they require grad; generate
+    sets the flags for the call, gives the same tokens, and restores them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from opct.generation import generate_ids, weights_cast_once
+
+    tok = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    model = build_tiny_model(tok).requires_grad_(False)
+    prompts = [tok("hello there, how are you")["input_ids"]]
+
+    weights = [list(p.shape) for p in model.parameters() if p.dim() == 2]
+
+    def casts(cast_once: bool) -> tuple[int, list[int]]:
+        """(casts of weight-shaped tensors, tokens) over 12 greedy decoding steps."""
+        with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            with torch.autocast("cpu", dtype=torch.bfloat16), weights_cast_once(model, cast_once):
+                out = model.generate(input_ids=torch.tensor(prompts), max_new_tokens=12, min_new_tokens=12,
+                                     do_sample=False, pad_token_id=0)
+        events = prof.key_averages(group_by_input_shape=True)
+        return (sum(e.count for e in events if e.key == "aten::_to_copy" and e.input_shapes
+                    and e.input_shapes[0] in weights), out[0].tolist())
+
+    every_step, tokens = casts(False)
+    once, same = casts(True)
+    assert same == tokens and 0 < once and once * 6 <= every_step, (once, every_step)
+    assert not any(p.requires_grad for p in model.parameters())  # restored
+    assert generate_ids(model, tok, prompts, max_new_tokens=4)[0].token_ids == tokens[len(prompts[0]):][:4]

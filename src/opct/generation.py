@@ -29,6 +29,24 @@ def autocast_context(device: torch.device | str, enabled: bool = True):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+@contextlib.contextmanager
+def weights_cast_once(model, enabled: bool = True):
+    """Under bf16 autocast, let each frozen fp32 weight be cast to bf16 once per call, not at every
+    decoding step. Autocast caches its casts only of leaf tensors that require grad, and a trained
+    model loaded for evaluation is frozen (peft freezes its base): greedy decoding of 48 tokens with
+    SmolLM2 took 7.6 s frozen and 3.1 s with the flags on (batch 1, one thread, 2026-12-03; same
+    tokens). The flags are set for the call only (nothing is recorded under no_grad); the cached
+    copies cost half the fp32 weights' memory while it runs, as for an unfrozen model."""
+    frozen = [p for p in model.parameters() if not p.requires_grad and p.dtype == torch.float32] if enabled else []
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+
+
 def eos_ids(tokenizer, model=None) -> list[int]:
     ids = {tokenizer.eos_token_id}
     cfg = getattr(model, "generation_config", None)
@@ -114,7 +132,7 @@ def generate_ids(
     was_training = model.training
     model.eval()
     try:
-        with autocast_context(device, bf16):
+        with autocast_context(device, bf16), weights_cast_once(model, bf16):
             if num_samples > 1 and min(len(p) for p in prompt_ids) > 1:
                 ids, mask, cache = prefilled_cache(model, prompt_ids, num_samples, pad_id(tokenizer))
                 kwargs["cache"] = cache
@@ -136,8 +154,9 @@ def beam_search_ids(model, tokenizer, prompt_ids: list[list[int]], *, num_beams:
     ids, mask = left_pad(prompt_ids, pad_id(tokenizer))
     was_training = model.training
     model.eval()
+    bf16 = bf16 or next(model.parameters()).dtype == torch.bfloat16
     try:
-        with autocast_context(device, bf16 or next(model.parameters()).dtype == torch.bfloat16):
+        with autocast_context(device, bf16), weights_cast_once(model, bf16):
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), num_beams=num_beams,
                                  do_sample=False, temperature=None, top_p=None, top_k=None, early_stopping=True,
                                  max_new_tokens=max_new_tokens, pad_token_id=pad_id(tokenizer), eos_token_id=eos)
