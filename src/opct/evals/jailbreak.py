@@ -281,7 +281,7 @@ def evaluate_adaptive(
     attack_options["train_behaviors"] (checkpoints in attack_options["out"]), then best of
     budget // rounds samples a round. Returns (`adaptive_metrics` plus the settings, rows). Each row
     is one behaviour with its full transcript (every query's prompt, response, score and verdict)
-    and "seconds": the attack's wall time over its behaviours (an attacker's training included).
+    and "seconds": the attack's wall time spread evenly over its behaviours (an attacker's training included).
 
     `wrappers`: the search's library (default: `opct.attacks.default_library()`); `attacker_model`:
     a model spec or (model, tokenizer) for PAIR (default: the embedded Qwen 0.5B) or the model the
