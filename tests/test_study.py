@@ -18,7 +18,9 @@ def test_verdict_yes_no_unclear():
     assert compare_methods("opct", "sft", [high], [low], "m", "lower")["answer"] == "no"
     assert compare_methods("opct", "sft", [high], [low], "m", "higher")["answer"] == "yes"
     assert compare_methods("opct", "sft", [high], [low], "m", "higher")["sentence"].startswith("OPCT above SFT")
-    assert compare_methods("opct", "sft", [mixed], [dict(mixed)], "m", "lower")["answer"] == "unclear"
+    assert compare_methods("opct", "sft", [mixed], [dict(mixed)], "m", "lower")["answer"] == "tied"  # same on every item
+    shifted = {k: 1.0 - v for k, v in mixed.items()}
+    assert compare_methods("opct", "sft", [mixed], [shifted], "m", "lower")["answer"] == "unclear"
     assert compare_methods("opct", "sft", [{"a": 1.0}], [{"b": 0.0}], "m", "lower")["answer"] == "no data"
 
 

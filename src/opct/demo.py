@@ -7,7 +7,7 @@ Phases, each leaving a file that marks it done (so `--resume` skips it):
                one run per training seed: tag "" for the first, "-s1", "-s2", ... after)
   4. evals     DIR/eval/<method><tag>.json    (the axis + the capability panel)
   5. report    DIR/results.json, DIR/report.md, DIR/report.html, with the verdict "OPCT below/above
-               SFT: yes / no / unclear" for each of the axis's verdict metrics
+               SFT: yes / no / tied / unclear" for each of the axis's verdict metrics
 """
 
 from __future__ import annotations

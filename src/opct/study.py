@@ -247,7 +247,7 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
                     metric: str, better: str) -> dict[str, Any]:
     """Is method `a` better than `b` on a per-item metric? A paired difference over the items both
     scored and the training seeds (two-level bootstrap), called yes / no / unclear by whether its
-    95% interval excludes 0, and a sentence with the numbers."""
+    95% interval excludes 0 ("tied" when every paired difference is 0), and a sentence with the numbers."""
     from opct.evals.stats import seeded_paired_diff, seeded_summary
 
     diff = seeded_paired_diff(a_scores, b_scores)
@@ -259,6 +259,8 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
         answer = "yes"
     elif (lo > 0) if better == "lower" else (hi < 0):
         answer = "no"
+    elif lo == hi == 0:  # every resample's mean difference is 0: the methods agree on every item
+        answer = "tied"
     else:
         answer = "unclear"
     means = {m: seeded_summary(s)["value"] for m, s in ((a, a_scores), (b, b_scores))}

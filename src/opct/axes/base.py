@@ -22,7 +22,7 @@ ItemScores = Callable[[dict[str, list[dict[str, Any]]], "str | None"], dict[str,
 
 @dataclass(frozen=True)
 class Verdict:
-    """A per-item metric the methods are compared on (the report's "OPCT below SFT: yes/no/unclear")."""
+    """A per-item metric the methods are compared on (the report's "OPCT below SFT: yes/no/tied/unclear")."""
 
     mode: str | None  # the metrics block (None: the axis's metrics themselves)
     metric: str

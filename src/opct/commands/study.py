@@ -18,7 +18,7 @@ def add_demo(sub) -> None:
         "right, with a user's wrong suggestion), jailbreak "
         "(held-out behaviours under held-out wrappers and an adaptive wrapper-search attacker), safety (warning "
         "about hazards nobody mentioned). With --seeds N every method is trained N times and the report says, per "
-        "verdict metric, whether OPCT beats SFT (yes / no / unclear) from a paired comparison over items and seeds. "
+        "verdict metric, whether OPCT beats SFT (yes / no / tied / unclear) from a paired comparison over items and seeds. "
         "Finished phases are kept: after Ctrl-C or a kill, rerun with --resume (more seeds may be added then).",
         epilog="profiles: " + "; ".join(f"{name}/{k}: {v.describe()}" for name, ax in AXES.items()
                                         for k, v in ax.profiles.items()),
