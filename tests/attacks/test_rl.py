@@ -68,6 +68,20 @@ def test_grpo_reward_rises_and_every_query_is_logged(pair, tmp_path):
     assert all(1 <= r["queries_used"] <= 4 for r in runs[0]["rows"])
 
 
+def test_several_behaviours_per_grpo_step(pair, tmp_path):
+    attacker, target, tok = pair
+    train_rl_attacker(attacker, target, tok, BEHAVIORS, PatternRefusalJudge(), tmp_path / "rl", steps=2,
+                      num_generations=2, prompts_per_step=2, max_completion_length=4, max_new_tokens=4, lora_r=4,
+                      min_relevance=0)
+    queries = [json.loads(x) for x in (tmp_path / "rl" / "queries.jsonl").read_text().splitlines()]
+    by_step = {}
+    for q in queries:
+        by_step.setdefault(q["step"], []).append(q["behavior"])
+    assert len(by_step) == 2 and all(len(b) == 4 and len(set(b)) == 2 for b in by_step.values()), by_step
+    with pytest.raises(ValueError, match="prompts_per_step"):
+        train_rl_attacker(attacker, target, tok, BEHAVIORS, PatternRefusalJudge(), tmp_path / "rl0", prompts_per_step=0)
+
+
 class Unreadable(Judge):
     name = "unreadable"
 

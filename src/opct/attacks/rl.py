@@ -91,9 +91,11 @@ class TargetReward:
 def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequence["Behavior"], judge: Judge,
                       out: str | Path, *, steps: int = 20, num_generations: int = 4, learning_rate: float = 1e-4,
                       max_completion_length: int = 64, max_new_tokens: int = 64, seed: int = 0, lora_r: int = 16,
-                      temperature: float = 1.0, resume: bool = True, min_relevance: float = ON_TOPIC) -> dict[str, Any]:
+                      temperature: float = 1.0, resume: bool = True, min_relevance: float = ON_TOPIC,
+                      prompts_per_step: int = 1) -> dict[str, Any]:
     """LoRA-train `attacker` (a model spec) with GRPO against `target` on `behaviors`; returns
-    {"adapter": OUT/final, "log": the trainer's log history, "steps"}. A reply off the behaviour's
+    {"adapter": OUT/final, "log": the trainer's log history, "steps"}. Each step samples
+    `num_generations` prompts for each of `prompts_per_step` behaviours. A reply off the behaviour's
     topic earns no reward (`TargetReward`)."""
     from datasets import Dataset
     from peft import LoraConfig
@@ -108,7 +110,9 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
         return {"adapter": str(final), "log": json.loads((out / "log_history.json").read_text()), "steps": steps}
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_model(attacker)
-    args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=num_generations,
+    if prompts_per_step < 1:
+        raise ValueError(f"prompts_per_step must be at least 1, got {prompts_per_step}")
+    args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=num_generations * prompts_per_step,
                       num_generations=num_generations, max_completion_length=max_completion_length,
                       learning_rate=learning_rate, temperature=temperature, seed=seed, logging_steps=1,
                       save_steps=max(1, steps // 4), save_total_limit=1, report_to="none", beta=0.0,
@@ -182,7 +186,7 @@ def rl_attack(attacker: str, target, target_tokenizer, behaviors: Sequence["Beha
 
 def train_and_attack(target, target_tokenizer, behaviors: Sequence["Behavior"], judge: Judge, *, budget: int,
                      train_behaviors: Sequence["Behavior"], out: str | Path, attacker_model: str | None = None,
-                     steps: int = 20, rounds: int = 2, threshold: float = 0.5, seed: int = 0,
+                     steps: int = 20, prompts_per_step: int = 1, rounds: int = 2, threshold: float = 0.5, seed: int = 0,
                      max_new_tokens: int = 128, batch_size: int = 8, progress: bool = True,
                      **attack_options: Any) -> dict[str, Any]:
     """The registry's `rl` attacker: GRPO-train `attacker_model` (default: the embedded SmolLM2)
@@ -190,7 +194,8 @@ def train_and_attack(target, target_tokenizer, behaviors: Sequence["Behavior"], 
     prompts a round on `behaviors`. `batch_size` and `progress` are the common attacker arguments;
     the target answers in `query_target`'s batches."""
     trained = train_rl_attacker(attacker_model or "embedded:smollm2-135m-instruct", target, target_tokenizer,
-                                train_behaviors, judge, out, seed=seed, steps=steps, max_new_tokens=max_new_tokens)
+                                train_behaviors, judge, out, seed=seed, steps=steps, max_new_tokens=max_new_tokens,
+                                prompts_per_step=prompts_per_step)
     result = rl_attack(trained["adapter"], target, target_tokenizer, behaviors, judge, samples=max(1, budget // rounds),
                        rounds=rounds, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, **attack_options)
     result["attacker"]["train_steps"] = trained["steps"]

@@ -223,6 +223,8 @@ def add_eval_jailbreak(esub) -> None:
     j.add_argument("--no-transfer", action="store_true",
                    help="random_suffix, gcg: every search starts afresh, not from the last suffix that worked")
     j.add_argument("--rl-steps", type=int, default=20, help="rl: GRPO steps against the target (checkpoints in OUT.rl/)")
+    j.add_argument("--rl-prompts-per-step", type=int, default=1,
+                   help="rl: training behaviours per GRPO step, each with its group of attacker prompts")
     j.add_argument("--rl-train-behaviors", type=int, default=8,
                    help="rl: training behaviours the attacker learns on (the fixed split's train side)")
     j.add_argument("--attacker-model", metavar="SPEC",
@@ -291,7 +293,7 @@ def cmd_eval_jailbreak(a) -> int:
         if ATTACKERS[a.attacker].trains:  # on training behaviours, never the ones it is evaluated on
             train_b, _ = split_behaviors_arg("train", a.sources)
             extra = {"train_behaviors": fixed_sample(train_b, a.rl_train_behaviors), "out": out.with_suffix(".rl"),
-                     "steps": a.rl_steps}
+                     "steps": a.rl_steps, "prompts_per_step": a.rl_prompts_per_step}
         elif a.attacker in ("random_suffix", "gcg"):
             from opct.attacks.whitebox import TEMPLATE
 
