@@ -159,8 +159,9 @@ def json_answer(text: str) -> str:
 def _answer_key(pair) -> str:
     key = pair.target if pair.target is not None else (pair.meta or {}).get("correct")
     if not key:
-        raise UserError(f"pair {pair.id!r} has no answer key (target or meta.correct): the multi_view and oracle "
-                        "selectors need multiple-choice pairs, e.g. from `opct data sycophancy`")
+        raise UserError(f"pair {pair.id!r} has no answer key (target or meta.correct): the multi_view selector, and "
+                        "the oracle without a reward of its own, need multiple-choice pairs, e.g. from `opct data "
+                        "sycophancy`")
     return str(key)
 
 
