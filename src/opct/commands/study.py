@@ -43,8 +43,8 @@ def add_demo(sub) -> None:
     p.add_argument("--attackers", metavar="none|LIST",
                    help="jailbreak axis: which of the profile's extra attackers run on every model (random_suffix, "
                    "gcg, rl; see the profiles below), e.g. random_suffix,gcg; none: the wrapper search only. They "
-                   "cost time: on the quick profile each trained model's jailbreak evaluation took 7.4-7.8 min with them, "
-                   "of which they took 6.1-6.6 min (idle 2-core CPU, 2026-12-03)")
+                   "cost time: on the quick profile they took 3.3-3.7 min per evaluated model, 14 min over its four "
+                   "(idle 2-core CPU, 2026-12-03)")
     p.set_defaults(func=cmd_demo)
 
 
