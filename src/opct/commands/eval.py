@@ -286,7 +286,7 @@ def cmd_eval_jailbreak(a) -> int:
         wrappers = wrapper_sets(a.max_wrapper_chars)[a.wrappers]
         metrics, rows = evaluate_static(model, tok, behaviors, wrappers, judge, **common)
     else:
-        from opct.attacks import default_library
+        from opct.attacks import WHITEBOX_ATTACKERS, default_library
 
         library = default_library(a.max_wrapper_chars) if a.attacker in ("search", "both") else None
         extra = {}
@@ -294,7 +294,7 @@ def cmd_eval_jailbreak(a) -> int:
             train_b, _ = split_behaviors_arg("train", a.sources)
             extra = {"train_behaviors": fixed_sample(train_b, a.rl_train_behaviors), "out": out.with_suffix(".rl"),
                      "steps": a.rl_steps, "prompts_per_step": a.rl_prompts_per_step}
-        elif a.attacker in ("random_suffix", "gcg"):
+        elif a.attacker in WHITEBOX_ATTACKERS:
             from opct.attacks.whitebox import TEMPLATE
 
             extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer}
