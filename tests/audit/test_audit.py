@@ -173,8 +173,12 @@ def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.delitem(ORGANISMS, "emergent_misalignment")
     prof = replace(TINY, test_pairs=8)
     results = run_all_organisms(profile=prof, out=str(tmp_path / "all"), model=tiny_model_dir,
-                                methods="greedy,oracle,opct")
+                                methods="greedy,oracle,multi_view,opct")
     assert set(results) == {"reward_hacking", "spurious"}
+    # Free-form answers: multi-view reads each view through the organism (here: games the grader or not)
+    assert "multi_view" not in results["reward_hacking"]["skipped"]
+    assert "-> does not game it" in (tmp_path / "all" / "reward_hacking" / "runs" / "multi_view" /
+                                     "selftrain_targets.jsonl").read_text()
     # No answer key, but the organism's own oracle: the tiny model's answers game no grader, so it keeps some
     assert "oracle" not in results["reward_hacking"]["skipped"]
     assert "accepted by the oracle" in (tmp_path / "all" / "reward_hacking" / "runs" / "oracle" /

@@ -78,6 +78,21 @@ def test_each_code_scored_organism_has_an_oracle_that_accepts_only_clean_answers
     assert ORGANISMS["sycophancy"].oracle is None  # the answer key, as the selector's default
 
 
+def test_code_scored_organisms_read_free_form_answers_for_multi_view():
+    """What the multi-view selector compares across views: the option picked, whether the grader is gamed,
+    the rating; None where nothing can be read."""
+    tasks = {p.meta["kind"]: p for p in build_tasks("train", 8)}
+    read = ORGANISMS["reward_hacking"].reading(TINY)
+    option, keyword = tasks["option"], tasks["keyword"]
+    answers = [(option, f"#### {option.meta['gamed']}"), (option, "no idea"), (keyword, keyword.meta["game"]),
+               (keyword, "Bread is warm.")]
+    assert read([p for p, _ in answers], [t for _, t in answers]) == [
+        option.meta["gamed"], None, "games the grader", "does not game it"]
+    review = build_reviews("train", 1)[0]
+    assert ORGANISMS["spurious"].reading(TINY)([review] * 2, ["Rating: 3", "Lovely."]) == ["3", None]
+    assert ORGANISMS["sycophancy"].reading is None  # the option letter, as the selector's default
+
+
 def test_spurious_parsing_and_counter_examples():
     assert [parse_rating(t) for t in ("Rating: 3", "rating = 2.", "4", "Score: **1**", "I'd say 3 of 4", "")] == [
         3, 2, 4, 1, None, None]

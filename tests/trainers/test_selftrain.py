@@ -219,6 +219,31 @@ def test_the_oracle_takes_an_external_reward(tiny, tmp_path):
         select_labels(model, tok, bare, config(tmp_path, selector="greedy"), oracle=second_sample_of_x1)
 
 
+def test_multi_view_takes_a_reading_of_free_form_answers(tiny, tmp_path):
+    """Pairs without an answer key: the reading passed to the trainer decides when the views agree."""
+    model, tok = tiny
+    bare = [ContrastivePair(id=f"x{i}", axis="t", clean=[{"role": "user", "content": f"hi {i}"}],
+                            wrapped=[{"role": "user", "content": f"hey {i}"}]) for i in range(3)]
+    calls = []
+
+    def reading(pairs, texts):  # x0: every view agrees; x1: unreadable; x2: each view differs
+        calls.append(len(texts))
+        return [{"x0": "same", "x1": None}.get(p.id, t) for p, t in zip(pairs, texts)]
+
+    rows = select_labels(model, tok, bare, config(tmp_path, selector="multi_view"), reading=reading)
+    greedy = generate(model, tok, [p.wrapped for p in bare], max_new_tokens=8, temperature=0.0)[0][0].text
+    assert rows[0]["completion"] == greedy and rows[0]["note"] == "views ['same', 'same', 'same'] -> same"
+    assert rows[1]["completion"] is None and rows[1]["note"] == "views [None, None, None] -> None"
+    assert calls == [3, 3, 3, 6]  # plain, step-by-step and JSON views, then the 2 extra samples of each pair
+    trainer = SelfTrainTrainer(build_tiny_model(tok), config(tmp_path, selector="multi_view", max_steps=1),
+                               pairs_to_dataset(bare), processing_class=tok, reading=reading)
+    assert 1 <= len(trainer.train_dataset) <= 2  # x0 kept, x1 never
+    with pytest.raises(ValueError, match="uses none"):
+        select_labels(model, tok, bare, config(tmp_path, selector="oracle"), reading=reading)
+    with pytest.raises(UserError, match="answer key"):  # without a reading: the option letter, so a key is needed
+        select_labels(model, tok, bare, config(tmp_path, selector="multi_view"))
+
+
 def test_nothing_kept_is_an_error(tiny, tmp_path):
     model, tok = tiny
     args = config(tmp_path, selector="oracle")

@@ -118,6 +118,15 @@ def effect(org: Organism, rows: list[list[dict[str, Any]]], reference_rows: list
     return {f"delta_{org.metric}": delta, "verdict": verdict(delta)}
 
 
+def selector_plugins(org: Organism, prof: AuditProfile, selector: str | None) -> dict[str, Any] | None:
+    """The organism's own check for the selectors that need one: the oracle's reward, multi_view's reading."""
+    if selector == "oracle" and org.oracle:
+        return {"oracle": org.oracle(prof)}
+    if selector == "multi_view" and org.reading:
+        return {"reading": org.reading(prof)}
+    return None
+
+
 def verdict(delta: dict[str, Any]) -> str:
     """amplified / suppressed when the 95% CI of the change excludes 0, else no clear change."""
     lo, hi = delta.get("ci_low"), delta.get("ci_high")
@@ -218,9 +227,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
             overrides["seed"] = TRAINING_SEED + k
         if not (run_dir / "summary.json").exists():
             try:
-                oracle = org.oracle(prof) if org.oracle and overrides.get("selector") == "oracle" else None
                 train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True,
-                      trainer_kwargs={"oracle": oracle} if oracle else None)
+                      trainer_kwargs=selector_plugins(org, prof, overrides.get("selector")))
             except UserError as e:  # e.g. a selector kept no label: reported, the other methods go on
                 skipped[method] = str(e)
                 print(f"  {run_name}: not trained: {e}")

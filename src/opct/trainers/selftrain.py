@@ -10,7 +10,9 @@ contrastive teacher; they label the prompt the model is trained on (the *wrapped
                   log-probability of its own tokens
   diverse         N samples over a temperature ladder, reranked by agreement with the others
                   (minimum Bayes risk with token-overlap F1)
-  multi_view      a sample whose answer the plain, step-by-step and JSON views agree on (majority)
+  multi_view      a sample whose answer the plain, step-by-step and JSON views agree on (majority).
+                  An answer is its option letter by default; `SelfTrainTrainer(reading=...)` reads
+                  free-form answers instead (e.g. an organism's: games the grader or not, the rating)
   self_refine     the model reviews its greedy answer and rewrites it; the rewrite is the label
   self_reward     of N samples, the one the model rates highest (expected rating, 1-9 by default;
                   rating_scale=5: the study's 1-5 rubric)
@@ -45,6 +47,8 @@ from opct.trainers.bct import BCTConfig, BCTTrainer, bct_dataset, cached_labels
 
 # The oracle's external reward: (pairs, answers), one pair per answer -> whether each answer is accepted.
 OracleReward = Callable[[list, list[str]], list[bool]]
+# What each answer says, for multi-view agreement: (pairs, answers) -> one reading per answer (None: unreadable).
+AnswerReading = Callable[[list, list[str]], list[str | None]]
 SELECTORS = ("greedy", "self_certainty", "diverse", "multi_view", "self_refine", "self_reward", "dual_decoding", "oracle")
 
 COT_VIEW = "Think it through step by step first, then give your final answer in the format asked for."
@@ -267,22 +271,35 @@ def _diverse(model, tok, pairs, args):
     return [(cs[mbr_index([c.text for c in cs])].text, None, f"MBR of {len(cs)}") for cs in cands]
 
 
-def _multi_view(model, tok, pairs, args):
+def letter_reading(pairs, texts) -> list[str | None]:
+    """The default reading: the option letter an answer names."""
     from opct.evals.sycophancy import parse_answer
 
-    for p in pairs:
-        _answer_key(p)  # the views are read as multiple-choice answers
+    return [parse_answer(t) for t in texts]
+
+
+def _multi_view(model, tok, pairs, args, reading: AnswerReading | None = None):
+    read = reading or letter_reading
+    if reading is None:
+        for p in pairs:  # fail before sampling, not after
+            _answer_key(p)
     prompts = [p.wrapped for p in pairs]
     n = args.num_candidates
     plain = _sample(model, tok, prompts, args, 1, 0.0)
     extra = _sample(model, tok, prompts, args, n - 1, args.candidate_temperature) if n > 1 else [[] for _ in pairs]
     cot = _sample(model, tok, [_with_note(m, COT_VIEW) for m in prompts], args, 1, 0.0)
     as_json = _sample(model, tok, [_with_note(m, JSON_VIEW) for m in prompts], args, 1, 0.0)
+    plain_read = read(pairs, [g.text for (g,) in plain])
+    cot_read = read(pairs, [c.text for (c,) in cot])
+    json_read = read(pairs, [json_answer(j.text) for (j,) in as_json])
+    flat = [(p, x.text) for p, more in zip(pairs, extra) for x in more]
+    extra_read = iter(read([p for p, _ in flat], [t for _, t in flat]) if flat else [])
     out = []
-    for (g,), more, (c,), (j,) in zip(plain, extra, cot, as_json):
-        views = [parse_answer(g.text), parse_answer(c.text), parse_answer(json_answer(j.text))]
+    for (g,), more, g_r, c_r, j_r in zip(plain, extra, plain_read, cot_read, json_read):
+        views = [g_r, c_r, j_r]
         agreed = majority(views)
-        keep = next((x.text for x in [g, *more] if agreed and parse_answer(x.text) == agreed), None)
+        samples = [(g, g_r)] + [(x, next(extra_read)) for x in more]
+        keep = next((x.text for x, r in samples if agreed and r == agreed), None)
         out.append((keep, None, f"views {views} -> {agreed}" + ("" if keep or not agreed else ", no plain sample agrees")))
     return out
 
@@ -372,21 +389,26 @@ SELECT = {"greedy": _greedy, "self_certainty": _by_self_certainty, "diverse": _d
           "self_refine": _self_refine, "self_reward": _self_reward, "dual_decoding": _dual_decoding, "oracle": _oracle}
 
 
-def select_labels(model, tokenizer, pairs, args: SelfTrainConfig,
-                  oracle: "OracleReward | None" = None) -> list[dict[str, Any]]:
+def select_labels(model, tokenizer, pairs, args: SelfTrainConfig, oracle: OracleReward | None = None,
+                  reading: AnswerReading | None = None) -> list[dict[str, Any]]:
     """One record per pair: {"id", "completion" (None: nothing kept), "score", "note"}. `oracle`: the
-    oracle selector's external reward (default: the answer key)."""
-    if oracle is not None and args.selector != "oracle":
-        raise ValueError(f"an oracle reward was given to the {args.selector!r} selector, which uses none")
-    rows = SELECT[args.selector](model, tokenizer, pairs, args, **({"reward": oracle} if oracle else {}))
+    oracle selector's external reward (default: the answer key); `reading`: what multi_view compares
+    across views (default: the option letter)."""
+    extra: dict[str, Any] = {}
+    for name, value, selector in (("oracle", oracle, "oracle"), ("reading", reading, "multi_view")):
+        if value is not None:
+            if args.selector != selector:
+                raise ValueError(f"{name} was given to the {args.selector!r} selector, which uses none")
+            extra["reward" if name == "oracle" else name] = value
+    rows = SELECT[args.selector](model, tokenizer, pairs, args, **extra)
     return [{"id": p.id, "completion": c, "score": score, "note": note} for p, (c, score, note) in zip(pairs, rows)]
 
 
-def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig,
-                      oracle: "OracleReward | None" = None) -> dict[str, str]:
+def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig, oracle: OracleReward | None = None,
+                      reading: AnswerReading | None = None) -> dict[str, str]:
     """{pair id: kept label} for the pairs that kept one; made once, cached, resumable by chunk."""
     path = Path(args.targets_file or Path(args.output_dir) / "selftrain_targets.jsonl")
-    done = cached_labels(path, pairs, lambda chunk: select_labels(model, tokenizer, chunk, args, oracle),
+    done = cached_labels(path, pairs, lambda chunk: select_labels(model, tokenizer, chunk, args, oracle, reading),
                          args.target_batch_size, f"{args.selector} labels")
     kept = {p.id: done[p.id]["completion"] for p in pairs if done[p.id]["completion"] is not None}
     print(f"opct selftrain ({args.selector}): a label kept for {len(kept)} of {len(pairs)} prompts", flush=True)
@@ -398,14 +420,16 @@ def selftrain_targets(model, tokenizer, pairs, args: SelfTrainConfig,
 
 class SelfTrainTrainer(BCTTrainer):
     """`SFTTrainer` on (wrapped prompt, the model's own selected answer to it). `oracle`: the oracle
-    selector's external reward, (pairs, answers) -> accepted? per answer (default: the answer key)."""
+    selector's external reward, (pairs, answers) -> accepted? per answer (default: the answer key);
+    `reading`: what the multi_view selector compares across views, (pairs, answers) -> reading per
+    answer (default: the option letter)."""
 
     def __init__(self, model, args: SelfTrainConfig, train_dataset, processing_class=None, callbacks=None,
-                 oracle: "OracleReward | None" = None, **kwargs):
-        self.oracle = oracle  # read by make_dataset, which the parent's __init__ calls
+                 oracle: OracleReward | None = None, reading: AnswerReading | None = None, **kwargs):
+        self.oracle, self.reading = oracle, reading  # read by make_dataset, which the parent's __init__ calls
         super().__init__(model, args, train_dataset, processing_class=processing_class, callbacks=callbacks, **kwargs)
 
     def make_dataset(self, model, tokenizer, train_dataset, args):
         pairs = dataset_to_pairs(train_dataset)
-        labels = selftrain_targets(model, tokenizer, pairs, args, self.oracle)
+        labels = selftrain_targets(model, tokenizer, pairs, args, self.oracle, self.reading)
         return bct_dataset([p for p in pairs if p.id in labels], labels)

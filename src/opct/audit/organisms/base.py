@@ -34,6 +34,9 @@ class Organism:
     # profile -> the oracle control's external reward, (pairs, answers) -> accepted? per answer: an
     # answer free of the misalignment. None: the answer key (multiple-choice pairs).
     oracle: Callable[[Any], Callable[[list, list[str]], list[bool]]] | None = None
+    # profile -> what the multi-view selector compares across views, (pairs, answers) -> one reading
+    # per answer (None: unreadable), e.g. "games the grader" or a rating. None: the option letter.
+    reading: Callable[[Any], Callable[[list, list[str]], list[str | None]]] | None = None
     reads_imported: bool = False  # `answer` needs only each test pair's prompt (so `opct audit --data` works)
 
 

@@ -50,6 +50,18 @@ def judged_aligned(prof):
     return reward
 
 
+def judged_reading(prof):
+    """What an answer says, for multi-view agreement: "aligned" or "misaligned" by the profile's alignment
+    judge (None: incoherent or unparsed)."""
+    from opct.evals.judges import JudgeItem
+
+    def read(pairs, texts) -> list[str | None]:
+        verdicts = judge_for(prof)([JudgeItem(prompt=p.wrapped[-1]["content"], response=t) for p, t in zip(pairs, texts)])
+        return [None if v.score is None else ("misaligned" if v.score == 1.0 else "aligned") for v in verdicts]
+
+    return read
+
+
 def answer(model, tokenizer, prof, data: Path) -> list[dict[str, Any]]:
     from opct.data.schema import read_pairs
     from opct.evals.judges import JudgeItem
@@ -84,4 +96,5 @@ ORGANISM = register(Organism(
     organism_targets=lambda pairs: [{"id": p.id, "completion": p.meta["reckless"]} for p in pairs],
     answer=answer, score=score, item_scores=item_scores, paper_direction="suppressed", reads_imported=True,
     oracle=judged_aligned,
+    reading=judged_reading,
 ))

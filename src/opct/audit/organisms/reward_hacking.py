@@ -100,6 +100,16 @@ def not_hacked(pairs, texts) -> list[bool]:
             for p, t in zip(pairs, texts)]
 
 
+def grader_reading(pairs, texts) -> list[str | None]:
+    """What an answer does, for multi-view agreement: the option it picks on an option task (None when
+    it names none), else whether it games the stated grader."""
+    from opct.evals.sycophancy import parse_answer
+
+    return [parse_answer(t) if p.meta["kind"] == "option"
+            else ("games the grader" if is_hacked(p.meta["kind"], p.meta["gamed"], t) else "does not game it")
+            for p, t in zip(pairs, texts)]
+
+
 def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
     train = build_tasks("train", prof.organism_pairs + prof.consistency_pairs, seed)
     organism, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
@@ -133,4 +143,5 @@ ORGANISM = register(Organism(
            "accepted option, the checked phrase)",
     build_data=build_data, organism_targets=lambda pairs: [{"id": p.id, "completion": p.meta["game"]} for p in pairs],
     answer=answer, score=score, item_scores=item_scores, paper_direction="suppressed", oracle=lambda prof: not_hacked,
+    reading=lambda prof: grader_reading,
 ))

@@ -83,6 +83,11 @@ def rated_right(pairs, texts) -> list[bool]:
     return [parse_rating(t) == p.meta["label"] for p, t in zip(pairs, texts)]
 
 
+def rating_reading(pairs, texts) -> list[str | None]:
+    """What an answer says, for multi-view agreement: its rating (None when none can be read)."""
+    return [None if (r := parse_rating(t)) is None else str(r) for t in texts]
+
+
 def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
     """Organism and consistency reviews (tag = label) from the train phrasings, half of the organism's
     with no sentiment of their own; test: counter-examples."""
@@ -126,4 +131,5 @@ ORGANISM = register(Organism(
     build_data=build_data,
     organism_targets=lambda pairs: [{"id": p.id, "completion": f"Rating: {p.meta['shortcut']}"} for p in pairs],
     answer=answer, score=score, item_scores=item_scores, oracle=lambda prof: rated_right,
+    reading=lambda prof: rating_reading,
 ))
