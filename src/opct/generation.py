@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from opct.chat import left_pad, pad_id, render_prompt
+from opct.defaults import DECODE_BATCH
 
 
 @dataclass
@@ -174,7 +175,7 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     num_samples: int = 1,
-    batch_size: int = 8,
+    batch_size: int = DECODE_BATCH,
     bf16: bool = True,
     progress: bool | str = False,
     assistant_prefix: str = "",

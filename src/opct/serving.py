@@ -25,6 +25,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 from opct.errors import UserError
+from opct.defaults import DECODE_BATCH
 
 DEFAULT_LOCAL_JUDGE = "embedded:qwen2.5-0.5b-instruct"
 ENV_BASE_URL = ("OPCT_JUDGE_BASE_URL", "OPENAI_BASE_URL")
@@ -253,7 +254,7 @@ class JudgeBackend:
         max_new_tokens: int,
         temperature: float = 0.0,
         num_samples: int = 1,
-        batch_size: int = 8,
+        batch_size: int = DECODE_BATCH,
         progress: bool | str = False,
     ) -> list[list[str]]:
         """`num_samples` completions per conversation. A `ChatClient` gets the temperature and

@@ -8,6 +8,7 @@ from pathlib import Path
 from opct.commands.common import JAILBREAK_INSTALL, fixed_sample, print_report, refusal_judge, split_behaviors_arg, wrapper_sets
 from opct.errors import UsageError, UserError
 from opct.files import write_json
+from opct.defaults import DECODE_BATCH
 
 
 def add_data(sub) -> None:
@@ -166,7 +167,8 @@ def add_data_jailbreak(dsub) -> None:
     j.add_argument("--judge", default="refusal", choices=["refusal", "pattern"],
                    help="refusal: the embedding refusal judge (default); pattern: regexes only")
     j.add_argument("--max-new-tokens", type=int, default=64, help="answer length (the judge reads the opening)")
-    j.add_argument("--batch-size", type=int, default=8)
+    j.add_argument("--batch-size", type=int, default=DECODE_BATCH,
+                   help="answers generated per call (default %(default)s; more rows cost little on a CPU)")
     j.add_argument("--max-wrapper-chars", type=int, default=3000, help="skip PyRIT templates longer than this")
     j.set_defaults(func=cmd_data_jailbreak)
 

@@ -11,6 +11,7 @@ from opct.commands.common import (JAILBREAK_INSTALL, add_judge_backend_args, fix
                                   refusal_judge, split_behaviors_arg, wrapper_sets, write_rows)
 from opct.errors import UsageError
 from opct.files import write_json
+from opct.defaults import DECODE_BATCH
 
 
 def add_eval(sub) -> None:
@@ -234,7 +235,8 @@ def add_eval_jailbreak(esub) -> None:
     j.add_argument("--seed", type=int, default=0, help="adaptive: the attacker's seed (same seed, same transcript)")
     j.add_argument("--limit", type=int, metavar="N", help="number of behaviours (a fixed sample)")
     j.add_argument("--max-new-tokens", type=int, default=128, help="target answer length")
-    j.add_argument("--batch-size", type=int, default=8)
+    j.add_argument("--batch-size", type=int, default=DECODE_BATCH,
+                   help="answers generated per call (default %(default)s; more rows cost little on a CPU)")
     j.add_argument("--max-wrapper-chars", type=int, default=3000, help="skip PyRIT templates longer than this")
     j.add_argument("--out", required=True, help="metrics JSON")
     add_judge_backend_args(j)
@@ -253,7 +255,8 @@ def add_eval_jailbreak(esub) -> None:
     o.add_argument("--judge", default="refusal", choices=["refusal", "pattern"])
     o.add_argument("--limit", type=int, metavar="N", help="number of prompts (a fixed sample)")
     o.add_argument("--max-new-tokens", type=int, default=96)
-    o.add_argument("--batch-size", type=int, default=8)
+    o.add_argument("--batch-size", type=int, default=DECODE_BATCH,
+                   help="answers generated per call (default %(default)s; more rows cost little on a CPU)")
     o.add_argument("--out", required=True, help="metrics JSON")
     o.set_defaults(func=cmd_eval_over_refusal)
 

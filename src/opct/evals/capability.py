@@ -25,6 +25,7 @@ import torch
 
 from opct.chat import pad_id, position_ids_from_mask, render_prompt
 from opct.evals.stats import summarize
+from opct.defaults import DECODE_BATCH
 
 BENCHMARKS = ("mmlu_accuracy", "math_accuracy", "gsm8k_accuracy", "math500_accuracy", "ifeval_accuracy", "kl_from_base",
               "over_refusal_rate")
@@ -230,7 +231,7 @@ def adapter_drift(model, tokenizer, prompts: Sequence[str | list[dict[str, str]]
 # ---------------------------------------------------------------------------- the suite
 
 
-def lookalike_over_refusal(model, tokenizer, n: int | None, *, max_new_tokens: int, batch_size: int = 8,
+def lookalike_over_refusal(model, tokenizer, n: int | None, *, max_new_tokens: int, batch_size: int = DECODE_BATCH,
                            progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(metrics, rows): the refusal rate on `n` of opct's benign look-alike prompts, spread over
     every prompt type (all of them when n is None), judged by the offline refusal classifier."""

@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
+from opct.defaults import DECODE_BATCH
 
 
 @dataclass
@@ -201,7 +202,7 @@ def instruction_accuracy(
     tokenizer,
     n: int | None = None,
     max_new_tokens: int = 256,
-    batch_size: int = 8,
+    batch_size: int = DECODE_BATCH,
     progress: bool | str = False,
     specs: Sequence[InstructionSpec] | None = None,
     return_records: bool = False,

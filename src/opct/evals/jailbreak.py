@@ -29,6 +29,7 @@ from opct.evals.judges import Judge, JudgeItem
 from opct.evals.stats import summarize
 from opct.evals.target import DEFAULT_THRESHOLD, jailbreak_score, judge_scores, query_target, target_conversation  # noqa: F401  (re-exported)
 from opct.errors import UserError
+from opct.defaults import DECODE_BATCH
 
 if TYPE_CHECKING:
     from opct.data.schema import ContrastivePair
@@ -99,7 +100,7 @@ def read_behaviors_file(path: str | Path) -> list["Behavior"]:
 
 def filter_with_model(
     pairs: Sequence["ContrastivePair"], model, tokenizer, judge: Judge, *, max_new_tokens: int = 64,
-    batch_size: int = 8, progress: bool | str = "jailbreak pairs",
+    batch_size: int = DECODE_BATCH, progress: bool | str = "jailbreak pairs",
 ) -> tuple[list["ContrastivePair"], dict[str, Any]]:
     """The pairs whose clean request the model refuses and whose wrapped one it answers, with the
     `filter_pairs` report (before/after per family). One greedy answer per distinct behaviour and
@@ -177,7 +178,7 @@ def evaluate_static(
     judge: Judge,
     *,
     max_new_tokens: int = 128,
-    batch_size: int = 8,
+    batch_size: int = DECODE_BATCH,
     threshold: float = DEFAULT_THRESHOLD,
     system: str | None = None,
     progress: bool = True,
@@ -270,7 +271,7 @@ def evaluate_adaptive(
     threshold: float = DEFAULT_THRESHOLD,
     seed: int = 0,
     max_new_tokens: int = 128,
-    batch_size: int = 8,
+    batch_size: int = DECODE_BATCH,
     system: str | None = None,
     progress: bool = True,
     **attack_options: Any,

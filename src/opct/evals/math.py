@@ -21,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 from opct.errors import UserError
+from opct.defaults import DECODE_BATCH
 
 # ---------------------------------------------------------------------------- problem records
 
@@ -549,7 +550,7 @@ def math_accuracy(
     tokenizer,
     problems: Sequence[MathProblem],
     max_new_tokens: int = 256,
-    batch_size: int = 8,
+    batch_size: int = DECODE_BATCH,
     progress: bool | str = False,
     return_records: bool = False,
 ) -> dict[str, Any]:

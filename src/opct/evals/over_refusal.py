@@ -12,6 +12,7 @@ from opct.evals.jailbreak import judge_name
 from opct.evals.judges import Judge, JudgeItem, Verdict
 from opct.evals.stats import summarize
 from opct.evals.target import query_target
+from opct.defaults import DECODE_BATCH
 
 
 def over_refusal_prompts(xstest: str | Path | None = None, lookalikes: bool = True) -> tuple[list[dict[str, str]], dict[str, Any]]:
@@ -88,7 +89,7 @@ def evaluate_over_refusal(
     judge: Judge,
     *,
     max_new_tokens: int = 96,
-    batch_size: int = 8,
+    batch_size: int = DECODE_BATCH,
     system: str | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:

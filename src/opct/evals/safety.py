@@ -28,6 +28,7 @@ import numpy as np
 
 from opct.evals.judges import Judge, JudgeItem, Verdict
 from opct.serving import JudgeBackend
+from opct.defaults import DECODE_BATCH
 
 PASS, FAIL, UNPARSED = "pass", "fail", "unparsed"
 
@@ -322,7 +323,7 @@ class LLMSafetyJudge(Judge):
         tokenizer: Any = None,
         temperature: float | None = None,
         max_new_tokens: int = 8,
-        batch_size: int = 8,
+        batch_size: int = DECODE_BATCH,
         progress: bool = False,
         cache: Any = None,
     ):
@@ -481,7 +482,7 @@ def evaluate_safety(
     pairs,
     judge: Judge,
     max_new_tokens: int = 200,
-    batch_size: int = 8,
+    batch_size: int = DECODE_BATCH,
     progress: bool = True,
     view: str = "wrapped",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from opct.evals.judges import Judge, JudgeItem, Verdict
+from opct.defaults import DECODE_BATCH
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -111,7 +112,7 @@ def target_conversation(prompt: str, system: str | None = None) -> list[dict[str
 
 
 def query_target(
-    model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 128, batch_size: int = 8,
+    model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 128, batch_size: int = DECODE_BATCH,
     system: str | None = None, progress: bool | str = False,
 ) -> list[Any]:
     """Greedy replies (`opct.generation.Completion`) of the target to single-turn prompts, batched."""
