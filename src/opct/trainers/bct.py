@@ -14,6 +14,7 @@ from pathlib import Path
 from trl import SFTConfig, SFTTrainer
 
 from opct.data.schema import dataset_to_pairs
+from opct.defaults import DECODE_BATCH
 from opct.trainers.base import JsonlLogCallback, LoRAArguments, cpu_only_bf16, prepare_model
 
 
@@ -35,7 +36,8 @@ class BCTConfig(LoRAArguments, SFTConfig):
     max_length: int | None = field(default=1024, metadata={"help": "Longest prompt + answer (tokens)."})
     target_max_new_tokens: int = field(default=128, metadata={"help": "Longest generated clean answer (target)."})
     target_temperature: float = field(default=0.0, metadata={"help": "Temperature for the clean-prompt answers (0 = greedy)."})
-    target_batch_size: int = field(default=16, metadata={"help": "Prompts generated together for targets."})
+    target_batch_size: int = field(
+        default=DECODE_BATCH, metadata={"help": "Prompts generated together for targets (and per generate call)."})
     target_prefix: str = field(
         default="",
         metadata={"help": "Text every target starts with; the clean answer is generated on from it (sycophancy: "
