@@ -31,6 +31,10 @@ class BCTConfig(LoRAArguments, SFTConfig):
     save_steps: float = field(default=50, metadata={"help": "Checkpoint every N optimizer steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast over fp32 weights."})
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "Recompute activations in the backward to save memory (TRL's default is on). Off, as in "
+                  "opct's other trainers: an SFT step on SmolLM2 measured 15-20% faster (2026-12-04)."})
     report_to: str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, wandb, ..."})
     completion_only_loss: bool | None = field(default=True, metadata={"help": "Loss on the answer tokens only."})
     max_length: int | None = field(default=1024, metadata={"help": "Longest prompt + answer (tokens)."})
