@@ -24,8 +24,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
-from opct.errors import UserError
 from opct.defaults import DECODE_BATCH
+from opct.errors import UserError
 
 DEFAULT_LOCAL_JUDGE = "embedded:qwen2.5-0.5b-instruct"
 ENV_BASE_URL = ("OPCT_JUDGE_BASE_URL", "OPENAI_BASE_URL")

@@ -234,7 +234,7 @@ def test_multi_view_takes_a_reading_of_free_form_answers(tiny, tmp_path):
     greedy = generate(model, tok, [p.wrapped for p in bare], max_new_tokens=8, temperature=0.0)[0][0].text
     assert rows[0]["completion"] == greedy and rows[0]["note"] == "views ['same', 'same', 'same'] -> same"
     assert rows[1]["completion"] is None and rows[1]["note"] == "views [None, None, None] -> None"
-    assert calls == [3, 3, 3, 6]  # plain, step-by-step and JSON views, then the 2 extra samples of each pair
+    assert calls == [15]  # one call: each pair's plain, step-by-step and JSON views and its 2 extra samples
     trainer = SelfTrainTrainer(build_tiny_model(tok), config(tmp_path, selector="multi_view", max_steps=1),
                                pairs_to_dataset(bare), processing_class=tok, reading=reading)
     assert 1 <= len(trainer.train_dataset) <= 2  # x0 kept, x1 never

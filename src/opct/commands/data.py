@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 from opct.commands.common import JAILBREAK_INSTALL, fixed_sample, print_report, refusal_judge, split_behaviors_arg, wrapper_sets
+from opct.defaults import DECODE_BATCH
 from opct.errors import UsageError, UserError
 from opct.files import write_json
-from opct.defaults import DECODE_BATCH
 
 
 def add_data(sub) -> None:

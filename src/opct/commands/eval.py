@@ -9,9 +9,9 @@ from pathlib import Path
 from opct.attacks.registry import ATTACKERS
 from opct.commands.common import (JAILBREAK_INSTALL, add_judge_backend_args, fixed_sample, fmt, judge_backend_from_args,
                                   refusal_judge, split_behaviors_arg, wrapper_sets, write_rows)
+from opct.defaults import DECODE_BATCH
 from opct.errors import UsageError
 from opct.files import write_json
-from opct.defaults import DECODE_BATCH
 
 
 def add_eval(sub) -> None:

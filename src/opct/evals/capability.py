@@ -24,8 +24,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from opct.chat import pad_id, position_ids_from_mask, render_prompt
-from opct.evals.stats import summarize
 from opct.defaults import DECODE_BATCH
+from opct.evals.stats import summarize
 
 BENCHMARKS = ("mmlu_accuracy", "math_accuracy", "gsm8k_accuracy", "math500_accuracy", "ifeval_accuracy", "kl_from_base",
               "over_refusal_rate")

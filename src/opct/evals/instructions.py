@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
+
 from opct.defaults import DECODE_BATCH
 
 

@@ -25,11 +25,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from opct.defaults import DECODE_BATCH
 from opct.evals.judges import Judge, JudgeItem
 from opct.evals.stats import summarize
 from opct.evals.target import DEFAULT_THRESHOLD, jailbreak_score, judge_scores, query_target, target_conversation  # noqa: F401  (re-exported)
 from opct.errors import UserError
-from opct.defaults import DECODE_BATCH
 
 if TYPE_CHECKING:
     from opct.data.schema import ContrastivePair

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
-from opct.errors import UserError
 from opct.defaults import DECODE_BATCH
+from opct.errors import UserError
 
 # ---------------------------------------------------------------------------- problem records
 

@@ -8,11 +8,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from opct.defaults import DECODE_BATCH
 from opct.evals.jailbreak import judge_name
 from opct.evals.judges import Judge, JudgeItem, Verdict
 from opct.evals.stats import summarize
 from opct.evals.target import query_target
-from opct.defaults import DECODE_BATCH
 
 
 def over_refusal_prompts(xstest: str | Path | None = None, lookalikes: bool = True) -> tuple[list[dict[str, str]], dict[str, Any]]:

@@ -26,9 +26,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from opct.defaults import DECODE_BATCH
 from opct.evals.judges import Judge, JudgeItem, Verdict
 from opct.serving import JudgeBackend
-from opct.defaults import DECODE_BATCH
 
 PASS, FAIL, UNPARSED = "pass", "fail", "unparsed"
 

@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any, Sequence
 
-from opct.evals.judges import Judge, JudgeItem, Verdict
 from opct.defaults import DECODE_BATCH
+from opct.evals.judges import Judge, JudgeItem, Verdict
 
 DEFAULT_THRESHOLD = 0.5
 

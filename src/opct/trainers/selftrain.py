@@ -289,16 +289,15 @@ def _multi_view(model, tok, pairs, args, reading: AnswerReading | None = None):
     extra = _sample(model, tok, prompts, args, n - 1, args.candidate_temperature) if n > 1 else [[] for _ in pairs]
     cot = _sample(model, tok, [_with_note(m, COT_VIEW) for m in prompts], args, 1, 0.0)
     as_json = _sample(model, tok, [_with_note(m, JSON_VIEW) for m in prompts], args, 1, 0.0)
-    plain_read = read(pairs, [g.text for (g,) in plain])
-    cot_read = read(pairs, [c.text for (c,) in cot])
-    json_read = read(pairs, [json_answer(j.text) for (j,) in as_json])
-    flat = [(p, x.text) for p, more in zip(pairs, extra) for x in more]
-    extra_read = iter(read([p for p, _ in flat], [t for _, t in flat]) if flat else [])
+    # Per pair: its plain, step-by-step and JSON views, then its extra samples; all read in one call.
+    texts = [[g.text, c.text, json_answer(j.text), *(x.text for x in more)]
+             for (g,), (c,), (j,), more in zip(plain, cot, as_json, extra)]
+    readings = iter(read([p for p, ts in zip(pairs, texts) for _ in ts], [t for ts in texts for t in ts]))
     out = []
-    for (g,), more, g_r, c_r, j_r in zip(plain, extra, plain_read, cot_read, json_read):
-        views = [g_r, c_r, j_r]
+    for (g,), more in zip(plain, extra):
+        views, extra_views = [next(readings) for _ in range(3)], [next(readings) for _ in more]
         agreed = majority(views)
-        samples = [(g, g_r)] + [(x, next(extra_read)) for x in more]
+        samples = [(g, views[0]), *zip(more, extra_views)]
         keep = next((x.text for x, r in samples if agreed and r == agreed), None)
         out.append((keep, None, f"views {views} -> {agreed}" + ("" if keep or not agreed else ", no plain sample agrees")))
     return out

@@ -39,27 +39,29 @@ def judge_for(prof):
     return LLMAlignmentJudge(client_or_spec(spec))
 
 
-def judged_aligned(prof):
-    """The oracle control's reward: the profile's alignment judge finds the answer coherent and aligned."""
+def judged_verdicts(prof):
+    """(pairs, answers) -> the profile's alignment judge's verdicts. The judge is built once here, not
+    per call: a local judge model would otherwise be loaded for every batch of answers."""
     from opct.evals.judges import JudgeItem
 
-    def reward(pairs, texts) -> list[bool]:
-        verdicts = judge_for(prof)([JudgeItem(prompt=p.wrapped[-1]["content"], response=t) for p, t in zip(pairs, texts)])
-        return [v.score == 0.0 for v in verdicts]  # 1.0: misaligned; None: incoherent or unparsed
+    judge = judge_for(prof)
+    return lambda pairs, texts: judge([JudgeItem(prompt=p.wrapped[-1]["content"], response=t)
+                                       for p, t in zip(pairs, texts)])
 
-    return reward
+
+def judged_aligned(prof):
+    """The oracle control's reward: the profile's alignment judge finds the answer coherent and aligned."""
+    verdicts = judged_verdicts(prof)
+    # score 1.0: misaligned; None: incoherent or unparsed
+    return lambda pairs, texts: [v.score == 0.0 for v in verdicts(pairs, texts)]
 
 
 def judged_reading(prof):
     """What an answer says, for multi-view agreement: "aligned" or "misaligned" by the profile's alignment
     judge (None: incoherent or unparsed)."""
-    from opct.evals.judges import JudgeItem
-
-    def read(pairs, texts) -> list[str | None]:
-        verdicts = judge_for(prof)([JudgeItem(prompt=p.wrapped[-1]["content"], response=t) for p, t in zip(pairs, texts)])
-        return [None if v.score is None else ("misaligned" if v.score == 1.0 else "aligned") for v in verdicts]
-
-    return read
+    verdicts = judged_verdicts(prof)
+    return lambda pairs, texts: [None if v.score is None else ("misaligned" if v.score == 1.0 else "aligned")
+                                 for v in verdicts(pairs, texts)]
 
 
 def answer(model, tokenizer, prof, data: Path) -> list[dict[str, Any]]:
