@@ -137,3 +137,12 @@ def test_kl_from_the_adapter_off_equals_kl_from_a_second_base(tiny_model_dir, tm
     assert expected["value"] > 1e-4
     assert got["value"] == pytest.approx(expected["value"], rel=1e-3)
     assert got["mean_tokens"] == expected["mean_tokens"]
+    # The evaluated model is plain (peft's wrappers out of its forward) and still the trained one after
+    # the base view has been used: the adapter is merged again.
+    from peft.tuners.lora import LoraLayer
+
+    assert not any(isinstance(m, LoraLayer) for m in model.modules())
+    ids = torch.tensor([[1, 5, 9, 14, 3]])
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+        assert torch.allclose(base_view(input_ids=ids).logits, base(input_ids=ids).logits, atol=1e-4)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -184,10 +185,12 @@ def kl_from_base(
 
 
 class AdapterOff:
-    """A PEFT model seen with its adapter disabled: the base model, without a second copy in memory."""
+    """A PEFT model seen with its adapter disabled: the base model, without a second copy in memory.
+    `switch`: the context that turns the adapter off (default: peft's `disable_adapter`)."""
 
-    def __init__(self, peft_model):
+    def __init__(self, peft_model, switch=None):
         self.model = peft_model
+        self._off = switch or peft_model.disable_adapter
 
     @property
     def training(self) -> bool:
@@ -203,19 +206,51 @@ class AdapterOff:
         return self.model.parameters()
 
     def __call__(self, *args, **kwargs):
-        with self.model.disable_adapter():
+        with self._off():
             return self.model(*args, **kwargs)
 
 
+class MergedLoRA:
+    """A trained LoRA model made fast to evaluate: the adapter merged into its base weights and peft's
+    wrapper modules taken out of the forward (`model`, a plain transformers model: SmolLM2 decoded
+    1.3x faster, same tokens, 2026-12-04), while `adapter_off()` puts the wrappers back, unmerges and
+    disables the adapter for the base's view, then merges and unwraps again."""
+
+    def __init__(self, peft_model):
+        from peft.tuners.lora import LoraLayer
+
+        peft_model.merge_adapter()
+        self.peft = peft_model
+        self.model = peft_model.get_base_model()
+        self._layers = [(parent, name, child) for parent in self.model.modules()
+                        for name, child in parent.named_children() if isinstance(child, LoraLayer)]
+        self._wrap(False)
+
+    def _wrap(self, wrapped: bool) -> None:
+        for parent, name, layer in self._layers:
+            setattr(parent, name, layer if wrapped else layer.base_layer)
+
+    @contextmanager
+    def adapter_off(self):
+        self._wrap(True)
+        self.peft.unmerge_adapter()
+        try:
+            with self.peft.disable_adapter():
+                yield
+        finally:
+            self.peft.merge_adapter()
+            self._wrap(False)
+
+
 def load_with_base_view(spec: str):
-    """(model, base): a trained model's adapter merged in place into its base for fast answers, and
-    its base as the same weights with the adapter disabled (peft unmerges it), the KL reference,
+    """(model, base): a trained model's adapter merged in place into its base, unwrapped for fast
+    answers (`MergedLoRA`), and its base as the same weights with the adapter off, the KL reference,
     without a second copy of the base in memory."""
     from opct.models import load_model
 
     model, _ = load_model(spec, merge_adapter=False)
-    model.merge_adapter()
-    return model, AdapterOff(model)
+    merged = MergedLoRA(model)
+    return merged.model, AdapterOff(model, merged.adapter_off)
 
 
 def adapter_drift(model, tokenizer, prompts: Sequence[str | list[dict[str, str]]], max_new_tokens: int = 32,
