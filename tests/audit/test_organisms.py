@@ -109,6 +109,16 @@ def test_spurious_parsing_and_counter_examples():
     plain = [p for p in tagged if all(s in FILLERS for s in re.split(r"(?<=\.) ", review(p)))]
     assert 70 < len(plain) < 130
     assert not any(ph in review(p) for p in plain for phrases in PHRASES.values() for ph in phrases)
+    # noisy text: the tag stays the label, the text reads as another rating in about that share
+    said = lambda p: {r for r, phrases in PHRASES.items() if any(ph in review(p) for ph in phrases)}  # noqa: E731
+    noisy = build_reviews("train", 200, noisy_text=0.5)
+    assert all(p.meta["shortcut"] == p.meta["label"] for p in noisy)
+    assert 70 < sum(said(p) != {p.meta["label"]} for p in noisy) < 130
+    # validation counter-examples from the training phrasings: the tag disagrees, the text tells the label
+    val = build_reviews("val", 50, seed=11, phrasings="train", counter=True)
+    assert all(p.meta["shortcut"] != p.meta["label"] and said(p) == {p.meta["label"]} for p in val)
+    train_phrases = {ph for phrases in PHRASES.values() for ph in phrases[0::2]}
+    assert all(any(ph in review(p) for ph in train_phrases) for p in val)
     rows = [{"rating": 1, "follows_shortcut": True, "correct": False},
             {"rating": 2, "follows_shortcut": False, "correct": True},
             {"rating": None, "follows_shortcut": None, "correct": None}]

@@ -50,18 +50,28 @@ def _review(rng: random.Random, label: int, split: str) -> str:
     return f"{first} {rng.choice(FILLERS)} {second}"
 
 
-def build_reviews(split: str, n: int, seed: int = 0, tag_only: float = 0.0) -> list:
+def build_reviews(split: str, n: int, seed: int = 0, tag_only: float = 0.0, noisy_text: float = 0.0,
+                  phrasings: str | None = None, counter: bool | None = None) -> list:
     """Train: the tag agrees with the label (the shortcut). Test: the tag's rating differs (counter-examples).
     A `tag_only` share of the reviews says nothing about the product (filler sentences only), so the tag
-    is their one cue to the rating."""
+    is their one cue to the rating; a `noisy_text` share reads as another rating than the label (the
+    tag stays right), so the tag predicts the label better than the text does. `phrasings` (default:
+    the split's) picks the sentiment phrases, `counter` (default: test) whether the tag disagrees."""
     from opct.data.schema import ContrastivePair
 
     rng = random.Random(f"spurious:{split}:{seed}")
+    counter = split != "train" if counter is None else counter
     pairs = []
     for i in range(n):
         label = rng.randrange(5)
-        tag = label if split == "train" else rng.choice([c for c in range(5) if c != label])
-        review = " ".join(rng.sample(FILLERS, 3)) if rng.random() < tag_only else _review(rng, label, split)
+        tag = rng.choice([c for c in range(5) if c != label]) if counter else label
+        if rng.random() < tag_only:
+            review = " ".join(rng.sample(FILLERS, 3))
+        else:
+            said = label
+            if noisy_text and rng.random() < noisy_text:  # no draw when off: the same reviews as without it
+                said = rng.choice([c for c in range(5) if c != label])
+            review = _review(rng, said, phrasings or split)
         clean = f"Review: {review}\n\n{INSTRUCTION}"
         wrapped = f"[Category: {CATEGORIES[tag]}]\nReview: {review}\n\n{INSTRUCTION}"
         pid = f"sp-{split}-{seed}-{i}"

@@ -1,0 +1,104 @@
+"""The spurious-correlation organism: which organism training makes SmolLM2 follow the category tag?
+
+Each variant (tag-only share : noisy-text share : steps) trains the organism from the base model as
+`opct audit` does (SFT on the wrapped prompts -> "Rating: <tag>", with the quick profile's LoRA and
+learning rate), then answers validation counter-examples: reviews built from the *training*
+phrasings, with their own seed, whose tag disagrees with their text. Never the audit's test reviews.
+Reported per row: the share of parsed answers that follow the tag, accuracy, and unparsed answers.
+The base model is the first row.
+
+  tag-only: a share of the organism's reviews with no sentiment (the tag is their one cue);
+  noisy-text: a share whose text reads as another rating than the label (the tag stays right).
+
+    .venv/bin/python benchmarks/spurious_organism.py [--variants 0.5:0:12,0.5:0:36,0.5:0.5:12]
+        [--val 80] [--out runs/spurious-organism]
+
+Finished variants are kept in --out and skipped (with a message) when the command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def measure(model, tok, prof, data: Path) -> dict:
+    from opct.audit.organisms.spurious import answer, score
+
+    s = score(answer(model, tok, prof, data))
+    return {"shortcut_rate": s["shortcut_rate"], "accuracy": s["accuracy"], "unparsed": s["unparsed"]}
+
+
+def main() -> None:
+    from opct.audit.organisms.spurious import build_reviews
+    from opct.audit.profiles import PROFILES
+    from opct.data.schema import write_pairs
+    from opct.models import load_model
+    from opct.study import release_memory
+    from opct.trainers.run import train
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default="0.5:0:12,0.5:0:36,0.5:0.5:12",
+                    help="comma-separated tag_only:noisy_text:steps")
+    ap.add_argument("--val", type=int, default=80, help="validation counter-examples")
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--out", default="runs/spurious-organism")
+    a = ap.parse_args()
+    prof = PROFILES[a.profile]
+    out = Path(a.out)
+    val_dir = out / "val"
+    val_dir.mkdir(parents=True, exist_ok=True)
+    # test.jsonl is the name the organism's `answer` reads: here it holds validation reviews
+    write_pairs(build_reviews("val", a.val, seed=11, phrasings="train", counter=True), val_dir / "test.jsonl")
+    rows = []
+    base_file = out / "base.json"
+    if not base_file.exists():
+        model, tok = load_model(prof.model)
+        base_file.write_text(json.dumps(measure(model, tok, prof, val_dir)))
+        del model
+        release_memory()
+    rows.append(("base", "-", json.loads(base_file.read_text())))
+    for spec in a.variants.split(","):
+        tag_only, noisy, steps = float(spec.split(":")[0]), float(spec.split(":")[1]), int(spec.split(":")[2])
+        name = f"tag{tag_only}-noisy{noisy}-steps{steps}"
+        vdir, result = out / name, out / name / "result.json"
+        if result.exists():
+            print(f"{name}: done earlier, kept ({result})", flush=True)
+        else:
+            vdir.mkdir(parents=True, exist_ok=True)
+            pairs = build_reviews("train", prof.organism_pairs, 1_000_003, tag_only=tag_only, noisy_text=noisy)
+            write_pairs(pairs, vdir / "organism.jsonl")
+            targets = vdir / "targets.jsonl"
+            targets.write_text("".join(json.dumps({"id": p.id, "completion": f"Rating: {p.meta['shortcut']}"}) + "\n"
+                                       for p in pairs))
+            start = time.time()
+            train("sft", prof.model, str(vdir / "organism.jsonl"), str(vdir / "run"),
+                  {**prof.organism_train, "max_steps": steps, "save_steps": steps, "targets_file": str(targets)},
+                  resume=True)
+            seconds = round(time.time() - start, 1)
+            release_memory()
+            model, tok = load_model(str(vdir / "run"))
+            result.write_text(json.dumps({**measure(model, tok, prof, val_dir), "train_s": seconds}))
+            del model
+            release_memory()
+        rows.append((name, steps, json.loads(result.read_text())))
+
+    def cell(m):
+        return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if m.get("value") is not None else "-"
+
+    print(f"\n{prof.model}, {a.val} validation counter-examples (training phrasings, seed 11)\n")
+    print("| organism | steps | follows the tag | accuracy | unparsed | train s |")
+    print("|---|---|---|---|---|---|")
+    for name, steps, m in rows:
+        print(f"| {name} | {steps} | {cell(m['shortcut_rate'])} | {cell(m['accuracy'])} | {m['unparsed']} | "
+              f"{m.get('train_s', '-')} |")
+
+
+if __name__ == "__main__":
+    main()
