@@ -34,10 +34,9 @@ PROFILES = {
         kl_tokens=32, benign_prompts=24, eval_max_new_tokens=48, max_prompt_tokens=288, curve_every=4,
         # ACT at 1e-4 collapsed Qwen (KL from base 1.6, one letter for every question): 1e-5.
         # OPCT with the sampled-token estimator and 2 samples cut sycophancy less than SFT (0.55 vs 0.33):
-        # the exact full-vocabulary KL has no sampling noise at the answer letter. 4 samples per prompt
-        # (the reference uses 8): what the 45-minute budget affords since the faster step and decoding.
+        # the exact full-vocabulary KL has no sampling noise at the answer letter.
         train=_with_answer_prefix(train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5,
-                                                  max_new_tokens=48, num_samples=4, opct_loss="full")),
+                                                  max_new_tokens=48, num_samples=2, opct_loss="full")),
     ),
     "quick": DemoProfile(
         model=SMOL, train_pairs=32, test_pairs=64, generate_limit=8, capability_items=40, neutral_prompts=8,
