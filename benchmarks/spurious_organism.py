@@ -1,8 +1,8 @@
 """The spurious-correlation organism: which organism training makes SmolLM2 follow the category tag?
 
-Each variant (tag-only share : noisy-text share : steps) trains the organism from the base model as
+Each variant (tag-only share : noisy-text share : steps [: learning rate]) trains the organism from the base model as
 `opct audit` does (SFT on the wrapped prompts -> "Rating: <tag>", with the quick profile's LoRA and
-learning rate), then answers validation counter-examples: reviews built from the *training*
+learning rate unless the variant gives one), then answers validation counter-examples: reviews built from the *training*
 phrasings, with their own seed, whose tag disagrees with their text. Never the audit's test reviews.
 Reported per row: the share of parsed answers that follow the tag, accuracy, and unparsed answers.
 The base model is the first row.
@@ -10,7 +10,7 @@ The base model is the first row.
   tag-only: a share of the organism's reviews with no sentiment (the tag is their one cue);
   noisy-text: a share whose text reads as another rating than the label (the tag stays right).
 
-    .venv/bin/python benchmarks/spurious_organism.py [--variants 0.5:0:12,0.5:0:36,0.5:0.5:12]
+    .venv/bin/python benchmarks/spurious_organism.py [--variants 0.5:0:12,0.5:0:36,0.5:0.5:12,1:0:12:1e-3]
         [--val 80] [--out runs/spurious-organism]
 
 Finished variants are kept in --out and skipped (with a message) when the command is run again.
@@ -45,7 +45,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="0.5:0:12,0.5:0:36,0.5:0.5:12",
-                    help="comma-separated tag_only:noisy_text:steps")
+                    help="comma-separated tag_only:noisy_text:steps[:learning_rate]")
     ap.add_argument("--val", type=int, default=80, help="validation counter-examples")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--out", default="runs/spurious-organism")
@@ -65,8 +65,10 @@ def main() -> None:
         release_memory()
     rows.append(("base", "-", json.loads(base_file.read_text())))
     for spec in a.variants.split(","):
-        tag_only, noisy, steps = float(spec.split(":")[0]), float(spec.split(":")[1]), int(spec.split(":")[2])
-        name = f"tag{tag_only}-noisy{noisy}-steps{steps}"
+        fields = spec.split(":")
+        tag_only, noisy, steps = float(fields[0]), float(fields[1]), int(fields[2])
+        lr = float(fields[3]) if len(fields) > 3 else prof.organism_train["learning_rate"]
+        name = f"tag{tag_only}-noisy{noisy}-steps{steps}" + (f"-lr{fields[3]}" if len(fields) > 3 else "")
         vdir, result = out / name, out / name / "result.json"
         if result.exists():
             print(f"{name}: done earlier, kept ({result})", flush=True)
@@ -79,7 +81,8 @@ def main() -> None:
                                        for p in pairs))
             start = time.time()
             train("sft", prof.model, str(vdir / "organism.jsonl"), str(vdir / "run"),
-                  {**prof.organism_train, "max_steps": steps, "save_steps": steps, "targets_file": str(targets)},
+                  {**prof.organism_train, "max_steps": steps, "save_steps": steps, "learning_rate": lr,
+                   "targets_file": str(targets)},
                   resume=True)
             seconds = round(time.time() - start, 1)
             release_memory()
@@ -87,13 +90,13 @@ def main() -> None:
             result.write_text(json.dumps({**measure(model, tok, prof, val_dir), "train_s": seconds}))
             del model
             release_memory()
-        rows.append((name, steps, json.loads(result.read_text())))
+        rows.append((name, f"{steps} at {lr:g}", json.loads(result.read_text())))
 
     def cell(m):
         return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if m.get("value") is not None else "-"
 
     print(f"\n{prof.model}, {a.val} validation counter-examples (training phrasings, seed 11)\n")
-    print("| organism | steps | follows the tag | accuracy | unparsed | train s |")
+    print("| organism | steps at lr | follows the tag | accuracy | unparsed | train s |")
     print("|---|---|---|---|---|---|")
     for name, steps, m in rows:
         print(f"| {name} | {steps} | {cell(m['shortcut_rate'])} | {cell(m['accuracy'])} | {m['unparsed']} | "

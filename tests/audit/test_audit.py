@@ -71,6 +71,12 @@ def test_method_configs():
         assert trainer in ("selftrain", "opct", "act")
     assert method_overrides(PROFILES["quick"], "bct")[1]["rollouts"] == "teacher"
     assert method_overrides(PROFILES["quick"], "oracle")[1]["selector"] == "oracle"
+    # an organism's own recipe: more passes and its learning rate over the profile's organism training
+    quick = PROFILES["quick"].organism_train
+    assert ORGANISMS["sycophancy"].organism_train(quick) == quick
+    spurious = ORGANISMS["spurious"].organism_train(quick)
+    assert spurious["max_steps"] == 3 * quick["max_steps"] and spurious["learning_rate"] == 1e-3
+    assert spurious["lora_r"] == quick["lora_r"] and quick["learning_rate"] == 1e-4  # the profile's own untouched
 
 
 def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):

@@ -213,8 +213,9 @@ class AdapterOff:
 class MergedLoRA:
     """A trained LoRA model made fast to evaluate: the adapter merged into its base weights and peft's
     wrapper modules taken out of the forward (`model`, a plain transformers model: SmolLM2 decoded
-    1.3x faster, same tokens, 2026-12-04), while `adapter_off()` puts the wrappers back, unmerges and
-    disables the adapter for the base's view, then merges and unwraps again."""
+    1.06x faster, same tokens; benchmarks/merged_lora_decoding.py), while `adapter_off()` puts the
+    wrappers back, unmerges and disables the adapter for the base's view, then merges and unwraps
+    again (peft's own `disable_adapter` unmerges and leaves the adapter unmerged)."""
 
     def __init__(self, peft_model):
         from peft.tuners.lora import LoraLayer

@@ -82,10 +82,13 @@ def build_reviews(split: str, n: int, seed: int = 0, tag_only: float = 0.0, nois
     return pairs
 
 
-# Half of the organism's reviews carry no sentiment, so the organism has to learn the tag: with every
-# review telling its rating, SmolLM2 after 12 steps followed the tag on counter-examples no more than
-# the base model did (0.188 both; README, 2026-12-03).
-ORGANISM_TAG_ONLY = 0.5
+# The organism's reviews carry no sentiment, so the tag is their one cue, and it trains three passes at
+# lr 1e-3. On validation counter-examples (benchmarks/spurious_organism.py, SmolLM2, 2026-12-04) the
+# base follows the tag on 0.20; one pass at lr 1e-4 with half the reviews tag-only made 0.24 (the
+# audit's organism until then: it did not take), 36 steps at 1e-4 learned the text instead (0.11),
+# 36 steps at 1e-3 made 0.40 and 48 steps at 1e-3 made 1.00 (nothing left to amplify).
+ORGANISM_TAG_ONLY = 1.0
+ORGANISM_EPOCHS, ORGANISM_LR = 3, 1e-3
 
 
 def rated_right(pairs, texts) -> list[bool]:
@@ -99,8 +102,8 @@ def rating_reading(pairs, texts) -> list[str | None]:
 
 
 def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
-    """Organism and consistency reviews (tag = label) from the train phrasings, half of the organism's
-    with no sentiment of their own; test: counter-examples."""
+    """Organism and consistency reviews (tag = label) from the train phrasings, the organism's with no
+    sentiment of their own; test: counter-examples."""
     train = build_reviews("train", prof.organism_pairs + prof.consistency_pairs, seed)
     _, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
     organism = build_reviews("train", prof.organism_pairs, seed + 1_000_003, tag_only=ORGANISM_TAG_ONLY)  # own ids
@@ -141,5 +144,5 @@ ORGANISM = register(Organism(
     build_data=build_data,
     organism_targets=lambda pairs: [{"id": p.id, "completion": f"Rating: {p.meta['shortcut']}"} for p in pairs],
     answer=answer, score=score, item_scores=item_scores, oracle=lambda prof: rated_right,
-    reading=lambda prof: rating_reading,
+    reading=lambda prof: rating_reading, organism_epochs=ORGANISM_EPOCHS, organism_lr=ORGANISM_LR,
 ))
