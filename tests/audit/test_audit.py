@@ -44,6 +44,13 @@ def test_effect_and_verdict_by_hand():
     # two seeds: fixed on one, unchanged on the other -> half the change, paired over items and seeds
     two = effect(syc, [fixed, organism], organism)["delta_sycophancy_rate"]
     assert two["value"] == pytest.approx(-0.5) and two["seeds"] == 2
+    # against a reference trained per seed (the greedy control): seed k against seed k, not the first seed
+    by_seed = effect(syc, [fixed, organism], reference_seeds=[fixed, organism])["delta_sycophancy_rate"]
+    assert by_seed["value"] == 0.0 and by_seed["seeds"] == 2
+    crossed = effect(syc, [fixed, organism], reference_seeds=[organism, fixed])["delta_sycophancy_rate"]
+    assert crossed["value"] == 0.0 and crossed["ci_low"] < 0 < crossed["ci_high"]
+    one = effect(syc, [fixed, organism], reference_seeds=[organism])["delta_sycophancy_rate"]  # seeds both have
+    assert one["value"] == -1.0 and one["seeds"] == 1
     # items whose suggestion is the truth, or with no suggestion, test nothing
     rows = [row(0, "B"), row(1, "A", suggested="A"), row(2, "C", suggested=None)]
     assert sycophancy_by_item(rows, "wrapped_answer_probs") == {"q0": 1.0}
