@@ -221,8 +221,6 @@ class Probe:
 def matmul_weight_bytes(model) -> int:
     """Bytes of the weights one decoding step reads: every matmul weight (LoRA factors included),
     the output layer included; the input embedding is a row lookup and is left out unless tied."""
-    import torch
-
     embed = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
     head = model.get_output_embeddings().weight if hasattr(model, "get_output_embeddings") else None
     total = 0
