@@ -1,9 +1,10 @@
 """The spurious-correlation organism: which organism training makes SmolLM2 follow the category tag?
 
-Each variant (tag-only share : noisy-text share : steps [: learning rate]) trains the organism from the base model as
-`opct audit` does (SFT on the wrapped prompts -> "Rating: <tag>", with the quick profile's LoRA and
-learning rate unless the variant gives one), then answers validation counter-examples: reviews built from the *training*
-phrasings, with their own seed, whose tag disagrees with their text. Never the audit's test reviews.
+Each variant (tag-only share : noisy-text share : steps [: learning rate]) trains the organism from
+the base model with `opct audit`'s own organism build (SFT on the wrapped prompts -> "Rating: <tag>",
+merged; the quick profile's LoRA and learning rate unless the variant gives one; train s includes
+the merge), then answers validation counter-examples: reviews built from the *training* phrasings,
+with their own seed, whose tag disagrees with their text. Never the audit's test reviews.
 Reported per row: the share of parsed answers that follow the tag, accuracy, and unparsed answers.
 The base model is the first row.
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,12 +38,12 @@ def measure(model, tok, prof, data: Path) -> dict:
 
 
 def main() -> None:
-    from opct.audit.organisms.spurious import build_reviews
+    from opct.audit.organisms.spurious import ORGANISM, build_reviews
     from opct.audit.profiles import PROFILES
+    from opct.audit.study import build_organism
     from opct.data.schema import write_pairs
     from opct.models import load_model
     from opct.study import release_memory
-    from opct.trainers.run import train
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="0.5:0:12,0.5:0:36,0.5:0.5:12",
@@ -74,19 +76,16 @@ def main() -> None:
             print(f"{name}: done earlier, kept ({result})", flush=True)
         else:
             vdir.mkdir(parents=True, exist_ok=True)
-            pairs = build_reviews("train", prof.organism_pairs, 1_000_003, tag_only=tag_only, noisy_text=noisy)
-            write_pairs(pairs, vdir / "organism.jsonl")
-            targets = vdir / "targets.jsonl"
-            targets.write_text("".join(json.dumps({"id": p.id, "completion": f"Rating: {p.meta['shortcut']}"}) + "\n"
-                                       for p in pairs))
+            write_pairs(build_reviews("train", prof.organism_pairs, 1_000_003, tag_only=tag_only, noisy_text=noisy),
+                        vdir / "organism.jsonl")
+            # the audit's own organism build (targets, SFT, merge) with this variant's steps and learning rate
+            org = replace(ORGANISM, organism_epochs=1, organism_lr=lr)
             start = time.time()
-            train("sft", prof.model, str(vdir / "organism.jsonl"), str(vdir / "run"),
-                  {**prof.organism_train, "max_steps": steps, "save_steps": steps, "learning_rate": lr,
-                   "targets_file": str(targets)},
-                  resume=True)
+            model_dir = build_organism(org, replace(prof, organism_train={**prof.organism_train, "max_steps": steps}),
+                                       vdir, vdir)
             seconds = round(time.time() - start, 1)
             release_memory()
-            model, tok = load_model(str(vdir / "run"))
+            model, tok = load_model(str(model_dir))
             result.write_text(json.dumps({**measure(model, tok, prof, val_dir), "train_s": seconds}))
             del model
             release_memory()
