@@ -8,7 +8,7 @@ import os
 import sys
 
 from opct.commands.train import EPILOG_MODELS
-from opct.errors import UsageError, UserError  # noqa: F401  (UsageError: re-exported)
+from opct.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,9 @@ from opct.attacks import attacker_messages, parse_attacker_output, run_adaptive_
 from opct.attacks.search import WrapperSearch
 from opct.data.jailbreak import Behavior
 from opct.data.wrappers import HELDOUT_FAMILIES, mutate, own_wrappers
-from opct.evals.jailbreak import evaluate_adaptive, evaluate_static, query_target
+from opct.attacks.evaluate import evaluate_adaptive
+from opct.evals.jailbreak import evaluate_static
+from opct.evals.target import query_target
 from opct.evals.refusal import PatternRefusalJudge
 from opct.evals.judges import Judge, Verdict
 from opct.models import package_dir

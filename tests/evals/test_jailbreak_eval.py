@@ -16,11 +16,10 @@ from opct.evals.jailbreak import (
     BehaviorFileError,
     adaptive_metrics,
     evaluate_static,
-    jailbreak_score,
-    judge_scores,
     read_behaviors_file,
     static_metrics,
 )
+from opct.evals.target import jailbreak_score, judge_scores
 from opct.evals.over_refusal import evaluate_over_refusal, over_refusal_metrics, over_refusal_prompts, spread
 from opct.evals.judges import Judge, JudgeItem, Verdict
 from opct.evals.refusal import PatternRefusalJudge

@@ -7,7 +7,7 @@ attacker and no torch."""
 from importlib import import_module
 
 _HOMES = {
-    "default_library": "adaptive", "run_adaptive_attack": "adaptive",
+    "default_library": "adaptive", "run_adaptive_attack": "adaptive", "evaluate_adaptive": "evaluate",
     "PairAttacker": "pair", "PairProposal": "pair", "PairRequest": "pair", "attacker_messages": "pair",
     "parse_attacker_output": "pair",
     "ATTACKERS": "registry", "Attacker": "registry", "get_attacker": "registry",

@@ -2,7 +2,7 @@
 
 A run function takes (model, tokenizer, behaviors, judge, *, budget, threshold, seed, max_new_tokens,
 batch_size, progress, **options) and returns {"rows": one per behaviour in `run_adaptive_attack`'s
-format, "attacker": its settings}; `opct.evals.jailbreak.evaluate_adaptive` calls it and
+format, "attacker": its settings}; `opct.attacks.evaluate.evaluate_adaptive` calls it and
 `adaptive_metrics` reads the rows. The function is named as "module:function" and imported on first
 use, so listing the attackers loads none of them (the RL attacker needs TRL)."""
 

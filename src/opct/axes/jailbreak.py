@@ -128,7 +128,8 @@ def build_data(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> di
 def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str = "wrapped") -> dict[str, list]:
     from opct.attacks import default_library
     from opct.data.jailbreak import Behavior
-    from opct.evals.jailbreak import evaluate_adaptive, evaluate_static
+    from opct.attacks.evaluate import evaluate_adaptive
+    from opct.evals.jailbreak import evaluate_static
     from opct.evals.refusal import EmbeddingRefusalJudge
 
     test = json.loads((data / "test.json").read_text())

@@ -262,7 +262,8 @@ def add_eval_jailbreak(esub) -> None:
 
 
 def cmd_eval_jailbreak(a) -> int:
-    from opct.evals.jailbreak import evaluate_adaptive, evaluate_static, read_behaviors_file
+    from opct.attacks.evaluate import evaluate_adaptive
+    from opct.evals.jailbreak import evaluate_static, read_behaviors_file
     from opct.models import load_model
 
     if a.budget < 1:

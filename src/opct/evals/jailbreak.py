@@ -9,8 +9,8 @@ every rate and mean, never read as 0.
   attack_success_rate = share of (behaviour, wrapper) attempts scoring >= threshold;
   strongreject_mean = mean score (named so whatever the judge; metrics["judge"] says which);
   behavior_attack_success_rate = share of behaviours cracked by at least one wrapper.
-* `evaluate_adaptive`: one of `opct.attacks.ATTACKERS` per behaviour within a budget of target
-  queries or passes. defense_success_rate = share of behaviours never cracked;
+* `adaptive_metrics`: the rates of an adaptive attack (`opct.attacks.evaluate_adaptive`, which sits
+  above this module): defense_success_rate = share of behaviours never cracked;
   attack_success_rate = 1 - defense; strongreject_mean = mean of each behaviour's best score.
 Over-refusal (benign prompts that look harmful) is `opct.evals.over_refusal`.
 
@@ -20,7 +20,6 @@ Each rate is an `opct.evals.stats.summarize` dict {"value", "ci_low", "ci_high",
 from __future__ import annotations
 
 import statistics
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from opct.defaults import DECODE_BATCH
 from opct.evals.judges import Judge, JudgeItem
 from opct.evals.stats import summarize
-from opct.evals.target import DEFAULT_THRESHOLD, jailbreak_score, judge_scores, query_target, target_conversation  # noqa: F401  (re-exported)
+from opct.evals.target import DEFAULT_THRESHOLD, judge_scores, query_target
 from opct.errors import UserError
 
 if TYPE_CHECKING:
@@ -256,55 +255,3 @@ def adaptive_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_
         "per_category": {k: block(v) for k, v in sorted(by_category.items())},
         "per_winning_family": dict(sorted(wins.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
-
-
-def evaluate_adaptive(
-    model,
-    tokenizer,
-    behaviors: Sequence["Behavior"],
-    judge: Judge,
-    *,
-    budget: int = 10,
-    attacker: str = "search",
-    attacker_model: Any = None,
-    wrappers: Sequence["Wrapper"] | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
-    seed: int = 0,
-    max_new_tokens: int = 128,
-    batch_size: int = DECODE_BATCH,
-    system: str | None = None,
-    progress: bool = True,
-    **attack_options: Any,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One of `opct.attacks.ATTACKERS` per behaviour: the wrapper search, PAIR-style rewriting or
-    both within `budget` target queries each; a white-box suffix attack (random_suffix, gcg) within
-    `budget` target passes each; or rl, an attacker GRPO-trained against this target on
-    attack_options["train_behaviors"] (checkpoints in attack_options["out"]), then best of
-    budget // rounds samples a round. Returns (`adaptive_metrics` plus the settings, rows). Each row
-    is one behaviour with its full transcript (every query's prompt, response, score and verdict)
-    and "seconds": the attack's wall time spread evenly over its behaviours (an attacker's training included).
-
-    `wrappers`: the search's library (default: `opct.attacks.default_library()`); `attacker_model`:
-    a model spec or (model, tokenizer) for PAIR (default: the embedded Qwen 0.5B) or the model the
-    RL attacker trains (default: the embedded SmolLM2). Extra keyword options go to the attacker
-    (population, per_round, streams, steps, template, ...)."""
-    from opct.attacks import get_attacker
-
-    spec = get_attacker(attacker)
-    if spec.trains:
-        missing = [k for k in ("train_behaviors", "out") if k not in attack_options]
-        if missing:
-            raise ValueError(f"attacker={attacker!r} needs {' and '.join(missing)} (the behaviours it trains on, its "
-                             "run folder)")
-    given = {k: v for k, v in (("attacker_model", attacker_model), ("wrappers", wrappers), ("system", system))
-             if v is not None}
-    started = time.perf_counter()
-    result = spec.run(model, tokenizer, behaviors, judge, budget=budget, threshold=threshold, seed=seed,
-                      max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, **given,
-                      **attack_options)
-    for row in result["rows"]:
-        row["seconds"] = round((time.perf_counter() - started) / max(1, len(result["rows"])), 2)
-    rows = result["rows"]
-    metrics = adaptive_metrics(rows, threshold)
-    metrics.update(attack="adaptive", judge=judge_name(judge), budget=budget, seed=seed, attacker=result["attacker"])
-    return metrics, rows
