@@ -138,4 +138,4 @@ def test_soft_relevance_weight_falls_linearly_below_the_threshold():
 
     assert relevance_weight(0.45, 0.3) == 1.0 and relevance_weight(0.3, 0.3) == 1.0
     assert relevance_weight(0.2, 0.3) == pytest.approx(0.5)
-    assert relevance_weight(0.1, 0.3) == 0.0 and relevance_weight(-0.2, 0.3) == 0.0
+    assert relevance_weight(0.1, 0.3) == pytest.approx(0.0) and relevance_weight(-0.2, 0.3) == 0.0
