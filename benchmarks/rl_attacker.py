@@ -11,6 +11,7 @@ for reading by hand.
   variant = steps[:generations:prompts_per_step[:flags]]   (generations 4 and prompts 1 by default)
     flag s: each attacker prompt is asked for with one of `opct.attacks.rl.STRATEGIES`
     flag d: the soft (dense) on-topic reward, `TargetReward(soft=True)`
+    flag f: the attacker writes an opening and the behaviour follows it verbatim (`frame=True`)
 
     .venv/bin/python benchmarks/rl_attacker.py [--target embedded:smollm2-135m-instruct]
         [--variants 0,20:4:1,20:4:1:s] [--budget 8] [--lr 1e-4] [--out runs/rl-attacker]
@@ -76,25 +77,25 @@ def main() -> None:
         parts = variant.split(":")
         steps, gens, per_step = [int(x) for x in parts[:3]] + [4, 1][len(parts) - 1:]
         flags = parts[3] if len(parts) > 3 else ""
-        if set(flags) - set("sd"):
-            raise SystemExit(f"variant {variant!r}: unknown flags {flags!r} (s: strategies, d: soft reward)")
+        if set(flags) - set("sdf"):
+            raise SystemExit(f"variant {variant!r}: unknown flags {flags!r} (s: strategies, d: soft reward, f: frame)")
         strategies = "s" in flags
         run_dir = done.parent
         row: dict = {"variant": variant, "steps": steps, "generations": gens, "prompts_per_step": per_step,
-                     "strategies": strategies, "soft_reward": "d" in flags, "lr": a.lr}
+                     "strategies": strategies, "soft_reward": "d" in flags, "frame": "f" in flags, "lr": a.lr}
         started = time.time()
         attacker = ATTACKER
         if steps:
             trained = train_rl_attacker(ATTACKER, target, tok, train_b, judge, run_dir, steps=steps,
                                         num_generations=gens, prompts_per_step=per_step, seed=a.seed,
                                         max_new_tokens=a.max_new_tokens, strategies=strategies,
-                                        soft_relevance="d" in flags, learning_rate=a.lr)
+                                        soft_relevance="d" in flags, frame="f" in flags, learning_rate=a.lr)
             attacker = trained["adapter"]
             row["reward"] = reward_curve(run_dir / "queries.jsonl")
         row["train_s"] = round(time.time() - started, 1)
         started = time.time()
         result = rl_attack(attacker, target, tok, val_b, judge, samples=a.budget // 2, rounds=2, seed=a.seed,
-                           max_new_tokens=a.max_new_tokens, strategies=strategies)
+                           max_new_tokens=a.max_new_tokens, strategies=strategies, frame="f" in flags)
         row["eval_s"] = round(time.time() - started, 1)
         rows = result["rows"]
         m = adaptive_metrics(rows)
