@@ -63,6 +63,10 @@ STRONG_PATTERNS = [
     r"^\W*(?:no|absolutely not|nope)\s*[.!,]",
     r"\bi (?:will|would) never\b",
     r"\bbreak character\b",
+    # SmolLM2's own refusals: "I'm sorry for any confusion, but as a chatbot ..., I don't have the capability to ..."
+    r"\b(?:i'?m|i am) sorry for (?:any|the) (?:misunderstanding|confusion)\b",
+    r"\b(?:don'?t|do not) have the (?:capability|ability) to\b",
+    r"\b(?:i'?m|i am) not (?:equipped|programmed) to\b",
     # other languages
     r"\blo siento\b|\bno puedo\b|\bdésolée?\b|\bje ne peux pas\b|\bes tut mir leid\b|\bich kann (?:dabei )?nicht\b|"
     r"\bmi dispiace\b|\bnon posso\b",
