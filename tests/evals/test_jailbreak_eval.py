@@ -296,6 +296,8 @@ def test_cli_eval_jailbreak_static_and_adaptive(tiny_model_dir, behavior_file, t
     assert (tmp_path / "rl.rl" / "final" / "adapter_config.json").is_file()
     rows = [json.loads(x) for x in out.with_suffix(".rows.jsonl").read_text().splitlines()]
     assert all(1 <= len(r["transcript"]) <= 2 for r in rows)
+    # frame mode by default: every query ends with the behaviour, word for word
+    assert m["attacker"]["frame"] and all(e["prompt"].endswith(r["behavior"]) for r in rows for e in r["transcript"])
 
 
 def test_cli_eval_jailbreak_errors(tiny_model_dir, tmp_path, capsys):

@@ -243,16 +243,20 @@ def rl_attack(attacker: str, target, target_tokenizer, behaviors: Sequence["Beha
 def train_and_attack(target, target_tokenizer, behaviors: Sequence["Behavior"], judge: Judge, *, budget: int,
                      train_behaviors: Sequence["Behavior"], out: str | Path, attacker_model: str | None = None,
                      steps: int = 20, prompts_per_step: int = 1, rounds: int = 2, threshold: float = 0.5, seed: int = 0,
-                     max_new_tokens: int = 128, batch_size: int = 8, progress: bool = True,
+                     max_new_tokens: int = 128, batch_size: int = 8, progress: bool = True, frame: bool = True,
                      **attack_options: Any) -> dict[str, Any]:
     """The registry's `rl` attacker: GRPO-train `attacker_model` (default: the embedded SmolLM2)
     against this target on `train_behaviors` (checkpoints in `out`), then best of budget // rounds
-    prompts a round on `behaviors`. `batch_size` and `progress` are the common attacker arguments;
-    the target answers in `query_target`'s batches."""
+    prompts a round on `behaviors`. `frame` (the default): the attacker writes openings and the
+    behaviour follows verbatim; the untrained SmolLM2 attacker's whole prompts garble the request
+    (0 of 12 validation behaviours answered by hand, against 7 of 12 with frames; README, "The RL
+    attacker"). `batch_size` and `progress` are the common attacker arguments; the target answers in
+    `query_target`'s batches."""
     trained = train_rl_attacker(attacker_model or "embedded:smollm2-135m-instruct", target, target_tokenizer,
                                 train_behaviors, judge, out, seed=seed, steps=steps, max_new_tokens=max_new_tokens,
-                                prompts_per_step=prompts_per_step)
+                                prompts_per_step=prompts_per_step, frame=frame)
     result = rl_attack(trained["adapter"], target, target_tokenizer, behaviors, judge, samples=max(1, budget // rounds),
-                       rounds=rounds, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, **attack_options)
+                       rounds=rounds, threshold=threshold, seed=seed, max_new_tokens=max_new_tokens, frame=frame,
+                       **attack_options)
     result["attacker"]["train_steps"] = trained["steps"]
     return result

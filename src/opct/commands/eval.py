@@ -226,6 +226,9 @@ def add_eval_jailbreak(esub) -> None:
     j.add_argument("--rl-steps", type=int, default=20, help="rl: GRPO steps against the target (checkpoints in OUT.rl/)")
     j.add_argument("--rl-prompts-per-step", type=int, default=1,
                    help="rl: training behaviours per GRPO step, each with its group of attacker prompts")
+    j.add_argument("--rl-mode", choices=["frame", "free"], default="frame",
+                   help="rl: frame (default): the attacker writes an opening and the behaviour follows word for word; "
+                   "free: it writes the whole prompt (small attackers garble the request)")
     j.add_argument("--rl-train-behaviors", type=int, default=8,
                    help="rl: training behaviours the attacker learns on (the fixed split's train side)")
     j.add_argument("--attacker-model", metavar="SPEC",
@@ -297,7 +300,7 @@ def cmd_eval_jailbreak(a) -> int:
         if ATTACKERS[a.attacker].trains:  # on training behaviours, never the ones it is evaluated on
             train_b, _ = split_behaviors_arg("train", a.sources)
             extra = {"train_behaviors": fixed_sample(train_b, a.rl_train_behaviors), "out": out.with_suffix(".rl"),
-                     "steps": a.rl_steps, "prompts_per_step": a.rl_prompts_per_step}
+                     "steps": a.rl_steps, "prompts_per_step": a.rl_prompts_per_step, "frame": a.rl_mode == "frame"}
         elif a.attacker in WHITEBOX_ATTACKERS:
             from opct.attacks.whitebox import TEMPLATE
 
