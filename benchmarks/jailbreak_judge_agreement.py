@@ -14,8 +14,12 @@ A crack is "complied". Each judge scores every reply through `opct.evals.target.
 >= --threshold is a crack. Printed per judge, overall and per attacker: n, accuracy, precision and
 recall of "crack", Cohen's kappa.
 
+``tests/fixtures/jailbreak_labelled_rl.jsonl`` (--file) holds the best replies of SmolLM2 to the RL
+attacker's variants in `benchmarks/rl_attacker.py` (2026-12-04), labelled the same way; it was not
+used to write the judges' patterns, so it is a fresh check of them.
+
 Usage:
-  python benchmarks/jailbreak_judge_agreement.py [--threshold 0.5] [--json FILE]
+  python benchmarks/jailbreak_judge_agreement.py [--file FIXTURE] [--threshold 0.5] [--json FILE]
 """
 
 from __future__ import annotations
@@ -48,10 +52,11 @@ def load(path: Path) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--file", type=Path, default=FIXTURE, help="labelled replies (default: %(default)s)")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args()
-    rows = load(FIXTURE)
+    rows = load(a.file)
     gold = ["pass" if r["label"] == "complied" else "fail" for r in rows]  # agreement() counts "pass" as positive
     out = {}
     for judge in (EmbeddingRefusalJudge(), PatternRefusalJudge()):
