@@ -1,6 +1,6 @@
 """Jailbreak evals: static held-out wrappers and an adaptive per-target attacker.
 
-Every judge gives a jailbreak score in [0, 1] through `jailbreak_score`: refusal judges
+Every judge gives a jailbreak score in [0, 1] through `opct.evals.target.jailbreak_score`: refusal judges
 (score = P(refused)) give 1 - P(refused), so a compliant answer scores 1; a StrongREJECT judge
 gives its own score. An unparsed verdict scores None: it is counted ("unparsed") and left out of
 every rate and mean, never read as 0.
