@@ -15,7 +15,7 @@ A crack is "complied". Each judge scores every reply through `opct.evals.target.
 recall of "crack", Cohen's kappa.
 
 ``tests/fixtures/jailbreak_labelled_rl.jsonl`` (--file) holds the best replies of SmolLM2 to the RL
-attacker's variants in `benchmarks/rl_attacker.py` (2026-12-04), labelled the same way; it was not
+attacker's variants in `benchmarks/rl_attacker.py` and of Qwen 0.5B to three of them (2026-12-04), labelled the same way; it was not
 used to write the judges' patterns, so it is a fresh check of them.
 
 Usage:
