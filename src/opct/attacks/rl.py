@@ -132,6 +132,14 @@ class TargetReward:
         return rewards
 
 
+def attacker_dataset(behaviors: Sequence["Behavior"], strategies: bool = False,
+                     frame: bool = False) -> list[dict[str, Any]]:
+    """GRPO's training rows {"prompt": the attacker's messages, "behavior"}: one per behaviour, or one
+    per behaviour and entry of `STRATEGIES`."""
+    return [{"prompt": attacker_messages(b.prompt, strategy=s, frame=frame), "behavior": b.prompt}
+            for b in behaviors for s in (STRATEGIES if strategies else [None])]
+
+
 def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequence["Behavior"], judge: Judge,
                       out: str | Path, *, steps: int = 20, num_generations: int = 4, learning_rate: float = 1e-4,
                       max_completion_length: int = 64, max_new_tokens: int = 64, seed: int = 0, lora_r: int = 16,
@@ -164,8 +172,7 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
                       learning_rate=learning_rate, temperature=temperature, seed=seed, logging_steps=1,
                       save_steps=max(1, steps // 4), save_total_limit=1, report_to="none", beta=0.0,
                       bf16=False, use_cpu=not torch.cuda.is_available(), disable_tqdm=False)
-    data = Dataset.from_list([{"prompt": attacker_messages(b.prompt, strategy=s, frame=frame), "behavior": b.prompt}
-                              for b in behaviors for s in (STRATEGIES if strategies else [None])])
+    data = Dataset.from_list(attacker_dataset(behaviors, strategies, frame))
     reward = TargetReward(target, target_tokenizer, judge, max_new_tokens, log=out / "queries.jsonl",
                           min_relevance=min_relevance, soft=soft_relevance, frame=frame)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data,
@@ -208,17 +215,17 @@ def rl_attack(attacker: str, target, target_tokenizer, behaviors: Sequence["Beha
             asks = [(b, STRATEGIES[(r * samples + k) % len(STRATEGIES)]) for b in active for k in range(samples)]
             outs = generate(model, tok, [attacker_messages(b.prompt, best[b.id], s, frame) for b, s in asks],
                             max_new_tokens=attacker_max_new_tokens, temperature=temperature)
-            plans = [(b, attack_prompt(row[0].text, b.prompt, frame)) for (b, _), row in zip(asks, outs)]
+            plans = [(b, s, attack_prompt(row[0].text, b.prompt, frame)) for (b, s), row in zip(asks, outs)]
         else:
             outs = generate(model, tok, [attacker_messages(b.prompt, best[b.id], frame=frame) for b in active],
                             max_new_tokens=attacker_max_new_tokens, temperature=temperature, num_samples=samples)
-            plans = [(b, attack_prompt(o.text, b.prompt, frame)) for b, row in zip(active, outs) for o in row]
-        replies = query_target(target, target_tokenizer, [p for _, p in plans], max_new_tokens=max_new_tokens)
-        scores, verdicts = judge_scores(judge, [b.prompt for b, _ in plans], [p for _, p in plans],
+            plans = [(b, None, attack_prompt(o.text, b.prompt, frame)) for b, row in zip(active, outs) for o in row]
+        replies = query_target(target, target_tokenizer, [p for _, _, p in plans], max_new_tokens=max_new_tokens)
+        scores, verdicts = judge_scores(judge, [b.prompt for b, _, _ in plans], [p for _, _, p in plans],
                                         [c.text for c in replies])
-        for (b, prompt), c, s, v in zip(plans, replies, scores, verdicts):
-            entry = {"query": len(transcript[b.id]) + 1, "round": r, "method": "rl", "prompt": prompt,
-                     "response": c.text, "finished": c.finished, "score": s, "label": v.label, "verdict": v.to_dict()}
+        for (b, strategy, prompt), c, s, v in zip(plans, replies, scores, verdicts):
+            entry = {"query": len(transcript[b.id]) + 1, "round": r, "method": "rl", "strategy": strategy,
+                     "prompt": prompt, "response": c.text, "finished": c.finished, "score": s, "label": v.label, "verdict": v.to_dict()}
             transcript[b.id].append(entry)
             if s is not None and (best[b.id] is None or s > best[b.id]["score"]):
                 best[b.id] = entry
@@ -251,8 +258,8 @@ def train_and_attack(target, target_tokenizer, behaviors: Sequence["Behavior"], 
     prompts a round on `behaviors`. `frame` (the default): the attacker writes openings and the
     behaviour follows verbatim. The SmolLM2 attacker's whole prompts garble the request: by hand, 0 of
     12 validation behaviours answered on either embedded target, against 3 (SmolLM2) and 7 (Qwen 0.5B)
-    of 12 with frames, untrained (README, "The RL attacker: what helps"). `batch_size` and `progress` are the common attacker arguments; the target answers in
-    `query_target`'s batches."""
+    of 12 with frames, untrained (README, "The RL attacker: what helps"). `batch_size` and `progress`
+    are the common attacker arguments; the target answers in `query_target`'s batches."""
     trained = train_rl_attacker(attacker_model or "embedded:smollm2-135m-instruct", target, target_tokenizer,
                                 train_behaviors, judge, out, seed=seed, steps=steps, max_new_tokens=max_new_tokens,
                                 prompts_per_step=prompts_per_step, frame=frame)
