@@ -75,6 +75,8 @@ def main() -> None:
             print(f"{variant}: kept from {done}")
             continue
         parts = variant.split(":")
+        if not all(x.isdigit() for x in parts[:3]) or len(parts) > 4:
+            raise SystemExit(f"variant {variant!r}: expected steps[:generations:prompts[:flags]], e.g. 20:4:1:f")
         steps, gens, per_step = [int(x) for x in parts[:3]] + [4, 1][len(parts) - 1:]
         flags = parts[3] if len(parts) > 3 else ""
         if set(flags) - set("sdf"):
