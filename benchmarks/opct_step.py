@@ -11,6 +11,8 @@ Three trainers, same prompts, same batch shape, same sampling settings, same LoR
   trl-gkd   TRL's `experimental.gkd.GKDTrainer` with lmbda=1 (always on-policy) and beta=1 (reverse
             KL over the full vocabulary). GKD has one prompt for student and teacher, so this is a
             same-prompt reference (wrapped prompt for both); its teacher is a second copy of the model.
+  opct-unshared  (only when asked for with --only) opct with share_prompt_forward=False: sampling
+            prefills the wrapped prompts itself instead of reusing the student's forward of them.
 
 Prompts are real sycophancy pairs (`opct.data.sycophancy.build_split("train")`, fixed order),
 keeping those whose wrapped and clean prompts fit in --max-prompt-tokens (default 256: the
@@ -47,7 +49,8 @@ MODELS = {
     "smollm2": "embedded:smollm2-135m-instruct",
     "qwen": "embedded:qwen2.5-0.5b-instruct",
 }
-TRAINERS = ("opct", "trl-sdft", "trl-gkd")
+TRAINERS = ("opct", "opct-unshared", "trl-sdft", "trl-gkd")
+DEFAULT_TRAINERS = ("opct", "trl-sdft", "trl-gkd")  # opct-unshared: opct with share_prompt_forward=False
 RESULT_TAG = "BENCH-RESULT "
 LORA = dict(r=32, alpha=64, dropout=0.0, targets="all-linear")  # opct's defaults, used by all three
 
@@ -322,7 +325,7 @@ def common_args(opts, out_dir: str) -> dict:
     )
 
 
-def run_opct(opts, model, tok, pairs, out_dir, callbacks):
+def run_opct(opts, model, tok, pairs, out_dir, callbacks, share_prompt_forward=True):
     from opct.data.schema import pairs_to_dataset
     from opct.trainers.opct import OPCTConfig, OPCTTrainer
 
@@ -342,6 +345,7 @@ def run_opct(opts, model, tok, pairs, out_dir, callbacks):
         use_lora=True, lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
         lora_target_modules=LORA["targets"],
         max_prompt_length=1024,
+        share_prompt_forward=share_prompt_forward,
     )
     return OPCTTrainer(model=model, args=args, train_dataset=pairs_to_dataset(pairs), processing_class=tok,
                        callbacks=callbacks)
@@ -463,7 +467,7 @@ def worker(opts) -> None:
 
         spec = MODELS[opts.model]
         model, tok = load_model(spec)
-        if opts.worker != "opct":
+        if not opts.worker.startswith("opct"):
             without_opct_guard(model)
         pairs, prompt_stats = select_pairs(opts, tok)
         probe = Probe(eos_ids(tok, model))
@@ -473,6 +477,8 @@ def worker(opts) -> None:
         out_dir = tempfile.mkdtemp(prefix=f"opct-bench-{opts.worker}-")
         if opts.worker == "opct":
             trainer = run_opct(opts, model, tok, pairs, out_dir, [clock])
+        elif opts.worker == "opct-unshared":
+            trainer = run_opct(opts, model, tok, pairs, out_dir, [clock], share_prompt_forward=False)
         elif opts.worker == "trl-sdft":
             trainer = run_sdft(opts, model, tok, pairs, out_dir, [clock])
         else:
@@ -564,7 +570,7 @@ def summarize(r: dict, limits: dict | None = None) -> dict:
 
 
 def print_table(results: list[dict], opts, limits: dict | None = None) -> None:
-    head = (f"{'model':<8} {'shape':>5} {'trainer':<9} {'s/step':>7} {'min s':>7} {'cpu s':>7} {'tok/step':>8} "
+    head = (f"{'model':<8} {'shape':>5} {'trainer':<13} {'s/step':>7} {'min s':>7} {'cpu s':>7} {'tok/step':>8} "
             f"{'tok/s':>6} {'gen s':>6} {'sample':>6} {'fwd s':>6} {'tfwd s':>6} {'rest s':>6} {'gen%bw':>6} "
             f"{'trn%pk':>6} {'peak MB':>8} {'step MB':>8} {'load':>9}")
     print(head)
@@ -572,7 +578,7 @@ def print_table(results: list[dict], opts, limits: dict | None = None) -> None:
     for r in results:
         shape = f"{r.get('prompts', opts.prompts)}x{r.get('samples', opts.samples)}"
         if not r.get("ok"):
-            print(f"{r['model']:<8} {shape:>5} {r['trainer']:<9} FAILED: {r.get('error', '?')}")
+            print(f"{r['model']:<8} {shape:>5} {r['trainer']:<13} FAILED: {r.get('error', '?')}")
             continue
         s = summarize(r, limits)
         step_mb = f"{r['step_peak_rss_mb']:.0f}" if r.get("step_peak_rss_mb") else "n/a"
@@ -580,7 +586,7 @@ def print_table(results: list[dict], opts, limits: dict | None = None) -> None:
         sample = "+".join(d.replace("torch.", "").replace("float32", "fp32").replace("bfloat16", "bf16")
                           for d in r.get("sampling_dtypes", [])) or "?"
         pct = lambda v: f"{v:>6.1f}" if v is not None else f"{'n/a':>6}"  # noqa: E731
-        print(f"{r['model']:<8} {shape:>5} {r['trainer']:<9} {s['sec']:>7.2f} {s['best']:>7.2f} {s['cpu']:>7.2f} "
+        print(f"{r['model']:<8} {shape:>5} {r['trainer']:<13} {s['sec']:>7.2f} {s['best']:>7.2f} {s['cpu']:>7.2f} "
               f"{s['toks']:>8.0f} {s['tps']:>6.2f} {s['gen']:>6.2f} {sample:>6} {s['fwd_grad']:>6.2f} "
               f"{s['fwd_nograd']:>6.2f} {s['rest']:>6.2f} {pct(s['gen_pct'])} {pct(s['train_pct'])} "
               f"{r['peak_rss_mb']:>8.0f} {step_mb:>8} {load:>9}")
@@ -690,7 +696,9 @@ def main(argv=None) -> None:
                     help="comma-separated PxK shapes to run (prompts x samples per step; default 4x2 and the reference "
                     "sycophancy shape's 8 samples per prompt, 2x8); empty = --prompts x --samples")
     ap.add_argument("--steps", type=int, default=2, help="S: timed steps after one warm-up step")
-    ap.add_argument("--only", default=",".join(TRAINERS), help="comma-separated subset of " + ",".join(TRAINERS))
+    ap.add_argument("--only", default=",".join(DEFAULT_TRAINERS),
+                    help="comma-separated subset of " + ",".join(TRAINERS) + " (opct-unshared: opct sampling with its own "
+                    "prompt prefill, share_prompt_forward=False; default: all but it)")
     ap.add_argument("--max-prompt-tokens", type=int, default=256,
                     help="use only pairs whose wrapped and clean prompts have at most this many tokens (0 = any)")
     ap.add_argument("--fp32", action="store_true", help="train and sample in fp32 (default: bf16 autocast, like opct)")

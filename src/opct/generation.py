@@ -114,11 +114,13 @@ def generate_ids(
     top_p: float = 1.0,
     bf16: bool = True,
     num_samples: int = 1,
+    heads_kv=None,
 ) -> list[Completion]:
     """One batch: `num_samples` completions per prompt (greedy when temperature == 0), in the
     order prompt 0's samples, prompt 1's, ... With several samples each prompt is prefilled once
-    and its KV cache repeated (`opct.prefix.prefilled_cache`). Decoding stops when every row has
-    finished."""
+    and its KV cache repeated (`opct.prefix.prefilled_cache`); `heads_kv` is that prefill already
+    made (every prompt but its last token, `opct.prefix.detached_kv`). Decoding stops when every
+    row has finished."""
     from opct.prefix import prefilled_cache
 
     device = next(model.parameters()).device
@@ -134,8 +136,8 @@ def generate_ids(
     model.eval()
     try:
         with autocast_context(device, bf16), weights_cast_once(model, bf16):
-            if num_samples > 1 and min(len(p) for p in prompt_ids) > 1:
-                ids, mask, cache = prefilled_cache(model, prompt_ids, num_samples, pad_id(tokenizer))
+            if heads_kv is not None or (num_samples > 1 and min(len(p) for p in prompt_ids) > 1):
+                ids, mask, cache = prefilled_cache(model, prompt_ids, num_samples, pad_id(tokenizer), heads_kv)
                 kwargs["cache"] = cache
             else:
                 ids, mask = left_pad([p for p in prompt_ids for _ in range(num_samples)], pad_id(tokenizer))

@@ -12,6 +12,10 @@ Layout: heads are left-padded (they end at one column) and completions right-pad
 `opct.chat`; position ids come from the attention mask, so padding changes nothing.
 
 `PrefixCache` keeps the frozen teacher's head caches across steps, per prompt, bounded by bytes.
+
+`student_heads` runs the student's heads once with gradients: the same KV then serves as the
+sampling prefill (detached) and, in the loss, under the completions (with its graph), so a step
+processes each wrapped prompt once instead of twice.
 """
 
 from __future__ import annotations
@@ -73,13 +77,17 @@ def tail_logits(model, kv: KV, head_mask: torch.Tensor, lasts: torch.Tensor,
 
 def shared_prefix_logits(model, prompts: list[list[int]], completion_ids: torch.Tensor,
                          completion_mask: torch.Tensor, num_samples: int, pad: int,
-                         cache: "PrefixCache | None" = None) -> torch.Tensor:
+                         cache: "PrefixCache | None" = None,
+                         heads_kv: tuple[KV, torch.Tensor] | None = None) -> torch.Tensor:
     """Completion logits [B*k, C, V] for B unique prompts with k completions each (row i*k + j is
     completion j of prompt i). Equal to `opct.trainers.opct.completion_logits` on the repeated,
     concatenated sequences, at about 1/k of the prompt cost. With `cache`, heads come from and go
-    to it (use only for a frozen model)."""
+    to it (use only for a frozen model); `heads_kv` is the heads' (KV, mask) already computed by
+    `head_kv` with this model (`student_heads`)."""
     heads, lasts = _heads_and_lasts(prompts)
-    if cache is not None:
+    if heads_kv is not None:
+        kv, mask = heads_kv
+    elif cache is not None:
         kv, mask = cache.kv(model, heads, pad)
     else:
         kv, mask = head_kv(model, heads, pad)
@@ -165,15 +173,37 @@ def _stack_left_padded(rows: list[KV], lengths: list[int]) -> tuple[KV, torch.Te
     return out, mask
 
 
+def student_heads(model, prompts: list[list[int]], pad: int) -> tuple[KV, torch.Tensor]:
+    """(KV, mask) of the prompts' heads under `model`, with gradients when they are on: pass it to
+    `shared_prefix_logits` for the loss and, through `detached_kv`, to `prefilled_cache` for sampling."""
+    heads, _ = _heads_and_lasts(prompts)
+    return head_kv(model, heads, pad)
+
+
+def detached_kv(heads_kv: tuple[KV, torch.Tensor], dtype: torch.dtype, start: int = 0,
+                stop: int | None = None) -> tuple[KV, torch.Tensor]:
+    """Rows start:stop of `heads_kv`, detached and in `dtype`, without the columns that are padding
+    in all of them."""
+    kv, mask = heads_kv
+    mask = mask[start:stop]
+    first = int(mask.any(0).long().argmax())
+    return [(a[start:stop, :, first:].detach().to(dtype), b[start:stop, :, first:].detach().to(dtype))
+            for a, b in kv], mask[:, first:]
+
+
 @torch.no_grad()
-def prefilled_cache(model, prompts: list[list[int]], num_samples: int, pad: int):
+def prefilled_cache(model, prompts: list[list[int]], num_samples: int, pad: int,
+                    heads_kv: tuple[KV, torch.Tensor] | None = None):
     """(input ids [B*k, W], attention mask, DynamicCache) for `model.generate`: every head run
-    once and repeated k times; generate then only processes each prompt's last token."""
+    once (or taken from `heads_kv`, detached, in the model's KV dtype) and repeated k times;
+    generate then only processes each prompt's last token."""
     heads, lasts = _heads_and_lasts(prompts)
-    kv, mask = head_kv(model, heads, pad)
+    kv, mask = heads_kv if heads_kv is not None else head_kv(model, heads, pad)
     kv, mask = repeat_kv(kv, mask, num_samples)
     lasts = lasts.repeat_interleave(num_samples).to(mask.device)
-    ids, _ = left_pad([h for h in heads for _ in range(num_samples)], pad)
+    ids = torch.full(mask.shape, pad, dtype=torch.long)  # the heads, right-aligned to the cache's width
+    for row, head in enumerate(h for h in heads for _ in range(num_samples)):
+        ids[row, mask.shape[1] - len(head):] = torch.tensor(head, dtype=torch.long)
     ids = torch.cat([ids.to(mask.device), lasts[:, None]], 1)
     full_mask = torch.cat([mask, torch.ones_like(lasts)[:, None]], 1)
     return ids, full_mask, _cache_from(kv)

@@ -3,11 +3,12 @@ for each method, and kill-and-resume."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
-from conftest import build_tiny_model, build_tiny_tokenizer
+from conftest import build_tiny_model, build_tiny_tokenizer, tiny_trained_lora
 from transformers import TrainerCallback
 
 from opct.chat import render_prompt
@@ -331,8 +332,51 @@ def test_auto_attention_is_eager_only_within_its_memory_bound(tiny, tmp_path):
     trainer = OPCTTrainer(add_lora(model, r=8, alpha=16), OPCTConfig(**common(tmp_path, num_samples=2, max_new_tokens=4)),
                           pairs_to_dataset(pairs), processing_class=tok)
     inputs = trainer.prepare_batch(list(pairs_to_dataset(pairs)), 0)
-    assert trainer.attention_for(trainer.model, inputs) == "eager"
+    assert inputs["attention"] == "eager"  # chosen before sampling: the shared prompt forward runs under it
+    shape = (trainer.model, inputs["student_prompts"], inputs["teacher_prompts"], inputs["completion_ids"].shape[1] + 1)
+    assert trainer.attention_for(*shape) == "eager"
     trainer.args.eager_attention_mb = 1e-3
-    assert trainer.attention_for(trainer.model, inputs) == "sdpa"
+    assert trainer.attention_for(*shape) == "sdpa"
     trainer.args.train_attention = "eager"
-    assert trainer.attention_for(trainer.model, inputs) == "eager"
+    assert trainer.attention_for(*shape) == "eager"
+
+
+def test_shared_prompt_forward_samples_and_learns_as_the_separate_one(tmp_path):
+    """share_prompt_forward: the student's wrapped-prompt forward, run once before sampling, serves
+    as the sampling prefill and under the completions in the loss. Same samples, same loss and same
+    gradients as sampling with its own prefill (fp32 throughout, so the check can be tight), also
+    when sampling goes one prompt per `generate` call."""
+    tok = build_tiny_tokenizer()
+    rows = [p.to_dict() for p in make_pairs(3)]
+    got = {}
+    for share in (False, True):
+        torch.manual_seed(0)
+        student = tiny_trained_lora(tok)
+        args = OPCTConfig(**common(tmp_path, max_steps=1, num_samples=3, max_new_tokens=6, bf16=False,
+                                   generation_bf16=False, generation_batch_size=3, share_prompt_forward=share))
+        trainer = OPCTTrainer(student, args, pairs_to_dataset(make_pairs(3)), processing_class=tok)
+        assert trainer.shares_prompt_forward() == share
+        batch = trainer.prepare_batch(rows, 0)
+        assert ("student_heads" in batch) == share
+        loss = trainer.compute_loss(trainer.model, batch, num_items_in_batch=batch["num_items"])
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+        got[share] = (batch["completion_ids"], loss.detach(), grads)
+    (ids0, loss0, grads0), (ids1, loss1, grads1) = got[False], got[True]
+    assert torch.equal(ids0, ids1)
+    assert torch.allclose(loss0, loss1, atol=1e-6) and loss0.abs() > 0
+    assert grads0.keys() == grads1.keys() and any("lora_A" in n for n in grads0)
+    for name in grads0:
+        assert torch.allclose(grads0[name], grads1[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_shared_prompt_forward_only_where_its_graph_can_wait(tiny, tmp_path):
+    """The prompt forward's graph waits from sampling to the backward: never for a window of several
+    micro-batches, nor under LoRA dropout (sampling must see the KV without it), nor without the
+    sampling copy."""
+    model, tok = tiny
+    for extra in ({"gradient_accumulation_steps": 2}, {"lora_dropout": 0.1}, {"sampling_copy": False}):
+        args = OPCTConfig(**common(tmp_path, max_steps=1, num_samples=2, max_new_tokens=4, **extra))
+        trainer = OPCTTrainer(copy.deepcopy(model), args, pairs_to_dataset(make_pairs(2)), processing_class=tok)
+        assert not trainer.shares_prompt_forward(), extra
+        assert "student_heads" not in trainer.prepare_batch([p.to_dict() for p in make_pairs(2)], 0)

@@ -19,9 +19,9 @@ import torch
 from opct import losses
 from opct.chat import left_pad, pad_id, position_ids_from_mask, render_prompt, right_pad
 from opct.data.schema import pair_from_row
-from opct.generation import SamplingCopy, eos_ids, generate_ids
+from opct.generation import SamplingCopy, autocast_context, eos_ids, generate_ids
 from opct.models import attention_kernel
-from opct.prefix import PrefixCache, shared_prefix_logits
+from opct.prefix import PrefixCache, detached_kv, shared_prefix_logits, student_heads
 from opct.trainers.base import ConsistencyArguments, Stopwatch, WindowTrainer, cut_left, prepare_model
 
 # The per-token losses by name: (student logits, teacher logits, sampled tokens, mask, token count,
@@ -91,6 +91,12 @@ class OPCTConfig(ConsistencyArguments):
     teacher_cache_mb: float = field(
         default=512, metadata={"help": "Memory for the frozen teacher's clean-prompt KV caches kept across steps (MB; 0 = off)."}
     )
+    share_prompt_forward: bool = field(
+        default=True,
+        metadata={"help": "Run the student's wrapped prompts once per step, with gradients, and use that KV cache both as "
+                  "the sampling prefill and under the completions in the loss (otherwise sampling prefills its own). "
+                  "Applies with the sampling copy, one micro-batch per step, one process and lora_dropout=0."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -153,6 +159,10 @@ class OPCTTrainer(WindowTrainer):
                 model = self.sampler.model
         k = args.num_samples
         chunk = max(1, args.generation_batch_size // k) if args.generation_batch_size else len(prompts)
+        heads, kernel = None, None
+        if self.shares_prompt_forward():
+            kernel = self.attention_for(self.model, wrapped, clean, args.max_new_tokens + 8)
+            heads = self.wrapped_heads(wrapped, kernel)
         watch = Stopwatch()
         completions = []
         with torch.random.fork_rng(devices=[]), context:
@@ -162,6 +172,7 @@ class OPCTTrainer(WindowTrainer):
                     model, tok, prompts[s : s + chunk], num_samples=k,
                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                     bf16=args.generation_bf16,
+                    heads_kv=detached_kv(heads, self.sampler.dtype, s, s + chunk) if heads else None,
                 )
         gen_seconds = watch.seconds()
         completion_ids = [c.token_ids for c in completions]
@@ -174,9 +185,30 @@ class OPCTTrainer(WindowTrainer):
         c_ids, c_mask = right_pad(completion_ids, pad_id(tok))
         batch = {"num_items": n_tokens, "student_prompts": wrapped, "teacher_prompts": clean,
                  "completion_ids": c_ids, "completion_mask": c_mask}
+        if heads is not None:
+            batch.update(student_heads=heads, attention=kernel)
         if args.loss_type == "letter":
             batch.update(self.letter_batch(completions))
         return batch
+
+    def shares_prompt_forward(self) -> bool:
+        """Whether the student's wrapped-prompt forward is run once, before sampling
+        (`share_prompt_forward`). Its graph is kept until the backward, so only one micro-batch's
+        may be alive (one per step), and the KV must be what sampling would compute: no LoRA
+        dropout, and the sampling copy's dtype known."""
+        args = self.args
+        return (args.share_prompt_forward and self.sampler is not None and args.rollouts == "student"
+                and args.gradient_accumulation_steps == 1 and args.world_size == 1 and args.lora_dropout == 0)
+
+    def wrapped_heads(self, wrapped: list[list[int]], kernel: str):
+        """The wrapped prompts' heads (`opct.prefix.student_heads`) under the training model, with
+        gradients, in training mode and under the training precision."""
+        model = self.model_wrapped
+        unwrapped = self.accelerator.unwrap_model(model)
+        unwrapped.train()
+        device = next(unwrapped.parameters()).device
+        with attention_kernel(unwrapped, kernel), autocast_context(device, self.args.bf16):
+            return student_heads(model, wrapped, pad_id(self.processing_class))
 
     def letter_batch(self, completions) -> dict[str, torch.Tensor]:
         """Each response without its EOS, then the answer prefix, then one slot whose logits read the
@@ -191,25 +223,29 @@ class OPCTTrainer(WindowTrainer):
                 "letter_positions": torch.tensor([len(h) + len(context) for h in heads])}
 
     # ---- loss -----------------------------------------------------------------------------
-    def attention_for(self, model, inputs) -> str:
-        """`train_attention`, with auto resolved for this batch: eager keeps softmax weights of every
-        layer for the backward (about 8 bytes per query-key pair and head: bf16 scores and weights,
-        their fp32 softmax), for the prompt heads and the completions over them."""
+    def attention_for(self, model, student_prompts, teacher_prompts, tail: int) -> str:
+        """`train_attention`, with auto resolved for this batch (`tail`: the longest completion + 1):
+        eager keeps softmax weights of every layer for the backward (about 8 bytes per query-key
+        pair and head: bf16 scores and weights, their fp32 softmax), for the prompt heads and the
+        completions over them."""
         if self.args.train_attention != "auto":
             return self.args.train_attention
         config = self.accelerator.unwrap_model(model).config
         heads, layers = getattr(config, "num_attention_heads", None), getattr(config, "num_hidden_layers", None)
         if not heads or not layers:
             return "sdpa"  # cannot size it (a composite config): the kernel that needs no room
-        prompts = inputs["student_prompts"]
-        head = max(len(p) for p in [*prompts, *inputs["teacher_prompts"]])
-        tail = max(inputs["completion_ids"].shape[1], inputs.get("letter_ids", inputs["completion_ids"]).shape[1]) + 1
-        pairs = len(prompts) * head * head + len(prompts) * self.args.num_samples * tail * (head + tail)
+        head = max(len(p) for p in [*student_prompts, *teacher_prompts])
+        n = len(student_prompts)
+        pairs = n * head * head + n * self.args.num_samples * tail * (head + tail)
         needed = 8 * pairs * heads * layers
         return "eager" if needed <= self.args.eager_attention_mb * 2**20 else "sdpa"
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        with attention_kernel(self.accelerator.unwrap_model(model), self.attention_for(model, inputs)):
+        kernel = inputs.get("attention")  # chosen before sampling when the prompt forward is shared
+        if kernel is None:
+            tail = max(inputs["completion_ids"].shape[1], inputs.get("letter_ids", inputs["completion_ids"]).shape[1]) + 1
+            kernel = self.attention_for(model, inputs["student_prompts"], inputs["teacher_prompts"], tail)
+        with attention_kernel(self.accelerator.unwrap_model(model), kernel):
             return self.consistency_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def consistency_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -218,7 +254,8 @@ class OPCTTrainer(WindowTrainer):
         temperature = args.temperature if args.temperature > 0 else 1.0
         pad, k = pad_id(self.processing_class), args.num_samples
         targets, mask = inputs["completion_ids"], inputs["completion_mask"]
-        student_logits = shared_prefix_logits(model, inputs["student_prompts"], targets, mask, k, pad)
+        student_logits = shared_prefix_logits(model, inputs["student_prompts"], targets, mask, k, pad,
+                                              heads_kv=inputs.get("student_heads"))
         targets, mask = targets.to(student_logits.device), mask.to(student_logits.device).float()
         if args.loss_type == "letter":
             loss, stats = losses.letter_reverse_kl_loss(
@@ -254,7 +291,8 @@ class OPCTTrainer(WindowTrainer):
         def read(logits):
             return logits[torch.arange(len(at)), at.to(logits.device)][:, letters.to(logits.device)]
 
-        student = read(shared_prefix_logits(model, inputs["student_prompts"], ids, mask, k, pad))
+        student = read(shared_prefix_logits(model, inputs["student_prompts"], ids, mask, k, pad,
+                                            heads_kv=inputs.get("student_heads")))
         with self.teacher_context(model):
             teacher = read(shared_prefix_logits(model, inputs["teacher_prompts"], ids, mask, k, pad,
                                                 cache=self.frozen_teacher_cache(model)))
