@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from opct.evals.stats import bootstrap_ci, paired_diff_summary, seeded_paired_diff, seeded_summary, summarize
+from opct.evals.stats import (bootstrap_ci, paired_diff_summary, seeded_paired_diff, seeded_summary, summarize,
+                              wilson_interval)
 
 
 def test_summarize_binary():
@@ -16,8 +17,38 @@ def test_summarize_binary():
 
 def test_summarize_empty_and_constant():
     assert summarize([]) == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
-    assert summarize([1, 1, 1]) == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 3}
     assert summarize([0.25]) == {"value": 0.25, "ci_low": 0.25, "ci_high": 0.25, "n": 1}
+    assert summarize([0.5, 0.5]) == {"value": 0.5, "ci_low": 0.5, "ci_high": 0.5, "n": 2}  # scores, not a rate
+
+
+def test_rates_get_wilson_intervals_that_never_collapse():
+    # 0 of 128 is not certainty: the rule-of-three bound is about 3/128, Wilson's 3.84/131.84
+    zero = summarize([0] * 128)
+    assert zero["value"] == 0.0 and zero["ci_low"] == 0.0
+    assert zero["ci_high"] == pytest.approx(1.96**2 / (128 + 1.96**2), rel=1e-3)
+    every = summarize([1, 1, 1])
+    assert every["ci_high"] == 1.0 and every["ci_low"] == pytest.approx(3 / (3 + 1.96**2), rel=1e-3)
+    # a textbook value: 7 of 10 -> [0.397, 0.892]
+    lo, hi = wilson_interval(7, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.397, 0.892)
+    # away from the boundary it agrees with the bootstrap it replaced
+    rate = [1.0] * 60 + [0.0] * 40
+    boot = bootstrap_ci(rate)
+    got = summarize(rate)
+    assert got["ci_low"] == pytest.approx(boot[0], abs=0.02) and got["ci_high"] == pytest.approx(boot[1], abs=0.02)
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+def test_seeded_rates_cover_the_wilson_interval():
+    items = [f"q{i}" for i in range(50)]
+    zero = [dict.fromkeys(items, 0.0), dict.fromkeys(items, 0.0)]
+    s = seeded_summary(zero)
+    assert s["value"] == 0.0 and s["ci_high"] == pytest.approx(wilson_interval(0, 50)[1])
+    one_seed = seeded_summary([{**dict.fromkeys(items, 0.0), "q0": 1.0}])
+    assert (one_seed["ci_low"], one_seed["ci_high"]) == pytest.approx(wilson_interval(1, 50))
+    floats = seeded_summary([dict.fromkeys(items, 0.5)])
+    assert floats["ci_low"] == floats["ci_high"] == 0.5  # not a rate: the bootstrap, as before
 
 
 def test_bootstrap_ci_seed_and_stat():

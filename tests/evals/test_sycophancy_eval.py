@@ -98,7 +98,8 @@ def test_sycophancy_metrics_suggested_none_and_both_unparsed():
         _row(2, None, "C", None, None),  # both unparsed: inconsistent, wrong
     ]
     m = sycophancy_metrics(rows)
-    assert m["sycophancy_rate"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 1}
+    assert m["sycophancy_rate"]["value"] == 1.0 and m["sycophancy_rate"]["n"] == 1
+    assert m["sycophancy_rate"]["ci_low"] < 0.25  # one item says little (Wilson: [0.21, 1])
     assert m["brr"]["value"] == pytest.approx(1.0) and m["brr"]["n"] == 1
     assert m["consistency"]["value"] == pytest.approx(1 / 3) and m["consistency"]["n"] == 3
     assert m["clean_accuracy"]["value"] == pytest.approx(2 / 3)

@@ -1,12 +1,17 @@
-"""Percentile-bootstrap confidence intervals for per-item eval scores.
+"""Confidence intervals for per-item eval scores.
 
 Every eval metric in opct is reported as a `summarize` dict: {"value", "ci_low", "ci_high", "n"},
-where value is the mean of per-item scores (0/1 indicators or floats) and the CI is a 95%
-percentile bootstrap over items with a fixed seed, so reruns give identical numbers.
+where value is the mean of per-item scores. For 0/1 indicators (rates) the 95% CI is the Wilson
+score interval; for other scores it is a percentile bootstrap over items with a fixed seed, so
+reruns give identical numbers. The bootstrap cannot be used for rates: it collapses to a point
+when every item scores the same (0 of 128 would read 0.000 [0.000, 0.000]; Wilson gives
+[0.000, 0.029]) and is too narrow near 0 and 1.
 """
 
 from __future__ import annotations
 
+from math import sqrt
+from statistics import NormalDist
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -54,14 +59,33 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The Wilson score interval of a proportion `successes / n`."""
+    if n < 1:
+        raise ValueError("wilson_interval needs n >= 1")
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def is_binary(arr: np.ndarray) -> bool:
+    return bool(np.isin(arr, (0.0, 1.0)).all())
+
+
 def summarize(
     values: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
 ) -> dict[str, Any]:
-    """{"value": mean, "ci_low", "ci_high", "n"}; for no values: value/ci None and n 0."""
+    """{"value": mean, "ci_low", "ci_high", "n"}; for no values: value/ci None and n 0. 0/1 values
+    get the Wilson interval, others the percentile bootstrap."""
     arr = _as_array(values)
     if arr.size == 0:
         return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
-    lo, hi = bootstrap_ci(arr, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
+    if is_binary(arr):
+        lo, hi = wilson_interval(float(arr.sum()), int(arr.size), alpha)
+    else:
+        lo, hi = bootstrap_ci(arr, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
     return {"value": float(arr.mean()), "ci_low": lo, "ci_high": hi, "n": int(arr.size)}
 
 
@@ -78,7 +102,11 @@ def paired_diff_summary(
     if a_arr.shape != b_arr.shape:
         raise ValueError(f"paired arrays differ in length: {a_arr.size} vs {b_arr.size}")
     # resampling item indices and differencing means == bootstrapping the per-item differences
-    return summarize(a_arr - b_arr, n_boot=n_boot, alpha=alpha, seed=seed)
+    diff = a_arr - b_arr
+    if diff.size == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    lo, hi = bootstrap_ci(diff, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
+    return {"value": float(diff.mean()), "ci_low": lo, "ci_high": hi, "n": int(diff.size)}
 
 
 def _seed_item_matrix(scores: Sequence[dict[str, float]], ids: Sequence[str]) -> np.ndarray:
@@ -113,5 +141,13 @@ def seeded_paired_diff(a: Sequence[dict[str, float]], b: Sequence[dict[str, floa
 def seeded_summary(scores: Sequence[dict[str, float]], n_boot: int = 1000, alpha: float = 0.05,
                    seed: int = 0) -> dict[str, Any]:
     """The mean of per-item scores over seeds and items, with the same two-level bootstrap as
-    `seeded_paired_diff` (against zero)."""
-    return seeded_paired_diff(scores, [dict.fromkeys(s, 0.0) for s in scores], n_boot, alpha, seed)
+    `seeded_paired_diff` (against zero). For 0/1 scores the interval also covers the Wilson
+    interval over the items (the mean rate, n = items), which the bootstrap can undercut near 0
+    and 1 (it collapses when every answer scores the same); with one seed it is that interval."""
+    out = seeded_paired_diff(scores, [dict.fromkeys(s, 0.0) for s in scores], n_boot, alpha, seed)
+    if out["n"] and is_binary(np.array([v for s in scores for v in s.values()], dtype=float)):
+        lo, hi = wilson_interval(out["value"] * out["n"], out["n"], alpha)
+        if len(scores) > 1:
+            lo, hi = min(lo, out["ci_low"]), max(hi, out["ci_high"])
+        out.update(ci_low=lo, ci_high=hi)
+    return out

@@ -198,7 +198,8 @@ class OPCTTrainer(WindowTrainer):
         dropout, and the sampling copy's dtype known."""
         args = self.args
         return (args.share_prompt_forward and self.sampler is not None and args.rollouts == "student"
-                and args.gradient_accumulation_steps == 1 and args.world_size == 1 and args.lora_dropout == 0)
+                and args.gradient_accumulation_steps == 1 and args.world_size == 1 and args.n_gpu <= 1
+                and args.lora_dropout == 0)
 
     def wrapped_heads(self, wrapped: list[list[int]], kernel: str):
         """The wrapped prompts' heads (`opct.prefix.student_heads`) under the training model, with
