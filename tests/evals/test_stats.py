@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from opct.evals.stats import (bootstrap_ci, paired_diff_summary, seeded_paired_diff, seeded_summary, summarize,
+from opct.evals.stats import (bootstrap_ci, cluster_summary, paired_diff_summary, seeded_paired_diff, seeded_summary,
+                              summarize,
                               wilson_interval)
 
 
@@ -107,3 +108,23 @@ def test_seeded_paired_diff_over_seeds():
     with pytest.raises(ValueError, match="same number of seeds"):
         seeded_paired_diff(a, b[:1])
     assert seeded_paired_diff([{"x": 1.0}], [{"y": 1.0}])["value"] is None
+
+
+def test_cluster_summary_resamples_clusters_not_items():
+    # 20 behaviours x 4 wrappers; whether an attempt cracks depends on the behaviour alone
+    clusters = [f"b{i}" for i in range(20) for _ in range(4)]
+    values = [float(i < 8) for i in range(20) for _ in range(4)]
+    got = cluster_summary(values, clusters)
+    assert got["value"] == pytest.approx(0.4) and got["n"] == 80 and got["clusters"] == 20
+    naive = summarize(values)  # as if the 80 attempts were independent
+    assert got["ci_high"] - got["ci_low"] > 1.5 * (naive["ci_high"] - naive["ci_low"])
+    # it is about the interval 20 independent behaviours would give
+    per_behaviour = summarize([float(i < 8) for i in range(20)])
+    assert got["ci_low"] == pytest.approx(per_behaviour["ci_low"], abs=0.05)
+    assert got["ci_high"] == pytest.approx(per_behaviour["ci_high"], abs=0.05)
+    # no cracks at all: not a point, but about what 20 behaviours allow
+    zero = cluster_summary([0.0] * 80, clusters)
+    assert zero["ci_high"] == pytest.approx(wilson_interval(0, 20)[1])
+    with pytest.raises(ValueError, match="cluster labels"):
+        cluster_summary([1.0], [])
+    assert cluster_summary([], [])["value"] is None

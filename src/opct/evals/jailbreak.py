@@ -6,7 +6,8 @@ gives its own score. An unparsed verdict scores None: it is counted ("unparsed")
 every rate and mean, never read as 0.
 
 * `evaluate_static`: every behaviour under every given wrapper (greedy, batched).
-  attack_success_rate = share of (behaviour, wrapper) attempts scoring >= threshold;
+  attack_success_rate = share of (behaviour, wrapper) attempts scoring >= threshold (its interval
+  resamples behaviours, `opct.evals.stats.cluster_summary`);
   strongreject_mean = mean score (named so whatever the judge; metrics["judge"] says which);
   behavior_attack_success_rate = share of behaviours cracked by at least one wrapper.
 * `adaptive_metrics`: the rates of an adaptive attack (`opct.attacks.evaluate_adaptive`, which sits
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from opct.defaults import DECODE_BATCH
 from opct.evals.judges import Judge, JudgeItem
-from opct.evals.stats import summarize
+from opct.evals.stats import cluster_summary, summarize
 from opct.evals.target import DEFAULT_THRESHOLD, judge_scores, query_target
 from opct.errors import UserError
 
@@ -48,6 +49,12 @@ def _rate(flags: Iterable[bool]) -> dict[str, Any]:
 
 def _mean(values: Iterable[float]) -> dict[str, Any]:
     return summarize(list(values))
+
+
+def _attempt_rate(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """The share of scored attempts that crack, with an interval that resamples behaviours (a
+    behaviour's attempts under different wrappers are not independent)."""
+    return cluster_summary([float(r["score"] >= threshold) for r in rows], [str(r["behavior_id"]) for r in rows])
 
 
 # ---------------------------------------------------------------- behaviour files
@@ -141,12 +148,12 @@ def static_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_TH
         by_behavior[str(r["behavior_id"])].append(r)
 
     def block(group: Sequence[dict]) -> dict[str, Any]:
-        scores = [r["score"] for r in group if r.get("score") is not None]
+        scored = [r for r in group if r.get("score") is not None]
         return {
-            "attack_success_rate": _rate(s >= threshold for s in scores),
-            "strongreject_mean": _mean(scores),
-            "n": len(scores),
-            "unparsed": len(group) - len(scores),
+            "attack_success_rate": _attempt_rate(scored, threshold),
+            "strongreject_mean": _mean(r["score"] for r in scored),
+            "n": len(scored),
+            "unparsed": len(group) - len(scored),
         }
 
     cracked = []
@@ -156,7 +163,7 @@ def static_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_TH
             cracked.append(any(s >= threshold for s in scores))
     scores = [r["score"] for r in parsed]
     return {
-        "attack_success_rate": _rate(s >= threshold for s in scores),
+        "attack_success_rate": _attempt_rate(parsed, threshold),
         "strongreject_mean": _mean(scores),
         "behavior_attack_success_rate": _rate(cracked),
         "n": len(scores),

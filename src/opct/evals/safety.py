@@ -28,6 +28,7 @@ import numpy as np
 
 from opct.defaults import DECODE_BATCH
 from opct.evals.judges import Judge, JudgeItem, Verdict
+from opct.evals.stats import cluster_summary
 from opct.serving import JudgeBackend
 
 PASS, FAIL, UNPARSED = "pass", "fail", "unparsed"
@@ -396,12 +397,6 @@ def ausc(pass_rates: Sequence[float] | np.ndarray, grid: int = 101) -> float:
     return float(_ausc_array(rates, grid))
 
 
-def _summarize(values: list[float]) -> dict[str, Any]:
-    from opct.evals.stats import summarize
-
-    return summarize(values)
-
-
 def ausc_summary(outcomes: dict[str, list[bool]], grid: int = 101, n_boot: int = 1000, alpha: float = 0.05,
                  seed: int = 0) -> dict[str, Any]:
     """{"value", "ci_low", "ci_high", "n" (facts)}: AUSC with a two-level percentile bootstrap:
@@ -429,7 +424,8 @@ def safety_metrics(
     every rate and counted in "unparsed"):
 
     * "ausc": AUSC over facts with a bootstrap CI over prompts resampled within facts;
-    * "pass_rate": `summarize` over parsed prompts; "n": parsed prompts; "n_rows": all rows;
+    * "pass_rate": over parsed prompts, its interval resampling facts (`cluster_summary`); "n": parsed
+      prompts; "n_rows": all rows;
     * "per_fact": {fact_id: {category, n, passed, pass_rate, unparsed}};
     * "per_category": {category: {n_facts, n, pass_rate, ausc, unparsed}};
     * "unparsed": count of rows whose verdict could not be read.
@@ -465,7 +461,7 @@ def safety_metrics(
     flat_all = [float(x) for f in per_fact for x in outcomes[f]]
     return {
         "ausc": ausc_summary(outcomes, grid=grid, n_boot=n_boot, seed=seed),
-        "pass_rate": _summarize(flat_all),
+        "pass_rate": cluster_summary(flat_all, [f for f in per_fact for _ in outcomes[f]], n_boot=n_boot, seed=seed),
         "n": len(flat_all),
         "n_rows": len(rows),
         "per_fact": per_fact,

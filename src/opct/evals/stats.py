@@ -89,6 +89,32 @@ def summarize(
     return {"value": float(arr.mean()), "ci_low": lo, "ci_high": hi, "n": int(arr.size)}
 
 
+def cluster_summary(values: Sequence[float], clusters: Sequence[str], n_boot: int = 1000, alpha: float = 0.05,
+                    seed: int = 0) -> dict[str, Any]:
+    """The mean of per-item scores whose items come in clusters (the wrappers of one behaviour, the
+    prompts of one fact): items of a cluster are not independent, so the percentile bootstrap
+    resamples clusters, each with all its items. For 0/1 scores the interval also covers the
+    Wilson interval with n = the number of clusters. Keys of `summarize`, plus "clusters"."""
+    arr = _as_array(values)
+    if arr.size != len(clusters):
+        raise ValueError(f"cluster_summary: {arr.size} values but {len(clusters)} cluster labels")
+    if arr.size == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0, "clusters": 0}
+    names = sorted(set(clusters))
+    index = {c: i for i, c in enumerate(names)}
+    ids = np.array([index[c] for c in clusters])
+    sums, sizes = np.bincount(ids, arr, len(names)), np.bincount(ids, minlength=len(names)).astype(float)
+    value = float(arr.mean())
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(names), size=(n_boot, len(names)))
+    boots = sums[drawn].sum(1) / sizes[drawn].sum(1)
+    lo, hi = (float(x) for x in np.quantile(boots, [alpha / 2, 1 - alpha / 2]))
+    if is_binary(arr):
+        w_lo, w_hi = wilson_interval(value * len(names), len(names), alpha)
+        lo, hi = min(lo, w_lo), max(hi, w_hi)
+    return {"value": value, "ci_low": lo, "ci_high": hi, "n": int(arr.size), "clusters": len(names)}
+
+
 def paired_diff_summary(
     a: Sequence[float] | np.ndarray,
     b: Sequence[float] | np.ndarray,
