@@ -257,17 +257,23 @@ def adapter_state(trainer):
     return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("method", ["opct", "act"])
+@pytest.mark.parametrize("method", ["opct", "opct-one-micro-batch", "act"])
 def test_kill_and_resume_matches_uninterrupted(tmp_path, method):
+    """opct-one-micro-batch: one micro-batch per step, where the student's prompt forward is shared
+    with sampling (`share_prompt_forward`); the others accumulate two."""
     tok = build_tiny_tokenizer()
-    cfg_cls, trainer_cls = {"opct": (OPCTConfig, OPCTTrainer), "act": (ACTConfig, ACTTrainer)}[method]
-    extra = {"num_samples": 2, "max_new_tokens": 6} if method == "opct" else {}
+    cfg_cls, trainer_cls = (ACTConfig, ACTTrainer) if method == "act" else (OPCTConfig, OPCTTrainer)
+    extra = {"num_samples": 2, "max_new_tokens": 6} if method.startswith("opct") else {}
+    batch, accumulate = (4, 1) if method == "opct-one-micro-batch" else (2, 2)
     pairs = pairs_to_dataset(make_pairs(12))
 
     def run(out, resume=None, callbacks=None):
         args = cfg_cls(**common(tmp_path, output_dir=str(tmp_path / out), max_steps=6, learning_rate=1e-3,
-                                per_device_train_batch_size=2, gradient_accumulation_steps=2, save_steps=3, **extra))
+                                per_device_train_batch_size=batch, gradient_accumulation_steps=accumulate, save_steps=3,
+                                **extra))
         trainer = trainer_cls(build_tiny_model(tok), args, pairs, processing_class=tok, callbacks=callbacks)
+        if method.startswith("opct"):
+            assert trainer.shares_prompt_forward() == (method == "opct-one-micro-batch")
         initial = adapter_state(trainer)
         trainer.train(resume_from_checkpoint=resume)
         return initial, adapter_state(trainer)
