@@ -42,9 +42,14 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
         run_demo(profile=TINY, out=str(out), model=tiny_model_dir)
     stamps = {m: (out / "runs" / m / "summary.json").stat().st_mtime for m in ("sft", "opct", "act")}
     (out / "eval" / "act.json").unlink()  # as if killed while evaluating ACT
+    # A saved evaluation keeps its answers; its metrics are scored again from them (today's metric code)
+    stale = json.loads((out / "eval" / "opct.json").read_text())
+    stale["sycophancy"]["trained"]["sycophancy_rate"]["value"] = 12.5
+    (out / "eval" / "opct.json").write_text(json.dumps(stale))
     again = run_demo(profile=TINY, out=str(out), model=tiny_model_dir, resume=True)
     assert {m: (out / "runs" / m / "summary.json").stat().st_mtime for m in stamps} == stamps  # not retrained
     assert again["methods"]["act"]["sycophancy"]["trained"]["sycophancy_rate"]["n"] > 0
+    assert again["methods"]["opct"]["sycophancy"] == json.loads(json.dumps(results["methods"]["opct"]["sycophancy"]))
     with pytest.raises(DemoError, match="other settings"):
         run_demo(profile="quick", out=str(out), model=tiny_model_dir, resume=True)
 

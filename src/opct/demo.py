@@ -77,11 +77,12 @@ def evaluate_teacher(axis: Axis, base_model, tokenizer, prof: DemoProfile, data:
 def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
     """One method's metrics over its training seeds: the axis's metrics on every seed's answers
     together; each verdict metric that is a mean over items gets a two-level interval (seeds, then
-    items); capability metrics are means over seeds."""
+    items); capability metrics are means over seeds. Metrics are scored afresh from the saved
+    answers, so a resumed run reports with today's metric code."""
     from opct.evals.stats import seeded_summary
 
     if len(evals) == 1:
-        return {axis.name: evals[0][axis.name], "capability": evals[0]["capability"]}
+        return {axis.name: axis.score(answer_rows(evals[0])), "capability": evals[0]["capability"]}
     pooled_rows = {key: pool_seed_rows([e["rows"][key] for e in evals])
                    for key in evals[0]["rows"] if key != "benign"}
     metrics = axis.score(pooled_rows)
@@ -90,6 +91,11 @@ def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
             block = metrics[v.mode] if v.mode else metrics
             block[v.metric] = seeded_summary([axis.item_scores(e["rows"], v.mode) for e in evals])
     return {axis.name: metrics, "capability": mean_over_seeds([e["capability"] for e in evals])}
+
+
+def answer_rows(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The axis's saved answers of one evaluation (the capability panel's benign answers left out)."""
+    return {key: rows for key, rows in evaluation["rows"].items() if key != "benign"}
 
 
 def verdicts(axis: Axis, evals: dict[str, list[dict[str, Any]]], a: str = "opct", b: str = "sft") -> list[dict]:
@@ -214,7 +220,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         "profile": profile,
         "seeds": seeds,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "methods": {name: {**(pool_seeds(ax, e) if "capability" in e[0] else {axis: e[0][axis]}),
+        "methods": {name: {**(pool_seeds(ax, e) if "capability" in e[0] else {axis: ax.score(answer_rows(e[0]))}),
                            **({"train": _train_block(summaries[name])} if name in summaries else {})}
                     for name, e in evals.items()},
         "verdicts": judged,
