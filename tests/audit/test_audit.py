@@ -113,9 +113,15 @@ def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
         run_audit(profile=TINY, out=str(out), model=tiny_model_dir)
     stamp = (out / "runs" / "opct" / "summary.json").stat().st_mtime
     (out / "eval" / "opct.json").unlink()  # as if killed while evaluating
+    # a saved evaluation keeps its answers; its metrics are scored again from them
+    stale = json.loads((out / "eval" / "greedy.json").read_text())
+    block = next(k for k in stale if k not in ("capability", "rows", "seconds"))
+    stale[block] = {"tampered": True}
+    (out / "eval" / "greedy.json").write_text(json.dumps(stale))
     again = run_audit(profile=TINY, out=str(out), model=tiny_model_dir, resume=True)
     assert (out / "runs" / "opct" / "summary.json").stat().st_mtime == stamp
     assert again["effects"]["opct"]["verdict"] == results["effects"]["opct"]["verdict"]
+    assert again["methods"]["greedy"][block] == json.loads(json.dumps(results["methods"]["greedy"][block]))
     with pytest.raises(AuditError, match="other settings"):
         run_audit(profile=replace(TINY, test_pairs=10), out=str(out), model=tiny_model_dir, resume=True)
     with pytest.raises(AuditError, match="unknown method"):

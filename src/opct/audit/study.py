@@ -273,12 +273,13 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
 
 
 def _pooled(org: Organism, es: list[dict[str, Any]]) -> dict[str, Any]:
-    """One method's metrics over its seeds: the organism's metrics on every seed's answers together;
+    """One method's metrics over its seeds: the organism's metrics on every seed's answers together
+    (scored afresh from the saved answers, so a resumed audit reports with today's metric code);
     capability metrics are means over seeds."""
     from opct.study import mean_over_seeds, pool_seed_rows
 
     if len(es) == 1:
-        return {org.block: es[0][org.block], "capability": es[0]["capability"]}
+        return {org.block: org.score(es[0]["rows"]), "capability": es[0]["capability"]}
     return {org.block: org.score(pool_seed_rows([e["rows"] for e in es])), "capability": mean_over_seeds([e["capability"] for e in es])}
 
 
