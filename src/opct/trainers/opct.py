@@ -161,6 +161,7 @@ class OPCTTrainer(WindowTrainer):
         chunk = max(1, args.generation_batch_size // k) if args.generation_batch_size else len(prompts)
         heads, kernel = None, None
         if self.shares_prompt_forward():
+            # the longest tail is not known before sampling: bound it (the letter loss adds its prefix and slot)
             kernel = self.attention_for(self.model, wrapped, clean, args.max_new_tokens + 8)
             heads = self.wrapped_heads(wrapped, kernel)
         watch = Stopwatch()
