@@ -324,3 +324,15 @@ def test_ausc_interval_resamples_facts_too():
     m = ausc_summary({f"f{i}": [i % 2 == 0] for i in range(10)})
     assert m["n"] == 10 and m["ci_low"] < m["value"] < m["ci_high"]
     assert ausc_summary({f"f{i}": [True] * 3 for i in range(5)})["ci_low"] == 1.0  # all pass: nothing to vary
+
+
+def test_pass_rate_interval_resamples_facts():
+    """A fact's prompts share its outcome far more than independent prompts would: the pass rate's
+    interval resamples facts, so 4 prompts on each of 10 facts are worth about 10 facts, not 40 prompts."""
+    from opct.evals.stats import summarize
+
+    rows = [{"fact_id": f"f{i}", "category": "c", "passed": i < 4} for i in range(10) for _ in range(4)]
+    m = safety_metrics(rows)["pass_rate"]
+    assert m["value"] == pytest.approx(0.4) and m["n"] == 40 and m["clusters"] == 10
+    naive = summarize([float(r["passed"]) for r in rows])
+    assert m["ci_high"] - m["ci_low"] > 1.5 * (naive["ci_high"] - naive["ci_low"])
