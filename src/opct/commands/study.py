@@ -32,7 +32,9 @@ def add_demo(sub) -> None:
     p.add_argument("--out", help="run directory (default: runs/demo-PROFILE, or runs/demo-AXIS-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help="comma-separated subset of sft,opct,act (default: all)")
-    p.add_argument("--resume", action="store_true", help="continue a run in --out, keeping finished phases")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run in --out, keeping finished phases (its saved answers are scored afresh, so a "
+                   "finished run is re-reported with the current metrics)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, wrappers, suggested options)")
     p.add_argument("--seeds", type=int, default=1,
                    help="training seeds per method (42, 43, ...); tables pool them, verdicts pair over items and seeds")
@@ -86,7 +88,8 @@ def add_audit(sub) -> None:
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all but "
                    f"{','.join(OPTIONAL_METHODS)})")
-    p.add_argument("--resume", action="store_true", help="continue an audit in --out, keeping finished phases")
+    p.add_argument("--resume", action="store_true", help="continue an audit in --out, keeping finished phases (its saved answers are "
+                   "scored afresh, so a finished audit is re-reported with the current metrics)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, suggested options)")
     p.add_argument("--seeds", type=int, default=1,
                    help="training seeds per method (42, 43, ...); effects pair over items and seeds")
