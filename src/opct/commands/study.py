@@ -88,8 +88,9 @@ def add_audit(sub) -> None:
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all but "
                    f"{','.join(OPTIONAL_METHODS)})")
-    p.add_argument("--resume", action="store_true", help="continue an audit in --out, keeping finished phases (its saved answers are "
-                   "scored afresh, so a finished audit is re-reported with the current metrics)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an audit in --out, keeping finished phases (its saved answers are scored afresh, so a "
+                   "finished audit is re-reported with the current metrics)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, suggested options)")
     p.add_argument("--seeds", type=int, default=1,
                    help="training seeds per method (42, 43, ...); effects pair over items and seeds")
