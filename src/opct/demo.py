@@ -83,8 +83,7 @@ def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
 
     if len(evals) == 1:
         return {axis.name: axis.score(answer_rows(evals[0])), "capability": evals[0]["capability"]}
-    pooled_rows = {key: pool_seed_rows([e["rows"][key] for e in evals])
-                   for key in evals[0]["rows"] if key != "benign"}
+    pooled_rows = {key: pool_seed_rows([e["rows"][key] for e in evals]) for key in answer_rows(evals[0])}
     metrics = axis.score(pooled_rows)
     for v in axis.verdicts:
         if v.item_mean and (not v.mode or v.mode in metrics):  # a block this profile measures

@@ -74,18 +74,32 @@ def is_binary(arr: np.ndarray) -> bool:
     return bool(np.isin(arr, (0.0, 1.0)).all())
 
 
+def _covering_wilson(lo: float, hi: float, rate: float, n: int, alpha: float) -> tuple[float, float]:
+    """(lo, hi) widened to cover the Wilson interval of `rate` over `n` independent units."""
+    w_lo, w_hi = wilson_interval(rate * n, n, alpha)
+    return min(lo, w_lo), max(hi, w_hi)
+
+
+def _empty() -> dict[str, Any]:
+    return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+
+
+def _bootstrap_summary(arr: np.ndarray, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:
+    if arr.size == 0:
+        return _empty()
+    lo, hi = bootstrap_ci(arr, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
+    return {"value": float(arr.mean()), "ci_low": lo, "ci_high": hi, "n": int(arr.size)}
+
+
 def summarize(
     values: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
 ) -> dict[str, Any]:
     """{"value": mean, "ci_low", "ci_high", "n"}; for no values: value/ci None and n 0. 0/1 values
     get the Wilson interval, others the percentile bootstrap."""
     arr = _as_array(values)
-    if arr.size == 0:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
-    if is_binary(arr):
-        lo, hi = wilson_interval(float(arr.sum()), int(arr.size), alpha)
-    else:
-        lo, hi = bootstrap_ci(arr, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
+    if arr.size == 0 or not is_binary(arr):
+        return _bootstrap_summary(arr, n_boot, alpha, seed)
+    lo, hi = wilson_interval(float(arr.sum()), int(arr.size), alpha)
     return {"value": float(arr.mean()), "ci_low": lo, "ci_high": hi, "n": int(arr.size)}
 
 
@@ -99,7 +113,7 @@ def cluster_summary(values: Sequence[float], clusters: Sequence[str], n_boot: in
     if arr.size != len(clusters):
         raise ValueError(f"cluster_summary: {arr.size} values but {len(clusters)} cluster labels")
     if arr.size == 0:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": 0, "clusters": 0}
+        return {**_empty(), "clusters": 0}
     names = sorted(set(clusters))
     index = {c: i for i, c in enumerate(names)}
     ids = np.array([index[c] for c in clusters])
@@ -110,8 +124,7 @@ def cluster_summary(values: Sequence[float], clusters: Sequence[str], n_boot: in
     boots = sums[drawn].sum(1) / sizes[drawn].sum(1)
     lo, hi = (float(x) for x in np.quantile(boots, [alpha / 2, 1 - alpha / 2]))
     if is_binary(arr):
-        w_lo, w_hi = wilson_interval(value * len(names), len(names), alpha)
-        lo, hi = min(lo, w_lo), max(hi, w_hi)
+        lo, hi = _covering_wilson(lo, hi, value, len(names), alpha)
     return {"value": value, "ci_low": lo, "ci_high": hi, "n": int(arr.size), "clusters": len(names)}
 
 
@@ -128,11 +141,7 @@ def paired_diff_summary(
     if a_arr.shape != b_arr.shape:
         raise ValueError(f"paired arrays differ in length: {a_arr.size} vs {b_arr.size}")
     # resampling item indices and differencing means == bootstrapping the per-item differences
-    diff = a_arr - b_arr
-    if diff.size == 0:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
-    lo, hi = bootstrap_ci(diff, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
-    return {"value": float(diff.mean()), "ci_low": lo, "ci_high": hi, "n": int(diff.size)}
+    return _bootstrap_summary(a_arr - b_arr, n_boot, alpha, seed)
 
 
 def _seed_item_matrix(scores: Sequence[dict[str, float]], ids: Sequence[str]) -> np.ndarray:
@@ -150,7 +159,7 @@ def seeded_paired_diff(a: Sequence[dict[str, float]], b: Sequence[dict[str, floa
         raise ValueError(f"seeded_paired_diff needs the same number of seeds on both sides, got {len(a)} and {len(b)}")
     ids = sorted(set.intersection(*(set(s) for s in [*a, *b])))
     if not ids:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": 0, "seeds": len(a)}
+        return {**_empty(), "seeds": len(a)}
     diff = _seed_item_matrix(a, ids) - _seed_item_matrix(b, ids)  # (seeds, items)
     value = float(diff.mean())
     if diff.size == 1 or np.all(diff == diff.flat[0]):
@@ -172,8 +181,9 @@ def seeded_summary(scores: Sequence[dict[str, float]], n_boot: int = 1000, alpha
     and 1 (it collapses when every answer scores the same); with one seed it is that interval."""
     out = seeded_paired_diff(scores, [dict.fromkeys(s, 0.0) for s in scores], n_boot, alpha, seed)
     if out["n"] and is_binary(np.array([v for s in scores for v in s.values()], dtype=float)):
-        lo, hi = wilson_interval(out["value"] * out["n"], out["n"], alpha)
         if len(scores) > 1:
-            lo, hi = min(lo, out["ci_low"]), max(hi, out["ci_high"])
+            lo, hi = _covering_wilson(out["ci_low"], out["ci_high"], out["value"], out["n"], alpha)
+        else:
+            lo, hi = wilson_interval(out["value"] * out["n"], out["n"], alpha)
         out.update(ci_low=lo, ci_high=hi)
     return out
