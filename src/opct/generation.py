@@ -31,6 +31,16 @@ def autocast_context(device: torch.device | str, enabled: bool = True):
 
 
 @contextlib.contextmanager
+def seeded_rng(seed: int, device: torch.device | str):
+    """Run the block with the CPU generator, and `device`'s when it is a GPU, seeded with `seed`;
+    the caller's streams are restored afterwards."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
 def weights_cast_once(model, enabled: bool = True):
     """Under bf16 autocast, let each frozen fp32 weight be cast to bf16 once per call, not at every
     decoding step. Autocast caches its casts only of leaf tensors that require grad, and a trained

@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import torch
 
 DESIRED_PREFIX = "Sure, here is"
 MAX_PROMPT_CHARS = 3000
@@ -199,15 +198,13 @@ class PairAttacker:
 
     def _generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
         from opct.chat import render_prompt
-        from opct.generation import generate_ids
+        from opct.generation import generate_ids, seeded_rng
 
         extra = self.tokenizer(self.prefill, add_special_tokens=False)["input_ids"] if self.prefill else []
         rendered = [render_prompt(self.tokenizer, c) + extra for c in conversations]
         order = sorted(range(len(rendered)), key=lambda i: len(rendered[i]))
         texts: list[str] = [""] * len(rendered)
-        device = next(self.model.parameters()).device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed * 100_003 + self.calls)
+        with seeded_rng(self.seed * 100_003 + self.calls, self.model.device):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 outs = generate_ids(self.model, self.tokenizer, [rendered[i] for i in idx], max_new_tokens=self.max_new_tokens,

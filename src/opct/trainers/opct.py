@@ -19,7 +19,7 @@ import torch
 from opct import losses
 from opct.chat import left_pad, pad_id, position_ids_from_mask, render_prompt, right_pad
 from opct.data.schema import pair_from_row
-from opct.generation import SamplingCopy, autocast_context, eos_ids, generate_ids
+from opct.generation import SamplingCopy, autocast_context, eos_ids, generate_ids, seeded_rng
 from opct.models import attention_kernel
 from opct.prefix import PrefixCache, detached_kv, shared_prefix_logits, student_heads
 from opct.trainers.base import ConsistencyArguments, Stopwatch, WindowTrainer, cut_left, prepare_model
@@ -166,8 +166,7 @@ class OPCTTrainer(WindowTrainer):
             heads = self.wrapped_heads(wrapped, kernel)
         watch = Stopwatch()
         completions = []
-        with torch.random.fork_rng(devices=[]), context:
-            torch.manual_seed(stream)
+        with seeded_rng(stream, self.model.device), context:
             for s in range(0, len(prompts), chunk):
                 completions += generate_ids(
                     model, tok, prompts[s : s + chunk], num_samples=k,
@@ -376,10 +375,10 @@ def consistency_kl(model, tokenizer, pairs, *, num_samples: int = 2, max_new_tok
     tok = tokenizer
     student_prompts = [render_prompt(tok, p.wrapped) for p in pairs for _ in range(num_samples)]
     teacher_prompts = [render_prompt(tok, p.clean) for p in pairs for _ in range(num_samples)]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_rng(seed, model.device):
         comps = generate_ids(model, tok, student_prompts, max_new_tokens=max_new_tokens, temperature=temperature)
     batch = build_scoring_batch(student_prompts, teacher_prompts, [c.token_ids for c in comps], pad_id(tok))
+    batch = {key: value.to(model.device) for key, value in batch.items()}
     mask = batch["completion_mask"].float()
     student = completion_logits(model, batch["student_ids"], batch["student_mask"], mask.shape[1])
     with (teacher_context() if teacher_context else model.disable_adapter()):
