@@ -149,7 +149,7 @@ def test_letter_kl_reads_the_letter_after_each_response(tiny, tmp_path):
     for i, c in enumerate(completions):
         head = [t for t in c.token_ids if t != eos]  # the EOS is dropped before the answer prefix
         for prompt, got, adapter in ((pairs[i // 2].wrapped, student, True), (pairs[i // 2].clean, teacher, False)):
-            ids = torch.tensor([render(tok, prompt) + head + context])
+            ids = torch.tensor([render(tok, prompt) + head + context], device=trainer.model.device)
             with torch.no_grad():
                 if adapter:
                     want = trainer.model(input_ids=ids).logits[0, -1, letters]
@@ -314,7 +314,7 @@ def test_training_keeps_autocast_without_fp32_logits(tiny, tmp_path):
     args = OPCTConfig(**common(tmp_path, max_steps=1, num_samples=2, max_new_tokens=4))
     OPCTTrainer(student, args, pairs_to_dataset(make_pairs(4)), processing_class=tok).train()
     assert next(student.get_base_model().parameters()).dtype == torch.bfloat16  # the frozen base
-    ids = torch.tensor([render_prompt(tok, make_pairs(1)[0].clean)])
+    ids = torch.tensor([render_prompt(tok, make_pairs(1)[0].clean)], device=student.device)
     assert student(input_ids=ids).logits.dtype == torch.bfloat16  # autocast, and no cast to fp32 after it
 
 
