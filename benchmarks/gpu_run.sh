@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue 10's device checks, as run on a lent GPU machine that has CUDA torch but no PyPI access and
 # none of the embedded models. Prepare here first:
-#   pip download (this project's versions of transformers, trl, peft, datasets, ... ; see
-#   benchmarks/README.md) into .whl/, and
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#     transformers huggingface_hub httpx2 httpcore2 truststore hf-xet kernels tomlkit trl peft datasets \
+#     dill multiprocess gguf accelerate tokenizers fsspec typer      (at the versions .venv holds), and
 #   python benchmarks/opct_step.py --export-stand-ins .standin
 # Then, on the GPU machine, from the repository root: bash benchmarks/gpu_run.sh
 # Writes gpu_tests.log and gpu_bench.log to $OUT (default ./gpu-out).
