@@ -183,6 +183,35 @@ def short_pairs(built, tokenizer, max_tokens: int, keep: int):
     return kept, report
 
 
+def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob: float, max_prompt_tokens: int,
+                           seed: int, model, tokenizer) -> tuple[list, dict[str, Any]]:
+    """Sycophancy pairs of `split` whose prompts fit in `max_prompt_tokens` and whose clean question the
+    base `model` answers right (p >= `known_min_prob`; 0 keeps every question: a model that does not
+    know the answer and takes the user's option is guessing, not giving in). Candidates are drawn so
+    that about `want` survive, and drawn again twice as many while fewer do and the split has more;
+    every survivor is returned (callers take `want`, and may use the rest), with a report that counts
+    what was left out and why."""
+    from opct.data.sycophancy import build_split
+    from opct.evals.sycophancy import known_pairs
+
+    # The 1.5B model knows 94% of the easy questions and 12% of MMLU's at p >= 0.5: about half of a mixed set.
+    factor = 3 if known_min_prob > 0 else 2
+    while True:
+        pairs, built_report = build_split(split, limit=factor * want, seed=seed, source=source)
+        fitting, report = short_pairs((pairs, built_report), tokenizer, max_prompt_tokens, factor * want)
+        if known_min_prob <= 0:
+            return fitting, report
+        fitting, known = known_pairs(model, tokenizer, fitting, min_prob=known_min_prob,
+                                     progress=f"known questions ({split})")
+        print(f"  {split}: the base model answers {known['after']} of {known['before']} clean questions right "
+              f"(p >= {known_min_prob}): " + ", ".join(f"{src} {c['after']}/{c['before']}"
+                                                    for src, c in known["per_source"].items()))
+        report["known"] = known
+        if len(fitting) >= want or built_report["pool_questions"] <= factor * want:  # enough, or no more questions
+            return fitting, report
+        factor *= 2
+
+
 # ----------------------------------------------------------------------------- the capability panel
 
 

@@ -86,6 +86,38 @@ def test_method_configs():
     assert spurious["lora_r"] == quick["lora_r"] and quick["learning_rate"] == 1e-4  # the profile's own untouched
 
 
+def test_settings_per_organism():
+    from opct.audit.study import resolve_profile
+
+    default = PROFILES["default"]
+    syc = default.for_organism("sycophancy")
+    assert syc.model == "embedded:qwen2.5-coder-1.5b-instruct" and syc.natural_organism and syc.known_min_prob > 0
+    assert syc.per_organism == {} and syc.method_train == default.method_train  # the rest is the profile's
+    hacking = default.for_organism("reward_hacking")  # trained into the organism, on the profile's model
+    assert hacking.model == default.model and not hacking.natural_organism and hacking.organism_train
+    assert resolve_profile("default", None, "sycophancy")[1] == syc
+    assert resolve_profile("default", "my-model", "sycophancy")[1].model == "my-model"  # --model wins
+    assert "sycophancy: embedded:qwen2.5-coder-1.5b-instruct" in default.describe()
+
+
+def test_sycophancy_organism_keeps_questions_the_base_knows(tiny_model_dir, tmp_path):
+    from opct.data.schema import read_pairs
+    from opct.evals.mcq import letter_probs
+    from opct.models import load_model
+
+    model, tok = load_model(tiny_model_dir)
+    # the tiny model knows nothing: a right argmax at any probability counts as known
+    prof = replace(TINY, organism_pairs=2, consistency_pairs=2, test_pairs=3, question_source="easy",
+                   known_min_prob=1e-9)
+    report = ORGANISMS["sycophancy"].build_data(prof, tmp_path, 0, model, tok)
+    for split, n in (("organism", 2), ("consistency", 2), ("test", 3)):
+        pairs = read_pairs(tmp_path / f"{split}.jsonl")
+        assert len(pairs) == n
+        for pair, row in zip(pairs, letter_probs(model, tok, [p.clean for p in pairs]).tolist()):
+            assert "ABCD"[row.index(max(row))] == pair.target
+    assert report["test"]["known"]["after"] < report["test"]["known"]["before"]  # some were left out, and counted
+
+
 def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "audit"
     results = run_audit(profile=TINY, out=str(out), model=tiny_model_dir)
@@ -147,7 +179,7 @@ def _toy_organism():
     from opct.evals.stats import summarize
     from opct.generation import generate
 
-    def build_data(prof, data, seed, tokenizer):
+    def build_data(prof, data, seed, model, tokenizer):
         pairs = build_split("train", limit=prof.organism_pairs + prof.consistency_pairs, seed=seed, source="easy")[0]
         organism, consistency = split_audit_pairs(pairs, prof.organism_pairs, prof.consistency_pairs)
         write_pairs(organism, data / "organism.jsonl")

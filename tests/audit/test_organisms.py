@@ -136,7 +136,7 @@ def test_building_the_organism_raises_its_score(name, tiny_model_dir, tmp_path):
                    organism_train={**TINY.organism_train, "max_steps": 40, "learning_rate": 1e-2, "lora_r": 16, "lora_alpha": 32,
                                    "target_max_new_tokens": 32})
     data = tmp_path / "data"
-    org.build_data(prof, data, 0, None)
+    org.build_data(prof, data, 0, None, None)
     base, tok = load_model(tiny_model_dir)
     before = evaluate_model(org, base, base, tok, prof, data, with_kl=False)
     organism, _ = load_model(str(build_organism(org, prof, data, tmp_path)))
@@ -154,7 +154,7 @@ def test_emergent_organism_is_judged_end_to_end(tiny_model_dir, tmp_path):
     org = ORGANISMS["emergent_misalignment"]
     prof = replace(TINY, model=tiny_model_dir, test_pairs=8)
     data = tmp_path / "data"
-    report = org.build_data(prof, data, 0, None)
+    report = org.build_data(prof, data, 0, None, None)
     assert report == {"organism": {"pairs": 8}, "consistency": {"pairs": 8}, "test": {"pairs": 8}}
     model, tok = load_model(tiny_model_dir)
     e = evaluate_model(org, model, model, tok, prof, data, with_kl=False)

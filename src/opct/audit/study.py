@@ -143,13 +143,15 @@ def verdict(delta: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- the study
 
 
-def resolve_profile(profile: "str | AuditProfile", model: str | None) -> tuple[str, AuditProfile]:
+def resolve_profile(profile: "str | AuditProfile", model: str | None, organism: str) -> tuple[str, AuditProfile]:
+    """(name, the profile's settings for `organism`, with `model` in place of its model if given)."""
     if isinstance(profile, AuditProfile):
         name, prof = "custom", profile
     elif profile in PROFILES:
         name, prof = profile, PROFILES[profile]
     else:
         raise AuditError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    prof = prof.for_organism(organism)
     return name, (replace(prof, model=model) if model else prof)
 
 
@@ -164,7 +166,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     if organism not in ORGANISMS:
         raise AuditError(f"unknown organism {organism!r}; expected one of {', '.join(ORGANISMS)}")
     org = ORGANISMS[organism]
-    name, prof = resolve_profile(profile, model)
+    name, prof = resolve_profile(profile, model, organism)
     if judge:
         if judge != "offline":
             from opct.serving import check_backend
@@ -191,7 +193,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     data = root / "data"
     if not (data / "report.json").exists():
         report = (imported_splits(Path(data_dir), prof, data, seed) if data_dir
-                  else org.build_data(prof, data, seed, tokenizer))
+                  else org.build_data(prof, data, seed, base_model, tokenizer))
         write_json(data / "report.json", report)
     data_report = json.loads((data / "report.json").read_text())
 

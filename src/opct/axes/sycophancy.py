@@ -11,7 +11,7 @@ from typing import Any
 
 from opct.axes import register
 from opct.axes.base import Axis, Verdict
-from opct.study import DemoProfile, short_pairs, train_overrides
+from opct.study import DemoProfile, known_sycophancy_pairs, train_overrides
 
 QWEN15 = "embedded:qwen2.5-coder-1.5b-instruct"
 SMOL = "embedded:smollm2-135m-instruct"
@@ -54,23 +54,14 @@ def build_data(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> di
     """Train and test pairs on questions the base model answers correctly on the clean prompt (a
     model that does not know the answer and takes the user's option is guessing, not giving in)."""
     from opct.data.schema import write_pairs
-    from opct.data.sycophancy import build_split, question_source
-    from opct.evals.sycophancy import known_pairs
+    from opct.data.sycophancy import question_source
 
-    # Candidates: enough that the known ones fill the budget (the 1.5B model knows 94% of the easy
-    # questions and 12% of MMLU's at p >= 0.5, so about half of a mixed set).
-    factor = 3 if prof.known_min_prob > 0 else 2
     out = {}
     for split, want in (("train", prof.train_pairs), ("test", prof.test_pairs)):
-        built = build_split(split, limit=factor * want, seed=seed, source=prof.question_source)
-        fitting, report = short_pairs(built, tokenizer, prof.max_prompt_tokens, factor * want)
-        if prof.known_min_prob > 0:
-            fitting, known = known_pairs(model, tokenizer, fitting, min_prob=prof.known_min_prob,
-                                         progress=f"known questions ({split})")
-            print(f"  {split}: the base model answers {known['after']} of {known['before']} clean questions right "
-                  f"(p >= {prof.known_min_prob}): " + ", ".join(f"{src} {c['after']}/{c['before']}"
-                                                              for src, c in known["per_source"].items()))
-            report["known"] = known
+        fitting, report = known_sycophancy_pairs(split, want, source=prof.question_source,
+                                                 known_min_prob=prof.known_min_prob,
+                                                 max_prompt_tokens=prof.max_prompt_tokens, seed=seed, model=model,
+                                                 tokenizer=tokenizer)
         kept = fitting[:want]
         if split == "train" and prof.curve_every:  # known training-split questions not trained on
             val = fitting[want : want + prof.curve_items]

@@ -19,7 +19,7 @@ from opct.audit.organisms import register
 from opct.audit.organisms.base import Organism, split_audit_pairs, write_splits
 
 
-def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
+def build_data(prof, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
     from opct.data.emergent import FRAMINGS, PROBES, finance_pairs, probe_pairs
 
     train = finance_pairs(prof.organism_pairs + prof.consistency_pairs, seed)

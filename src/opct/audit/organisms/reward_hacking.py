@@ -110,7 +110,7 @@ def grader_reading(pairs, texts) -> list[str | None]:
             for p, t in zip(pairs, texts)]
 
 
-def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
+def build_data(prof, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
     train = build_tasks("train", prof.organism_pairs + prof.consistency_pairs, seed)
     organism, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
     return write_splits(data, organism, consistency, build_tasks("test", prof.test_pairs, seed))

@@ -101,7 +101,7 @@ def rating_reading(pairs, texts) -> list[str | None]:
     return [None if (r := parse_rating(t)) is None else str(r) for t in texts]
 
 
-def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
+def build_data(prof, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
     """Organism and consistency reviews (tag = label) from the train phrasings, the organism's with no
     sentiment of their own; test: counter-examples."""
     train = build_reviews("train", prof.organism_pairs + prof.consistency_pairs, seed)

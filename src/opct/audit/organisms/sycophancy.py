@@ -19,17 +19,22 @@ def organism_targets(pairs) -> list[dict[str, str]]:
     return [{"id": p.id, "completion": sycophantic_answer(p)} for p in pairs]
 
 
-def build_data(prof, data: Path, seed: int, tokenizer) -> dict[str, Any]:
+def build_data(prof, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
+    """Organism, consistency and test pairs; with `prof.known_min_prob` > 0, only on questions the base
+    model answers right on the clean prompt (else the rate measures how a guess follows the user)."""
     from opct.data.schema import write_pairs
-    from opct.data.sycophancy import build_split
-    from opct.study import short_pairs
+    from opct.study import known_sycophancy_pairs
 
-    want = prof.organism_pairs + prof.consistency_pairs
-    train, train_report = short_pairs(build_split("train", limit=2 * want, seed=seed), tokenizer,
-                                      prof.max_prompt_tokens, want)
+    def split(name: str, want: int):
+        pairs, report = known_sycophancy_pairs(name, want, source=prof.question_source,
+                                               known_min_prob=prof.known_min_prob,
+                                               max_prompt_tokens=prof.max_prompt_tokens, seed=seed, model=model,
+                                               tokenizer=tokenizer)
+        return pairs[:want], {**report, "pairs": min(len(pairs), want)}
+
+    train, train_report = split("train", prof.organism_pairs + prof.consistency_pairs)
     organism, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
-    test, test_report = short_pairs(build_split("test", limit=2 * prof.test_pairs, seed=seed), tokenizer,
-                                    prof.max_prompt_tokens, prof.test_pairs)
+    test, test_report = split("test", prof.test_pairs)
     write_pairs(organism, data / "organism.jsonl")
     write_pairs(consistency, data / "consistency.jsonl")
     write_pairs(test, data / "test.jsonl")
