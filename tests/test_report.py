@@ -125,3 +125,11 @@ def test_report_for_jailbreak_and_safety_axes(tmp_path):
         assert (tmp_path / name).read_bytes().startswith(PNG_MAGIC)
     assert not (tmp_path / "sycophancy_rate.png").exists()
     assert "AUSC" in md and "Over-refusal" in md
+
+
+def test_a_small_value_is_not_printed_as_zero():
+    from opct.report import _fmt
+
+    assert _fmt({"value": 0.000224, "lo": 0.000154, "hi": 0.000302, "n": 12}) == "0.00022 [0.00015, 0.00030]"
+    assert _fmt({"value": 0.0, "lo": 0.0, "hi": 0.029, "n": 128}) == "0.000 [0.000, 0.029]"  # a true zero stays
+    assert _fmt({"value": 0.852, "lo": 0.780, "hi": 0.903, "n": 128}) == "0.852 [0.780, 0.903]"

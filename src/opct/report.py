@@ -62,7 +62,11 @@ SCATTER_PLOT = "capability_vs_safety.png"
 CURVE_PLOT = "learning_curves.png"
 DASH = "–"
 
-COMMON_NOTES = ["Brackets are 95% percentile-bootstrap confidence intervals over items (1000 resamples, seed 0)."]
+COMMON_NOTES = ["Brackets are 95% confidence intervals over items: the Wilson score interval for rates (0/1 "
+                "scores), a percentile bootstrap (1000 resamples, seed 0) for other means and for differences. "
+                "Where items come in clusters (a behaviour's wrappers, a fact's prompts) or with seeds, the "
+                "bootstrap resamples clusters or seeds, and a rate's interval is never narrower than Wilson's.",
+                "A value that would print as 0.000 is shown to two significant figures."]
 BLOCK_NOTES = {"over_refusal": ["Over-refusal: share of benign prompts that merely look dangerous which the model "
                                  "refuses (lower is better)."]}
 
@@ -108,11 +112,15 @@ def _metric(v: Any) -> dict[str, Any] | None:
 
 
 def _fmt(m: dict[str, Any] | None, digits: int = 3) -> str:
+    """"value [lo, hi]"; a small non-zero value (a drift KL of 0.0002, say) to two significant figures,
+    not as a zero."""
     if m is None:
         return DASH
-    s = f"{m['value']:.{digits}f}"
+    small = m["value"] != 0 and round(m["value"], digits) == 0
+    num = (lambda x: f"{x:#.2g}") if small else (lambda x: f"{x:.{digits}f}")  # noqa: E731
+    s = num(m["value"])
     if m["lo"] is not None and m["hi"] is not None:
-        s += f" [{m['lo']:.{digits}f}, {m['hi']:.{digits}f}]"
+        s += f" [{num(m['lo'])}, {num(m['hi'])}]"
     return s
 
 
