@@ -241,7 +241,8 @@ def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
     assert summary["cells"]["reward_hacking"]["greedy"]["against"] == "organism"
     assert summary["paper"]["reward_hacking"] == "suppressed"
     report = (tmp_path / "all" / "report.md").read_text()
-    assert "| reward_hacking | hack rate | suppressed |" in report and "audit_heatmap.png" in report
+    row = next(line for line in report.splitlines() if line.startswith("| reward_hacking |"))
+    assert f"| {tiny_model_dir} | hack rate | suppressed |" in row  # the organism's model, its rate, the paper and "audit_heatmap.png" in report
     assert (tmp_path / "all" / "audit_heatmap.png").stat().st_size > 0
 
 

@@ -90,11 +90,12 @@ def effects_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             cells.setdefault(org, {})[m] = {"delta": against[key], "verdict": against["verdict"],
                                              "against": "greedy" if "vs_greedy" in e else "organism"}
     paper = {o: ORGANISMS[o].paper_direction or "–" for o in results}
-    rows = [[org, results[org]["metric"].replace("_", " "), paper[org],
+    # a profile may audit organisms on different models (AuditProfile.per_organism)
+    rows = [[org, results[org]["model"].removeprefix("embedded:"), results[org]["metric"].replace("_", " "), paper[org],
              *[(f"{_fmt_delta(c['delta'])} {c['verdict']}" if (c := cells.get(org, {}).get(m)) else "–")
                for m in methods]] for org in results]
     return {"methods": methods, "cells": cells, "paper": paper,
-            "headers": ["Organism", "Rate", "Paper", *methods], "rows": rows}
+            "headers": ["Organism", "Model", "Rate", "Paper", *methods], "rows": rows}
 
 
 def plot_heatmap(summary: dict[str, Any], path: str | Path) -> Path | None:
