@@ -276,7 +276,9 @@ def run_all_axes(profile: str = "default", out: str | None = None, **kwargs) -> 
 
 def _train_block(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """The first seed's training summary (steps, time, losses)."""
+    from opct.losses import DIVERGENCE_STATS
+
     last = summaries[0].get("last_log", {})
     return {"steps": summaries[0]["steps"], "seconds": summaries[0]["seconds"], "train_loss": summaries[0]["train_loss"],
-            **{k: last[k] for k in ("reverse_kl", "act_l2", "loss") if k in last},
+            **{k: last[k] for k in (*DIVERGENCE_STATS, "loss") if k in last},
             **({"seeds": len(summaries)} if len(summaries) > 1 else {})}

@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 Stats = dict[str, float]
+# The divergence stat each loss below returns, by name: what trainers log and summaries show
+DIVERGENCE_STATS = ("reverse_kl", "reverse_kl_topk", "jsd", "letter_kl", "act_l2")
 
 # Float32 elements per chunk ([positions, V]): about 4 MB, so a chunk's temporaries stay in cache
 # and never take the allocator's mmap path. Measured on the CPU at V = 152k, 256 positions: 3x

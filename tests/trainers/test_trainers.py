@@ -51,6 +51,19 @@ def common(tmp_path, **kw):
     return base
 
 
+def test_each_loss_logs_its_own_divergence(tiny, tmp_path):
+    """Soft-label BCT (the forward KL, loss_type jsd with beta 0) logs "jsd", not a reverse KL of nan."""
+    import math
+
+    model, tok = tiny
+    args = OPCTConfig(**common(tmp_path, max_steps=1, logging_steps=1, loss_type="jsd", beta=0.0, rollouts="teacher",
+                               temperature=0.0, num_samples=1, max_new_tokens=4))
+    trainer = OPCTTrainer(add_lora(model, r=8, alpha=16), args, pairs_to_dataset(make_pairs(4)), processing_class=tok)
+    trainer.train()
+    logged = trainer.state.log_history[0]
+    assert math.isfinite(logged["jsd"]) and logged["jsd"] >= 0 and "reverse_kl" not in logged
+
+
 def test_teacher_scores_match_direct_forward(tiny):
     model, tok = tiny
     pairs = make_pairs(3)

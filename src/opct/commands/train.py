@@ -85,7 +85,9 @@ def cmd_train(a) -> int:
         overrides[k.strip()] = _parse_value(v)
     summary = train(a.method, a.model, a.pairs, a.out, overrides, resume=a.resume)
     last = summary["last_log"]
-    extra = "".join(f", {k} {last[k]:.4g}" for k in ("reverse_kl", "act_l2") if k in last)
+    from opct.losses import DIVERGENCE_STATS
+
+    extra = "".join(f", {k} {last[k]:.4g}" for k in DIVERGENCE_STATS if k in last)
     print(f"opct train {a.method}: {summary['steps']} steps in {summary['seconds']:.0f}s, "
           f"train loss {summary['train_loss']:.4g}{extra}; adapter at {summary['final']}")
     return 0

@@ -267,7 +267,8 @@ class OPCTTrainer(WindowTrainer):
         else:
             loss, stats = self.token_divergence(model, inputs, student_logits, targets, mask, temperature,
                                                 num_items_in_batch)
-            logged = {"reverse_kl": stats.get("reverse_kl", float("nan"))}
+            # each loss's own divergence, by its name (reverse_kl, reverse_kl_topk, jsd)
+            logged = {key: value for key, value in stats.items() if key != "tokens"}
         self.record(**logged, train_tokens_per_s=float(mask.sum()) / watch.seconds())
         loss = loss * self.loss_scale()
         return (loss, {"logits": student_logits}) if return_outputs else loss
