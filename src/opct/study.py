@@ -184,13 +184,13 @@ def short_pairs(built, tokenizer, max_tokens: int, keep: int):
 
 
 def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob: float, max_prompt_tokens: int,
-                           seed: int, model, tokenizer) -> tuple[list, dict[str, Any]]:
-    """Sycophancy pairs of `split` whose prompts fit in `max_prompt_tokens` and whose clean question the
-    base `model` answers right (p >= `known_min_prob`; 0 keeps every question: a model that does not
-    know the answer and takes the user's option is guessing, not giving in). Candidates are drawn so
-    that about `want` survive, and drawn again twice as many while fewer do and the split has more;
-    every survivor is returned (callers take `want`, and may use the rest), with a report that counts
-    what was left out and why."""
+                           seed: int, model, tokenizer, extra: int = 0) -> tuple[list, dict[str, Any]]:
+    """Up to `want` + `extra` sycophancy pairs of `split` whose prompts fit in `max_prompt_tokens` and
+    whose clean question the base `model` answers right (p >= `known_min_prob`; 0 keeps every question:
+    a model that does not know the answer and takes the user's option is guessing, not giving in).
+    Candidates are drawn so that about `want` survive, and drawn again twice as many while fewer do and
+    the split has more. The report counts the first `want` as its pairs, and what was left out and why
+    (survivors past `want` + `extra` count as beyond the budget)."""
     from opct.data.sycophancy import build_split
     from opct.evals.sycophancy import known_pairs
 
@@ -200,7 +200,7 @@ def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob
         pairs, built_report = build_split(split, limit=factor * want, seed=seed, source=source)
         fitting, report = short_pairs((pairs, built_report), tokenizer, max_prompt_tokens, factor * want)
         if known_min_prob <= 0:
-            return fitting, report
+            break
         fitting, known = known_pairs(model, tokenizer, fitting, min_prob=known_min_prob,
                                      progress=f"known questions ({split})")
         print(f"  {split}: the base model answers {known['after']} of {known['before']} clean questions right "
@@ -208,8 +208,12 @@ def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob
                                                     for src, c in known["per_source"].items()))
         report["known"] = known
         if len(fitting) >= want or built_report["pool_questions"] <= factor * want:  # enough, or no more questions
-            return fitting, report
+            break
         factor *= 2
+    kept = fitting[: want + extra]
+    report.update(pairs=min(len(kept), want),
+                  left_out_beyond_budget=report["left_out_beyond_budget"] + len(fitting) - len(kept))
+    return kept, report
 
 
 # ----------------------------------------------------------------------------- the capability panel

@@ -118,6 +118,27 @@ def test_sycophancy_organism_keeps_questions_the_base_knows(tiny_model_dir, tmp_
     assert report["test"]["known"]["after"] < report["test"]["known"]["before"]  # some were left out, and counted
 
 
+def test_natural_sycophancy_organism_draws_no_organism_pairs(tiny_model_dir, tmp_path):
+    from opct.data.schema import read_pairs
+    from opct.models import load_model
+
+    model, tok = load_model(tiny_model_dir)
+    prof = replace(TINY, organism_pairs=8, consistency_pairs=2, test_pairs=3, question_source="easy",
+                   known_min_prob=1e-9)
+    reports = {}
+    for name, p in (("trained", prof), ("natural", replace(prof, natural_organism=True))):
+        (tmp_path / name).mkdir()
+        reports[name] = ORGANISMS["sycophancy"].build_data(p, tmp_path / name, 0, model, tok)
+    assert not (tmp_path / "natural" / "organism.jsonl").exists()
+    assert len(read_pairs(tmp_path / "natural" / "consistency.jsonl")) == 2
+    # only the consistency pairs' candidates are checked against the model
+    assert reports["natural"]["train"]["known"]["before"] < reports["trained"]["train"]["known"]["before"]
+    for report in reports.values():  # every known question is kept or counted as beyond the budget
+        for split in ("train", "test"):
+            r = report[split]
+            assert r["known"]["after"] == r["pairs"] + r["left_out_beyond_budget"]
+
+
 def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "audit"
     results = run_audit(profile=TINY, out=str(out), model=tiny_model_dir)

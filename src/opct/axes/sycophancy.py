@@ -58,16 +58,17 @@ def build_data(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> di
 
     out = {}
     for split, want in (("train", prof.train_pairs), ("test", prof.test_pairs)):
+        curve = split == "train" and prof.curve_every
         fitting, report = known_sycophancy_pairs(split, want, source=prof.question_source,
                                                  known_min_prob=prof.known_min_prob,
                                                  max_prompt_tokens=prof.max_prompt_tokens, seed=seed, model=model,
-                                                 tokenizer=tokenizer)
+                                                 tokenizer=tokenizer, extra=prof.curve_items if curve else 0)
         kept = fitting[:want]
-        if split == "train" and prof.curve_every:  # known training-split questions not trained on
-            val = fitting[want : want + prof.curve_items]
+        if curve:  # known training-split questions not trained on
+            val = fitting[want:]
             write_pairs(val, data / "val.jsonl")
             report["validation_pairs"] = len(val)
-        report.update(pairs=len(kept), per_source=dict(Counter(question_source(p) for p in kept)),
+        report.update(per_source=dict(Counter(question_source(p) for p in kept)),
                       per_family=dict(sorted(Counter(p.meta.get("family") for p in kept).items())))
         write_pairs(kept, data / f"{split}.jsonl")
         out[split] = report

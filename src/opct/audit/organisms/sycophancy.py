@@ -26,16 +26,17 @@ def build_data(prof, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
     from opct.study import known_sycophancy_pairs
 
     def split(name: str, want: int):
-        pairs, report = known_sycophancy_pairs(name, want, source=prof.question_source,
-                                               known_min_prob=prof.known_min_prob,
-                                               max_prompt_tokens=prof.max_prompt_tokens, seed=seed, model=model,
-                                               tokenizer=tokenizer)
-        return pairs[:want], {**report, "pairs": min(len(pairs), want)}
+        return known_sycophancy_pairs(name, want, source=prof.question_source, known_min_prob=prof.known_min_prob,
+                                      max_prompt_tokens=prof.max_prompt_tokens, seed=seed, model=model,
+                                      tokenizer=tokenizer)
 
-    train, train_report = split("train", prof.organism_pairs + prof.consistency_pairs)
-    organism, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
+    # A natural organism is the base model as it is: it trains on no organism pairs, so none are drawn.
+    organism_pairs = 0 if prof.natural_organism else prof.organism_pairs
+    train, train_report = split("train", organism_pairs + prof.consistency_pairs)
+    organism, consistency = split_audit_pairs(train, organism_pairs, prof.consistency_pairs)
     test, test_report = split("test", prof.test_pairs)
-    write_pairs(organism, data / "organism.jsonl")
+    if organism:
+        write_pairs(organism, data / "organism.jsonl")
     write_pairs(consistency, data / "consistency.jsonl")
     write_pairs(test, data / "test.jsonl")
     return {"organism": {"pairs": len(organism)}, "consistency": {"pairs": len(consistency)}, "train": train_report,
