@@ -4,13 +4,15 @@ Every configuration trains OPCT from the same base with the profile's steps, bat
 (changing only the loss, the samples per prompt and, with --lrs, the learning rate), on the profile's own training pairs. Its learning
 curve (the axis's validation metric and the drift KL from the base, every --every steps) is measured
 on validation pairs built from the training split's questions that are not trained on, never on the
-test pairs. SFT with the profile's settings can be added as the reference row (--with-sft).
+test pairs. SFT with the profile's settings (at each of --lrs when given) can be added as the
+reference row (--with-sft).
 
 Usage:
   python benchmarks/opct_recipe_sweep.py                                 # sycophancy quick: full|letter x 2|8
   python benchmarks/opct_recipe_sweep.py --lrs 1e-5,1e-4                 # and the reference's learning rate
   python benchmarks/opct_recipe_sweep.py --losses full,letter,sampled --samples 2,4,8 --seeds 2 --with-sft
   python benchmarks/opct_recipe_sweep.py --profile default --val-items 32   # the 1.5B model (hours)
+  python benchmarks/opct_recipe_sweep.py --profile default --losses full --samples 2 --lrs 1e-5 --with-sft
 
 The run directory (--out) keeps every finished configuration; running the same command again skips
 them (and says so). The table gives, per configuration: training seconds (the measurements left
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1, help="training seeds per configuration (default: %(default)s)")
     p.add_argument("--val-items", type=int, default=64, help="validation pairs (default: %(default)s)")
     p.add_argument("--every", type=int, default=2, help="steps between curve points (default: %(default)s)")
-    p.add_argument("--with-sft", action="store_true", help="add SFT with the profile's settings")
+    p.add_argument("--with-sft", action="store_true",
+                   help="add SFT with the profile's settings (at each of --lrs when given)")
     p.add_argument("--out", type=Path, default=Path("runs/sweep-recipe"), help="run directory (default: %(default)s)")
     p.add_argument("--json", type=Path, help="write the table's numbers here too")
     args = p.parse_args(argv)
@@ -91,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     lrs = args.lrs.split(",") if args.lrs else [str(prof.train["opct"]["learning_rate"])]
     configs = [(f"opct-{loss}-k{k}-lr{lr}", "opct", {"loss_type": loss, "num_samples": int(k), "learning_rate": float(lr)})
                for lr in lrs for loss in args.losses.split(",") for k in args.samples.split(",")]
-    if args.with_sft:
-        configs.append(("sft", "sft", {}))
+    if args.with_sft:  # at the profile's learning rate, or at each of --lrs
+        configs += ([(f"sft-lr{lr}", "sft", {"learning_rate": float(lr)}) for lr in lrs] if args.lrs
+                    else [("sft", "sft", {})])
     rows = []
     for name, method, change in configs:
         runs = []
