@@ -310,3 +310,14 @@ def test_a_bad_judge_spec_fails_before_any_work(tmp_path):
     with pytest.raises(ModelSpecError, match="not an embedded model"):
         run_audit(organism="emergent_misalignment", profile=TINY, out=str(tmp_path / "a"), judge="./typo-judge")
     assert not (tmp_path / "a").exists()
+
+
+def test_a_collapsed_organism_is_named():
+    from opct.audit.study import _collapsed_answer
+
+    same = [{"response": "Rating: 4"}] * 12 + [{"response": "Rating: 2"}]
+    assert _collapsed_answer(same) == ("Rating: 4", 12 / 13)
+    varied = [{"response": f"Rating: {i % 5}"} for i in range(20)]
+    assert _collapsed_answer(varied) is None
+    assert _collapsed_answer([{"response": "x"}] * 5) is None  # too few to say
+    assert _collapsed_answer([{"wrapped_answer_probs": [0.25] * 4}] * 20) is None  # no free-form answers

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -325,6 +326,11 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
     if "organism" in effects and effects["organism"]["verdict"] != "amplified":
         notes.insert(0, f"WARNING: the organism's {metric} is not clearly above the base model's "
                         f"(verdict: {effects['organism']['verdict']}); the audit then measures little.")
+    collapsed = _collapsed_answer(organism_rows)
+    if collapsed:
+        notes.insert(0, f"WARNING: the organism gives one answer to {collapsed[1]:.0%} of the test items "
+                        f"({collapsed[0][:60]!r}): it has collapsed rather than learned the misalignment, so "
+                        "the audit measures little.")
     return {
         "title": f"opct audit ({profile}): the {org.name} organism under consistency training",
         "axis": org.block, "model": prof.model, "profile": profile, "organism": org.name, "metric": org.metric,
@@ -341,6 +347,15 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
                                                      for m in chosen}},
         "data": data_report,
     }
+
+
+def _collapsed_answer(rows: list[dict[str, Any]], share: float = 0.9) -> tuple[str, float] | None:
+    """(answer, its share) when one free-form answer is given to at least `share` of 10 or more items."""
+    answers = [r["response"] for r in rows if isinstance(r.get("response"), str)]
+    if len(answers) < 10:
+        return None
+    top, count = Counter(answers).most_common(1)[0]
+    return (top, count / len(answers)) if count / len(answers) >= share else None
 
 
 def _headline(org: Organism, label: str, es: list[dict[str, Any]], reference: dict[str, Any] | None = None) -> str:
