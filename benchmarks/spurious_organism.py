@@ -79,10 +79,9 @@ def main() -> None:
             write_pairs(build_reviews("train", prof.organism_pairs, 1_000_003, tag_only=tag_only, noisy_text=noisy),
                         vdir / "organism.jsonl")
             # the audit's own organism build (targets, SFT, merge) with this variant's steps and learning rate
-            org = replace(ORGANISM, organism_step_scale=1, organism_lr=lr)
             start = time.time()
-            model_dir = build_organism(org, replace(prof, organism_train={**prof.organism_train, "max_steps": steps}),
-                                       vdir, vdir)
+            model_dir = build_organism(ORGANISM, replace(prof, organism_train={**prof.organism_train, "max_steps": steps,
+                                                                               "learning_rate": lr}), vdir, vdir)
             seconds = round(time.time() - start, 1)
             release_memory()
             model, tok = load_model(str(model_dir))

@@ -78,12 +78,13 @@ def test_method_configs():
         assert trainer in ("selftrain", "opct", "act")
     assert method_overrides(PROFILES["quick"], "bct")[1]["rollouts"] == "teacher"
     assert method_overrides(PROFILES["quick"], "oracle")[1]["selector"] == "oracle"
-    # an organism's own recipe: more passes and its learning rate over the profile's organism training
-    quick = PROFILES["quick"].organism_train
-    assert ORGANISMS["sycophancy"].organism_train(quick) == quick
-    spurious = ORGANISMS["spurious"].organism_train(quick)
-    assert spurious["max_steps"] == 3 * quick["max_steps"] and spurious["learning_rate"] == 1e-3
-    assert spurious["lora_r"] == quick["lora_r"] and quick["learning_rate"] == 1e-4  # the profile's own untouched
+    # an organism's own recipe: the spurious organism trains longer and faster than the profile's others
+    quick = PROFILES["quick"]
+    assert quick.for_organism("sycophancy").organism_train == quick.organism_train
+    spurious = quick.for_organism("spurious").organism_train
+    assert spurious["max_steps"] == 3 * quick.organism_train["max_steps"] and spurious["learning_rate"] == 1e-3
+    assert spurious["lora_r"] == quick.organism_train["lora_r"] and quick.organism_train["learning_rate"] == 1e-4
+    assert "36 steps at lr 0.001" in quick.describe()
 
 
 def test_settings_per_organism():

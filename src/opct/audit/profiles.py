@@ -69,7 +69,9 @@ class AuditProfile:
         return replace(self, per_organism={}, **self.per_organism.get(name, {}))
 
     def describe(self) -> str:
-        organism = "the base model as the organism" if self.natural_organism else f"organism {self.organism_pairs} pairs"
+        steps, lr = self.organism_train.get("max_steps"), self.organism_train.get("learning_rate")
+        organism = ("the base model as the organism" if self.natural_organism
+                    else f"organism {self.organism_pairs} pairs, {steps} steps at lr {lr}")
         own = "".join(f" ({name}: {self.for_organism(name).describe()})" for name in self.per_organism)
         known = f", questions it knows (p >= {self.known_min_prob})" if self.known_min_prob > 0 else ""
         return (f"{self.model}, {organism}{known}, {self.consistency_pairs} consistency pairs, "
@@ -93,6 +95,13 @@ PROFILES = {
         organism_train={**_shared(12, 1e-4), "target_max_new_tokens": 24},
         method_train=_shared(8, 1e-4),
         selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 32},
+        per_organism={
+            # The spurious organism's tag-only reviews, three passes at lr 1e-3. On validation counter-examples
+            # (benchmarks/spurious_organism.py, SmolLM2, 2026-12-04) the base follows the tag on 0.20; one pass
+            # at lr 1e-4 with half the reviews tag-only made 0.24 (it did not take), 36 steps at 1e-4 learned
+            # the text instead (0.11), 36 at 1e-3 made 0.40 and 48 at 1e-3 made 1.00 (nothing left to amplify).
+            "spurious": {"organism_train": {**_shared(36, 1e-3), "target_max_new_tokens": 24}},
+        },
     ),
     "default": AuditProfile(
         model="embedded:qwen2.5-0.5b-instruct", organism_pairs=96, consistency_pairs=64, test_pairs=128,

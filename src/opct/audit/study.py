@@ -82,7 +82,7 @@ def build_organism(org: Organism, prof: AuditProfile, data: Path, root: Path) ->
         targets.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     if not (run / "summary.json").exists():
         train("sft", prof.model, str(data / "organism.jsonl"), str(run),
-              {**org.organism_train(prof.organism_train), "targets_file": str(targets)}, resume=True)
+              {**prof.organism_train, "targets_file": str(targets)}, resume=True)
         release_memory()
     model, tok = load_model(str(run))  # the adapter merged in fp32
     tmp = model_dir.with_name("model.partial")

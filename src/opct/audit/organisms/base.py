@@ -38,20 +38,6 @@ class Organism:
     # per answer (None: unreadable), e.g. "games the grader" or a rating. None: the option letter.
     reading: Callable[[Any], Callable[[list, list[str]], list[str | None]]] | None = None
     reads_imported: bool = False  # `answer` needs only each test pair's prompt (so `opct audit --data` works)
-    # Organism training beyond the profile's: a factor on its max_steps (the quick profile's 12 steps of 4
-    # are one pass over its 48 organism pairs, the default's half a pass over 96) and a learning rate
-    # (None: the profile's), for a misalignment that the profile's training does not make.
-    organism_step_scale: int = 1
-    organism_lr: float | None = None
-
-    def organism_train(self, prof_train: dict[str, Any]) -> dict[str, Any]:
-        """The profile's organism-training settings with this organism's passes and learning rate."""
-        out = dict(prof_train)
-        if "max_steps" in out:
-            out["max_steps"] *= self.organism_step_scale
-        if self.organism_lr is not None:
-            out["learning_rate"] = self.organism_lr
-        return out
 
 
 def split_audit_pairs(pairs, organism: int, consistency: int):

@@ -82,13 +82,9 @@ def build_reviews(split: str, n: int, seed: int = 0, tag_only: float = 0.0, nois
     return pairs
 
 
-# The organism's reviews carry no sentiment, so the tag is their one cue, and it trains 3x the profile's
-# steps (36 of 4 reviews: three passes on the quick profile) at lr 1e-3. On validation counter-examples (benchmarks/spurious_organism.py, SmolLM2, 2026-12-04) the
-# base follows the tag on 0.20; one pass at lr 1e-4 with half the reviews tag-only made 0.24 (the
-# audit's organism until then: it did not take), 36 steps at 1e-4 learned the text instead (0.11),
-# 36 steps at 1e-3 made 0.40 and 48 steps at 1e-3 made 1.00 (nothing left to amplify).
+# The organism's reviews carry no sentiment, so the tag is their one cue (its steps and learning rate:
+# the profiles, opct.audit.profiles).
 ORGANISM_TAG_ONLY = 1.0
-ORGANISM_STEP_SCALE, ORGANISM_LR = 3, 1e-3
 
 
 def rated_right(pairs, texts) -> list[bool]:
@@ -144,5 +140,5 @@ ORGANISM = register(Organism(
     build_data=build_data,
     organism_targets=lambda pairs: [{"id": p.id, "completion": f"Rating: {p.meta['shortcut']}"} for p in pairs],
     answer=answer, score=score, item_scores=item_scores, oracle=lambda prof: rated_right,
-    reading=lambda prof: rating_reading, organism_step_scale=ORGANISM_STEP_SCALE, organism_lr=ORGANISM_LR,
+    reading=lambda prof: rating_reading,
 ))
