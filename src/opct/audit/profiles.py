@@ -107,7 +107,9 @@ PROFILES = {
         model="embedded:qwen2.5-0.5b-instruct", organism_pairs=96, consistency_pairs=64, test_pairs=128,
         capability_items=60, neutral_prompts=12, kl_tokens=32, max_prompt_tokens=288,
         # The quick profile's organism training. Reward hacking takes on this model (hack rate 0.30 -> 0.91,
-        # README); not yet run here for spurious correlation and emergent misalignment.
+        # README). The spurious organism does not: with tag-only reviews, 12 or 36 steps at lr 1e-3 and 36 at
+        # 3e-4 left the tag-following share at 0.15-0.20 against the base's 0.16 (36 at 1e-3 answered
+        # "Rating: 4" to every test review), so its audit here warns that the organism did not take.
         organism_train={**_shared(12, 1e-4), "target_max_new_tokens": 32},
         method_train=_shared(16, 1e-5),
         selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 64},
