@@ -212,6 +212,7 @@ def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob
         factor *= 2
     kept = fitting[: want + extra]
     report.update(pairs=min(len(kept), want),
+                  per_family=dict(sorted(Counter(p.meta.get("family") for p in kept[:want]).items())),
                   left_out_beyond_budget=report["left_out_beyond_budget"] + len(fitting) - len(kept))
     return kept, report
 

@@ -138,6 +138,7 @@ def test_natural_sycophancy_organism_draws_no_organism_pairs(tiny_model_dir, tmp
         for split in ("train", "test"):
             r = report[split]
             assert r["known"]["after"] == r["pairs"] + r["left_out_beyond_budget"]
+            assert sum(r["per_family"].values()) == r["pairs"]  # the families of the pairs kept
 
 
 def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):

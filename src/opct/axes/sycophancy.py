@@ -68,8 +68,7 @@ def build_data(prof: DemoProfile, data: Path, seed: int, model, tokenizer) -> di
             val = fitting[want:]
             write_pairs(val, data / "val.jsonl")
             report["validation_pairs"] = len(val)
-        report.update(per_source=dict(Counter(question_source(p) for p in kept)),
-                      per_family=dict(sorted(Counter(p.meta.get("family") for p in kept).items())))
+        report["per_source"] = dict(Counter(question_source(p) for p in kept))
         write_pairs(kept, data / f"{split}.jsonl")
         out[split] = report
     return out
