@@ -60,3 +60,16 @@ def test_mean_over_seeds():
     m = mean_over_seeds([a, b])
     assert m["mmlu_accuracy"] == {"value": pytest.approx(0.5), "ci_low": 0.3, "ci_high": 0.7, "n": 10, "seeds": 2}
     assert m["note"] == "x"
+
+
+def test_chosen_methods_checks_names_and_seeds():
+    from opct.study import chosen_methods
+
+    known = ("sft", "opct", "act")
+    assert chosen_methods(None, known, 1, ValueError) == ["sft", "opct", "act"]
+    assert chosen_methods(None, known, 1, ValueError, default=("opct",)) == ["opct"]
+    assert chosen_methods(" opct, sft ,", known, 2, ValueError) == ["opct", "sft"]
+    with pytest.raises(ValueError, match="unknown method\\(s\\) vibes; expected a subset of sft, opct, act"):
+        chosen_methods("opct,vibes", known, 1, ValueError)
+    with pytest.raises(ValueError, match="--seeds must be at least 1, got 0"):
+        chosen_methods("opct", known, 0, ValueError)

@@ -21,9 +21,9 @@ from typing import Any
 from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
-from opct.study import (DemoProfile, capability_panel, claim_run_dir, compare_methods, learning_curve_callback,
-                        mean_over_seeds, phase, pool_seed_rows, profile_defaults, release_memory, seed_tag, versions,
-                        TRAINING_SEED)
+from opct.study import (DemoProfile, capability_panel, chosen_methods, claim_run_dir, compare_methods,
+                        learning_curve_callback, mean_over_seeds, phase, pool_seed_rows, profile_defaults,
+                        release_memory, seed_tag, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -141,12 +141,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         prof = replace(prof, judge=judge)
     if attackers is not None:
         prof = replace(prof, attackers=choose_attackers(axis, prof, attackers))
-    chosen = [m.strip() for m in (methods or ",".join(METHODS)).split(",") if m.strip()]
-    bad = [m for m in chosen if m not in METHODS]
-    if bad:
-        raise DemoError(f"unknown method(s) {', '.join(bad)}; expected a subset of {', '.join(METHODS)}")
-    if seeds < 1:
-        raise DemoError(f"--seeds must be at least 1, got {seeds}")
+    chosen = chosen_methods(methods, METHODS, seeds, DemoError)
     root = Path(out or (f"runs/demo-{profile}" if axis == "sycophancy" else f"runs/demo-{axis}-{profile}"))
     settings = {"axis": axis, "profile": profile, "seed": seed, **asdict(prof)}
     # Seeds are not a setting: a run continued with more seeds keeps the ones it has.

@@ -125,6 +125,19 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
     write_json(settings_path, settings)
 
 
+def chosen_methods(methods: str | None, known: Sequence[str], seeds: int, error: type[Exception],
+                   default: Sequence[str] | None = None) -> list[str]:
+    """The methods a comma-separated `--methods` names (`default`, else all `known`, when None), after
+    checking them and `--seeds`."""
+    chosen = [m.strip() for m in (methods or ",".join(default or known)).split(",") if m.strip()]
+    bad = [m for m in chosen if m not in known]
+    if bad:
+        raise error(f"unknown method(s) {', '.join(bad)}; expected a subset of {', '.join(known)}")
+    if seeds < 1:
+        raise error(f"--seeds must be at least 1, got {seeds}")
+    return chosen
+
+
 def phase(name: str, command: str = "demo") -> None:
     print(f"\n== opct {command}: {name}", flush=True)
 

@@ -161,7 +161,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
               seeds: int = 1, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from opct.models import load_model
     from opct.report import write_report
-    from opct.study import TRAINING_SEED, claim_run_dir, phase, release_memory, seed_tag, versions
+    from opct.study import TRAINING_SEED, chosen_methods, claim_run_dir, phase, release_memory, seed_tag, versions
     from opct.trainers.run import train
 
     if organism not in ORGANISMS:
@@ -174,12 +174,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
 
             check_backend(judge)  # fail before hours of training, not at the first judged answer
         prof = replace(prof, judge=judge)
-    chosen = [m.strip() for m in (methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
-    bad = [m for m in chosen if m not in AUDIT_METHODS]
-    if bad:
-        raise AuditError(f"unknown method(s) {', '.join(bad)}; expected a subset of {', '.join(AUDIT_METHODS)}")
-    if seeds < 1:
-        raise AuditError(f"--seeds must be at least 1, got {seeds}")
+    chosen = chosen_methods(methods, AUDIT_METHODS, seeds, AuditError, default=DEFAULT_METHODS)
     root = Path(out or f"runs/audit-{organism}-{name}")
     if data_dir and not org.reads_imported:
         raise AuditError(f"--data: the {organism} organism scores test items in its own format; imported splits can "
