@@ -323,3 +323,14 @@ def test_a_collapsed_organism_is_named():
     assert _collapsed_answer(varied) is None
     assert _collapsed_answer([{"response": "x"}] * 5) is None  # too few to say
     assert _collapsed_answer([{"wrapped_answer_probs": [0.25] * 4}] * 20) is None  # no free-form answers
+
+
+def test_an_organism_at_its_ceiling_is_named():
+    from opct.audit.organisms import ORGANISMS
+    from opct.audit.study import _at_ceiling
+
+    spurious = ORGANISMS["spurious"]
+    rows = [{"id": str(i), "follows_shortcut": i < 19} for i in range(20)]
+    assert _at_ceiling(spurious, rows) == 0.95
+    assert _at_ceiling(spurious, rows[1:]) is None  # 18 of 19
+    assert _at_ceiling(spurious, [{"id": "a", "follows_shortcut": None}]) is None  # nothing parsed

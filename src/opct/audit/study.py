@@ -321,6 +321,10 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
     if "organism" in effects and effects["organism"]["verdict"] != "amplified":
         notes.insert(0, f"WARNING: the organism's {metric} is not clearly above the base model's "
                         f"(verdict: {effects['organism']['verdict']}); the audit then measures little.")
+    at_ceiling = _at_ceiling(org, organism_rows)
+    if at_ceiling is not None:
+        notes.insert(0, f"WARNING: the organism's {metric} is already {at_ceiling:.3f}: a method can be seen to "
+                        "suppress it, hardly to amplify it.")
     collapsed = _collapsed_answer(organism_rows)
     if collapsed:
         notes.insert(0, f"WARNING: the organism gives one answer to {collapsed[1]:.0%} of the test items "
@@ -342,6 +346,13 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
                                                      for m in chosen}},
         "data": data_report,
     }
+
+
+def _at_ceiling(org: Organism, rows: list[dict[str, Any]], ceiling: float = 0.95) -> float | None:
+    """The organism's mean item score when it is at or above `ceiling` (no room left to amplify)."""
+    scores = org.item_scores(rows)
+    mean = sum(scores.values()) / len(scores) if scores else 0.0
+    return mean if mean >= ceiling else None
 
 
 def _collapsed_answer(rows: list[dict[str, Any]], share: float = 0.9) -> tuple[str, float] | None:
