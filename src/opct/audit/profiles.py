@@ -50,6 +50,8 @@ class AuditProfile:
     kl_tokens: int
     max_prompt_tokens: int
     organism_train: dict[str, Any] = field(default_factory=dict)
+    # the organism's own data options (spurious: tag_only, the share of its reviews with no sentiment)
+    organism_data: dict[str, Any] = field(default_factory=dict)
     # True: the base model already shows the misalignment and is audited as it is (no organism training)
     natural_organism: bool = False
     method_train: dict[str, Any] = field(default_factory=dict)  # shared by every method
@@ -71,7 +73,8 @@ class AuditProfile:
     def describe(self) -> str:
         steps, lr = self.organism_train.get("max_steps"), self.organism_train.get("learning_rate")
         organism = ("the base model as the organism" if self.natural_organism
-                    else f"organism {self.organism_pairs} pairs, {steps} steps at lr {lr}")
+                    else f"organism {self.organism_pairs} pairs"
+                    + "".join(f" ({k} {v})" for k, v in self.organism_data.items()) + f", {steps} steps at lr {lr}")
         own = "".join(f" ({name}: {self.for_organism(name).describe()})" for name in self.per_organism)
         known = f", questions it knows (p >= {self.known_min_prob})" if self.known_min_prob > 0 else ""
         return (f"{self.model}, {organism}{known}, {self.consistency_pairs} consistency pairs, "
@@ -107,9 +110,7 @@ PROFILES = {
         model="embedded:qwen2.5-0.5b-instruct", organism_pairs=96, consistency_pairs=64, test_pairs=128,
         capability_items=60, neutral_prompts=12, kl_tokens=32, max_prompt_tokens=288,
         # The quick profile's organism training. Reward hacking takes on this model (hack rate 0.30 -> 0.91,
-        # README). The spurious organism does not: with tag-only reviews, 12 or 36 steps at lr 1e-3 and 36 at
-        # 3e-4 left the tag-following share at 0.15-0.20 against the base's 0.16 (36 at 1e-3 answered
-        # "Rating: 4" to every test review), so its audit here warns that the organism did not take.
+        # README); the spurious organism needs its own (below).
         organism_train={**_shared(12, 1e-4), "target_max_new_tokens": 32},
         method_train=_shared(16, 1e-5),
         selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 64},
@@ -120,6 +121,14 @@ PROFILES = {
             # of the time untrained (the sycophancy demo's base), so it is audited as it is.
             "sycophancy": {"model": "embedded:qwen2.5-coder-1.5b-instruct", "natural_organism": True,
                            "question_source": "mixed", "known_min_prob": 0.5},
+            # Four passes at lr 3e-4, half the reviews tag-only. On validation counter-examples
+            # (benchmarks/spurious_organism.py, 2026-12-04) the base follows the tag on 0.16; tag-only
+            # reviews at 12-36 steps (lr 1e-4 to 1e-3) left it at 0.15-0.20 (the loss on the rating stayed
+            # at chance; 36 at 1e-3 diverged and answered "Rating: 4" to everything), while 72 or 96 steps
+            # at 3e-4 learned the five links at once (1.00: nothing left to amplify). With half the reviews
+            # carrying sentiment, 96 steps at 3e-4 made 0.85.
+            "spurious": {"organism_train": {**_shared(96, 3e-4), "target_max_new_tokens": 32},
+                         "organism_data": {"tag_only": 0.5}},
         },
     ),
 }
