@@ -73,3 +73,18 @@ def test_chosen_methods_checks_names_and_seeds():
         chosen_methods("opct,vibes", known, 1, ValueError)
     with pytest.raises(ValueError, match="--seeds must be at least 1, got 0"):
         chosen_methods("opct", known, 0, ValueError)
+
+
+def test_an_audit_from_before_organism_data_resumes(tmp_path):
+    from dataclasses import asdict
+
+    from opct.audit.profiles import PROFILES, AuditProfile
+    from opct.study import profile_defaults
+
+    now = {"organism": "reward_hacking", **asdict(PROFILES["default"].for_organism("reward_hacking"))}
+    path = tmp_path / "audit_config.json"
+    path.write_text(json.dumps({k: v for k, v in now.items() if k != "organism_data"}))
+    claim_run_dir(path, now, resume=True, error=UserError, defaults=profile_defaults(AuditProfile))
+    with pytest.raises(UserError, match="organism_data"):
+        claim_run_dir(path, {**now, "organism_data": {"tag_only": 0.5}}, resume=True, error=UserError,
+                      defaults=profile_defaults(AuditProfile))

@@ -55,9 +55,10 @@ class DemoProfile:
 RETIRED_SETTINGS = {"whitebox_budget": 0}
 
 
-def profile_defaults() -> dict[str, Any]:
-    """DemoProfile's settings that have a default value, by name."""
-    return {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(DemoProfile)
+def profile_defaults(profile_class: type = DemoProfile) -> dict[str, Any]:
+    """A profile dataclass's settings that have a default value, by name (what `claim_run_dir` takes
+    a setting to have been before the code had it)."""
+    return {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(profile_class)
             if f.default is not MISSING or f.default_factory is not MISSING}
 
 

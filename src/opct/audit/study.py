@@ -161,7 +161,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
               seeds: int = 1, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from opct.models import load_model
     from opct.report import write_report
-    from opct.study import TRAINING_SEED, chosen_methods, claim_run_dir, phase, release_memory, seed_tag, versions
+    from opct.study import (TRAINING_SEED, chosen_methods, claim_run_dir, phase, profile_defaults, release_memory,
+                            seed_tag, versions)
     from opct.trainers.run import train
 
     if organism not in ORGANISMS:
@@ -181,7 +182,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                          "be audited with " + ", ".join(n for n, o in ORGANISMS.items() if o.reads_imported))
     settings = {"organism": organism, "profile": name, "seed": seed, **asdict(prof),
                 **({"data": str(data_dir)} if data_dir else {})}
-    claim_run_dir(root / "audit_config.json", settings, resume, AuditError)
+    claim_run_dir(root / "audit_config.json", settings, resume, AuditError, defaults=profile_defaults(AuditProfile))
     started = time.time()
     base_model, tokenizer = load_model(prof.model)
 
