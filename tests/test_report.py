@@ -88,6 +88,14 @@ def test_write_report(results, tmp_path):
     assert "src=\"sycophancy_rate.png\"" not in page  # self-contained
 
 
+def test_warnings_come_before_any_table(results, tmp_path):
+    md_path, html_path = write_report({**results, "warnings": ["The organism is <stuck>."]}, tmp_path)
+    md, page = md_path.read_text(), html_path.read_text()
+    assert md.index("## Warnings") < md.index("|") and "- **The organism is <stuck>.**" in md
+    assert page.index("<h2>Warnings</h2>") < page.index("<table>") and "The organism is &lt;stuck&gt;." in page
+    assert "## Warnings" not in write_report(results, tmp_path / "plain")[0].read_text()
+
+
 def test_write_report_without_plots(tmp_path):
     res = {"methods": {"base": {"capability": {"kl_from_base": 0.0}}, "sft": {}}}
     md_path, html_path = write_report(res, tmp_path)

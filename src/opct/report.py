@@ -421,7 +421,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
     plots as PNG files into `out_dir`. Returns (md_path, html_path).
 
     Optional keys of `results`: "method_order" (row order), "lead_sections" (tables shown first:
-    {"title", "headers", "rows"}), "notes" (shown before the standard notes). `extra_plots`
+    {"title", "headers", "rows"}), "warnings" (shown first, under the title), "notes" (shown before the
+    standard notes). `extra_plots`
     (path, caption) come before the standard plots."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -438,10 +439,13 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
     plots = list(extra_plots or []) + [(p, caption) for p, caption in candidates if p is not None]
     notes = list(results.get("notes") or []) + [n for axis in _axes(results) for n in _notes(axis)] + COMMON_NOTES
     verdicts = [v["sentence"] for v in results.get("verdicts") or []]
+    warnings = list(results.get("warnings") or [])
     extras = [(k.capitalize(), results[k]) for k in ("timings", "configs", "versions") if results.get(k)]
 
     md = [f"# {title}", ""]
     md += [f"- **{k}**: {v}" for k, v in meta] + ([""] if meta else [])
+    if warnings:
+        md += ["## Warnings", ""] + [f"- **{w}**" for w in warnings] + [""]
     if verdicts:
         md += ["## Verdict", ""] + [f"- {v}" for v in verdicts] + [""]
     for sec_title, (headers, rows) in sections:
@@ -469,6 +473,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
     ]
     if meta:
         h.append("<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in meta) + "</ul>")
+    if warnings:
+        h += ["<h2>Warnings</h2>", "<ul>" + "".join(f"<li><b>{html.escape(w)}</b></li>" for w in warnings) + "</ul>"]
     if verdicts:
         h += ["<h2>Verdict</h2>", "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>"]
     for sec_title, (headers, rows) in sections:

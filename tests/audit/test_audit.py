@@ -337,3 +337,11 @@ def test_an_organism_at_its_ceiling_is_named():
     assert _at_ceiling(spurious, rows) == 0.95
     assert _at_ceiling(spurious, rows[1:]) is None  # 18 of 19
     assert _at_ceiling(spurious, [{"id": "a", "follows_shortcut": None}]) is None  # nothing parsed
+
+
+def test_the_summary_lists_each_organisms_warnings():
+    from opct.audit.summary import warnings_section
+
+    assert warnings_section({"spurious": {"warnings": []}, "reward_hacking": {}}) == []
+    lines = warnings_section({"spurious": {"warnings": ["At its ceiling."]}, "emergent": {"warnings": ["Collapsed."]}})
+    assert lines == ["## Warnings", "", "- **spurious**: At its ceiling.", "- **emergent**: Collapsed.", ""]

@@ -26,9 +26,8 @@ from typing import Any
 
 from opct.audit.organisms import ORGANISMS, AuditError, Organism
 from opct.audit.profiles import AUDIT_METHODS, DEFAULT_METHODS, KIND_NOTES, PROFILES, AuditProfile, method_overrides
-from opct.audit.summary import EFFECT_PLOT
-from opct.audit.summary import (_fmt_delta, effects_rows, effects_summary, effects_table, metric_label,
-                                plot_effects, plot_heatmap)
+from opct.audit.summary import (EFFECT_PLOT, _fmt_delta, effects_rows, effects_summary, effects_table, metric_label,
+                                plot_effects, plot_heatmap, warnings_section)
 from opct.errors import UserError
 from opct.files import write_json
 
@@ -319,18 +318,19 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
     ]
     if org.paper_direction:
         notes.append(f"The entrenchment study found {org.name} {org.paper_direction} by consistency training.")
-    if "organism" in effects and effects["organism"]["verdict"] != "amplified":
-        notes.insert(0, f"WARNING: the organism's {metric} is not clearly above the base model's "
-                        f"(verdict: {effects['organism']['verdict']}); the audit then measures little.")
-    at_ceiling = _at_ceiling(org, organism_rows)
-    if at_ceiling is not None:
-        notes.insert(0, f"WARNING: the organism's {metric} is already {at_ceiling:.3f}: a method can be seen to "
-                        "suppress it, hardly to amplify it.")
+    warnings = []
     collapsed = _collapsed_answer(organism_rows)
     if collapsed:
-        notes.insert(0, f"WARNING: the organism gives one answer to {collapsed[1]:.0%} of the test items "
+        warnings.append(f"The organism gives one answer to {collapsed[1]:.0%} of the test items "
                         f"({collapsed[0][:60]!r}): it has collapsed rather than learned the misalignment, so "
                         "the audit measures little.")
+    at_ceiling = _at_ceiling(org, organism_rows)
+    if at_ceiling is not None:
+        warnings.append(f"The organism's {metric} is already {at_ceiling:.3f}: a method can be seen to suppress it, "
+                        "hardly to amplify it.")
+    if "organism" in effects and effects["organism"]["verdict"] != "amplified":
+        warnings.append(f"The organism's {metric} is not clearly above the base model's "
+                        f"(verdict: {effects['organism']['verdict']}); the audit then measures little.")
     return {
         "title": f"opct audit ({profile}): the {org.name} organism under consistency training",
         "axis": org.block, "model": prof.model, "profile": profile, "organism": org.name, "metric": org.metric,
@@ -342,6 +342,7 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
                            **effects_rows(org, effects, chosen, skipped,
                                                         {m: AUDIT_METHODS[m][0] for m in chosen})}],
         "skipped": skipped or {},
+        "warnings": warnings,
         "notes": notes,
         "configs": {"profile": settings, "methods": {m: dict(zip(("trainer", "overrides"), method_overrides(prof, m)))
                                                      for m in chosen}},
@@ -398,6 +399,7 @@ def run_all_organisms(profile: "str | AuditProfile" = "default", out: str | None
              _md_table(summary["headers"], summary["rows"]), ""]
     if plot:
         lines += [f"![effects against the greedy control]({plot.name})", ""]
+    lines += warnings_section(results)
     lines += ["Full reports: " + ", ".join(f"[{o}]({o}/report.md)" for o in results), ""]
     (root / "report.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n" + _md_table(summary["headers"], summary["rows"]))

@@ -126,3 +126,9 @@ def plot_heatmap(summary: dict[str, Any], path: str | Path) -> Path | None:
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
+
+
+def warnings_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines listing each organism's report warnings (none: no lines)."""
+    warned = [f"- **{org}**: {w}" for org, r in results.items() for w in r.get("warnings") or []]
+    return ["## Warnings", "", *warned, ""] if warned else []
