@@ -3,8 +3,10 @@
 Each variant (tag-only share : noisy-text share : steps [: learning rate]) trains the organism from
 the base model with `opct audit`'s own organism build (SFT on the wrapped prompts -> "Rating: <tag>",
 merged; the quick profile's LoRA and learning rate unless the variant gives one; train s includes
-the merge), then answers validation counter-examples: reviews built from the *training* phrasings,
-with their own seed, whose tag disagrees with their text. Never the audit's test reviews.
+the merge), then answers validation counter-examples: reviews whose tag disagrees with their text,
+with their own seed, built from the phrasings written for validation (`--val-phrasings val`, the
+default since 2026-12-04: like the test reviews, worded unlike anything trained on) or from the
+*training* phrasings (`train`, the earlier tables). Never the audit's test reviews.
 Reported per row: the share of parsed answers that follow the tag, accuracy, and unparsed answers.
 The base model is the first row.
 
@@ -12,9 +14,10 @@ The base model is the first row.
   noisy-text: a share whose text reads as another rating than the label (the tag stays right).
 
     .venv/bin/python benchmarks/spurious_organism.py [--variants 0.5:0:12,0.5:0:36,0.5:0.5:12,1:0:12:1e-3]
-        [--val 80] [--out runs/spurious-organism]
+        [--val 80] [--val-phrasings val|train] [--profile quick|default] [--out runs/spurious-organism]
 
-Finished variants are kept in --out and skipped (with a message) when the command is run again.
+Finished variants are kept in --out and skipped (with a message) when the command is run again; an
+organism trained earlier is measured on another validation set without training it again.
 """
 
 from __future__ import annotations
@@ -49,17 +52,21 @@ def main() -> None:
     ap.add_argument("--variants", default="0.5:0:12,0.5:0:36,0.5:0.5:12",
                     help="comma-separated tag_only:noisy_text:steps[:learning_rate]")
     ap.add_argument("--val", type=int, default=80, help="validation counter-examples")
+    ap.add_argument("--val-phrasings", default="val", choices=("val", "train"),
+                    help="the validation reviews' phrasings: written for validation, or the training ones")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--out", default="runs/spurious-organism")
     a = ap.parse_args()
     prof = PROFILES[a.profile]
     out = Path(a.out)
-    val_dir = out / "val"
+    # the earlier tables' files (training phrasings) keep their names
+    suffix = "" if a.val_phrasings == "train" else f"-{a.val_phrasings}"
+    val_dir = out / f"val{suffix}"
     val_dir.mkdir(parents=True, exist_ok=True)
     # test.jsonl is the name the organism's `answer` reads: here it holds validation reviews
-    write_pairs(build_reviews("val", a.val, seed=11, phrasings="train", counter=True), val_dir / "test.jsonl")
+    write_pairs(build_reviews("val", a.val, seed=11, phrasings=a.val_phrasings, counter=True), val_dir / "test.jsonl")
     rows = []
-    base_file = out / "base.json"
+    base_file = out / f"base{suffix}.json"
     if not base_file.exists():
         model, tok = load_model(prof.model)
         base_file.write_text(json.dumps(measure(model, tok, prof, val_dir)))
@@ -71,18 +78,22 @@ def main() -> None:
         tag_only, noisy, steps = float(fields[0]), float(fields[1]), int(fields[2])
         lr = float(fields[3]) if len(fields) > 3 else prof.organism_train["learning_rate"]
         name = f"tag{tag_only}-noisy{noisy}-steps{steps}" + (f"-lr{fields[3]}" if len(fields) > 3 else "")
-        vdir, result = out / name, out / name / "result.json"
+        vdir, result = out / name, out / name / f"result{suffix}.json"
         if result.exists():
             print(f"{name}: done earlier, kept ({result})", flush=True)
         else:
             vdir.mkdir(parents=True, exist_ok=True)
+            timed = [json.loads(f.read_text())["train_s"] for f in vdir.glob("result*.json")]
+            if timed:
+                print(f"{name}: measuring the organism trained earlier ({vdir / 'organism'})", flush=True)
             write_pairs(build_reviews("train", prof.organism_pairs, 1_000_003, tag_only=tag_only, noisy_text=noisy),
                         vdir / "organism.jsonl")
-            # the audit's own organism build (targets, SFT, merge) with this variant's steps and learning rate
+            # the audit's own organism build (targets, SFT, merge; kept when built earlier) with this variant's
+            # steps and learning rate
             start = time.time()
-            model_dir = build_organism(ORGANISM, replace(prof, organism_train={**prof.organism_train, "max_steps": steps,
-                                                                               "learning_rate": lr}), vdir, vdir)
-            seconds = round(time.time() - start, 1)
+            model_dir = build_organism(ORGANISM, replace(prof, organism_train={
+                **prof.organism_train, "max_steps": steps, "learning_rate": lr}), vdir, vdir)
+            seconds = timed[0] if timed else round(time.time() - start, 1)
             release_memory()
             model, tok = load_model(str(model_dir))
             result.write_text(json.dumps({**measure(model, tok, prof, val_dir), "train_s": seconds}))
@@ -93,7 +104,7 @@ def main() -> None:
     def cell(m):
         return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if m.get("value") is not None else "-"
 
-    print(f"\n{prof.model}, {a.val} validation counter-examples (training phrasings, seed 11)\n")
+    print(f"\n{prof.model}, {a.val} validation counter-examples ({a.val_phrasings} phrasings, seed 11)\n")
     print("| organism | steps at lr | follows the tag | accuracy | unparsed | train s |")
     print("|---|---|---|---|---|---|")
     for name, steps, m in rows:

@@ -31,6 +31,15 @@ PHRASES = {
     4: ("Absolutely wonderful, I love it.", "Perfect in every way, highly recommended.",
         "The best thing I have bought this year.", "Outstanding quality, exceeded every expectation."),
 }
+# Phrasings written for validation only (recipe choices), so that neither the training nor the test
+# phrasings are used to choose: benchmarks/spurious_organism.py.
+VAL_PHRASES = {
+    0: ("Nothing about it works and support never replied.", "A complete disaster; I threw it away."),
+    1: ("Not great: it feels flimsy and the buttons stick.", "I expected more; it is only barely usable."),
+    2: ("It is okay, neither good nor bad.", "Ordinary; I have no strong feelings about it."),
+    3: ("Pretty good, and I would recommend it with small reservations.", "Nice to use, even if not perfect."),
+    4: ("Fantastic, I could not be happier with it.", "Simply superb; it does everything brilliantly."),
+}
 FILLERS = ("I bought it as a gift for my sister.", "It arrived on a Tuesday.", "I have used it for about a month.",
            "My neighbour recommended it.", "I ordered it online last spring.", "This was my second order from them.",
            "I read the manual first.", "We use it at home most days.")
@@ -45,7 +54,8 @@ def parse_rating(text: str) -> int | None:
 
 
 def _review(rng: random.Random, label: int, split: str) -> str:
-    phrases = PHRASES[label][0::2] if split == "train" else PHRASES[label][1::2]  # disjoint phrasings
+    # disjoint phrasings: train, val (validation only), and the test's for any other split
+    phrases = {"train": PHRASES[label][0::2], "val": VAL_PHRASES[label]}.get(split, PHRASES[label][1::2])
     first, second = rng.sample(phrases, 2)
     return f"{first} {rng.choice(FILLERS)} {second}"
 
