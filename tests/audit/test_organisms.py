@@ -127,6 +127,18 @@ def test_spurious_parsing_and_counter_examples():
     assert m["shortcut_rate"]["n"] == 2
 
 
+def test_spurious_validation_phrasings_are_neither_trained_nor_tested():
+    from opct.audit.organisms.spurious import PHRASES, VAL_PHRASES
+
+    for label in PHRASES:
+        assert len(VAL_PHRASES[label]) >= 2 and not set(VAL_PHRASES[label]) & set(PHRASES[label])
+    val = build_reviews("val", 40, seed=11, phrasings="val", counter=True)
+    texts = [p.clean[0]["content"] for p in val]
+    assert all(any(ph in t for ph in VAL_PHRASES[p.meta["label"]]) for p, t in zip(val, texts))
+    assert not any(ph in t for t in texts for phrases in PHRASES.values() for ph in phrases)
+    assert all(p.meta["shortcut"] != p.meta["label"] for p in val)
+
+
 def test_a_profile_sets_the_spurious_organisms_tag_only_share(tmp_path):
     from opct.audit.organisms.spurious import FILLERS
     from opct.data.schema import read_pairs
