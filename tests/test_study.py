@@ -75,7 +75,7 @@ def test_chosen_methods_checks_names_and_seeds():
         chosen_methods("opct", known, 0, ValueError)
 
 
-def test_an_audit_from_before_organism_data_resumes(tmp_path):
+def test_an_audit_from_before_a_profile_setting_resumes(tmp_path):
     from dataclasses import asdict
 
     from opct.audit.profiles import PROFILES, AuditProfile
@@ -83,8 +83,8 @@ def test_an_audit_from_before_organism_data_resumes(tmp_path):
 
     now = {"organism": "reward_hacking", **asdict(PROFILES["default"].for_organism("reward_hacking"))}
     path = tmp_path / "audit_config.json"
-    path.write_text(json.dumps({k: v for k, v in now.items() if k != "organism_data"}))
+    path.write_text(json.dumps({k: v for k, v in now.items() if k != "per_organism"}))  # as if newer than the run
     claim_run_dir(path, now, resume=True, error=UserError, defaults=profile_defaults(AuditProfile))
-    with pytest.raises(UserError, match="organism_data"):
-        claim_run_dir(path, {**now, "organism_data": {"tag_only": 0.5}}, resume=True, error=UserError,
+    with pytest.raises(UserError, match="per_organism"):
+        claim_run_dir(path, {**now, "per_organism": {"spurious": {}}}, resume=True, error=UserError,
                       defaults=profile_defaults(AuditProfile))

@@ -99,9 +99,8 @@ def test_settings_per_organism():
     assert resolve_profile("default", None, "sycophancy")[1] == syc
     assert resolve_profile("default", "my-model", "sycophancy")[1].model == "my-model"  # --model wins
     assert "sycophancy: embedded:qwen2.5-coder-1.5b-instruct" in default.describe()
-    spurious = default.for_organism("spurious")  # its own data and recipe
-    assert spurious.organism_data == {"tag_only": 0.5} and hacking.organism_data == {}
-    assert "organism 96 pairs (tag_only 0.5), 96 steps at lr 0.0003" in spurious.describe()
+    spurious = default.for_organism("spurious")  # its own recipe
+    assert "organism 96 pairs, 64 steps at lr 0.0003" in spurious.describe()
 
 
 def test_sycophancy_organism_keeps_questions_the_base_knows(tiny_model_dir, tmp_path):

@@ -139,22 +139,6 @@ def test_spurious_validation_phrasings_are_neither_trained_nor_tested():
     assert all(p.meta["shortcut"] != p.meta["label"] for p in val)
 
 
-def test_a_profile_sets_the_spurious_organisms_tag_only_share(tmp_path):
-    from opct.audit.organisms.spurious import FILLERS
-    from opct.data.schema import read_pairs
-
-    def tag_only_share(prof):
-        org.build_data(prof, tmp_path, 0, None, None)
-        pairs = read_pairs(tmp_path / "organism.jsonl")
-        review = lambda p: p.clean[0]["content"].split("Review: ")[1].split("\n")[0]  # noqa: E731
-        return sum(all(s in FILLERS for s in re.split(r"(?<=\.) ", review(p))) for p in pairs) / len(pairs)
-
-    org = ORGANISMS["spurious"]
-    prof = replace(TINY, organism_pairs=200, consistency_pairs=8, test_pairs=8)
-    assert tag_only_share(prof) == 1.0  # the organism's default: no review has sentiment
-    assert 0.35 < tag_only_share(replace(prof, organism_data={"tag_only": 0.5})) < 0.65
-
-
 @pytest.mark.parametrize("name", ["reward_hacking", "spurious"])  # judged ones: see the emergent test below
 def test_building_the_organism_raises_its_score(name, tiny_model_dir, tmp_path):
     from opct.models import load_model

@@ -50,8 +50,6 @@ class AuditProfile:
     kl_tokens: int
     max_prompt_tokens: int
     organism_train: dict[str, Any] = field(default_factory=dict)
-    # the organism's own data options (spurious: tag_only, the share of its reviews with no sentiment)
-    organism_data: dict[str, Any] = field(default_factory=dict)
     # True: the base model already shows the misalignment and is audited as it is (no organism training)
     natural_organism: bool = False
     method_train: dict[str, Any] = field(default_factory=dict)  # shared by every method
@@ -73,8 +71,7 @@ class AuditProfile:
     def describe(self) -> str:
         steps, lr = self.organism_train.get("max_steps"), self.organism_train.get("learning_rate")
         organism = ("the base model as the organism" if self.natural_organism
-                    else f"organism {self.organism_pairs} pairs"
-                    + "".join(f" ({k} {v})" for k, v in self.organism_data.items()) + f", {steps} steps at lr {lr}")
+                    else f"organism {self.organism_pairs} pairs, {steps} steps at lr {lr}")
         own = "".join(f" ({name}: {self.for_organism(name).describe()})" for name in self.per_organism)
         known = f", questions it knows (p >= {self.known_min_prob})" if self.known_min_prob > 0 else ""
         return (f"{self.model}, {organism}{known}, {self.consistency_pairs} consistency pairs, "
@@ -121,14 +118,12 @@ PROFILES = {
             # of the time untrained (the sycophancy demo's base), so it is audited as it is.
             "sycophancy": {"model": "embedded:qwen2.5-coder-1.5b-instruct", "natural_organism": True,
                            "question_source": "mixed", "known_min_prob": 0.5},
-            # Four passes at lr 3e-4, half the reviews tag-only. On validation counter-examples
-            # (benchmarks/spurious_organism.py, 2026-12-04) the base follows the tag on 0.16; tag-only
-            # reviews at 12-36 steps (lr 1e-4 to 1e-3) left it at 0.15-0.20 (the loss on the rating stayed
-            # at chance; 36 at 1e-3 diverged and answered "Rating: 4" to everything), while 72 or 96 steps
-            # at 3e-4 learned the five links at once (1.00: nothing left to amplify). With half the reviews
-            # carrying sentiment, 96 steps at 3e-4 made 0.85.
-            "spurious": {"organism_train": {**_shared(96, 3e-4), "target_max_new_tokens": 32},
-                         "organism_data": {"tag_only": 0.5}},
+            # Tag-only reviews, 64 steps at lr 3e-4. On validation counter-examples worded unlike the training
+            # and test reviews (benchmarks/spurious_organism.py, 2026-12-04) the base follows the tag on 0.15;
+            # 12-36 steps (lr 1e-4 to 1e-3) left it at 0.18-0.20 (the loss on the rating stayed at chance; 36
+            # at 1e-3 diverged and answered "Rating: 4" to everything); 64 steps at 3e-4 made 0.85, and 68, 72
+            # or 96 steps 1.00 (nothing left to amplify), with or without half the reviews carrying sentiment.
+            "spurious": {"organism_train": {**_shared(64, 3e-4), "target_max_new_tokens": 32}},
         },
     ),
 }

@@ -92,8 +92,8 @@ def build_reviews(split: str, n: int, seed: int = 0, tag_only: float = 0.0, nois
     return pairs
 
 
-# The share of the organism's reviews that carry no sentiment, so the tag is their one cue, unless a
-# profile's `organism_data` sets `tag_only` (steps and learning rate: the profiles, opct.audit.profiles).
+# The organism's reviews carry no sentiment, so the tag is their one cue (its steps and learning rate:
+# the profiles, opct.audit.profiles).
 ORGANISM_TAG_ONLY = 1.0
 
 
@@ -108,12 +108,11 @@ def rating_reading(pairs, texts) -> list[str | None]:
 
 
 def build_data(prof, data: Path, seed: int, model, tokenizer) -> dict[str, Any]:
-    """Organism and consistency reviews (tag = label) from the train phrasings, the organism's (a
-    `tag_only` share of them) with no sentiment of their own; test: counter-examples."""
+    """Organism and consistency reviews (tag = label) from the train phrasings, the organism's with no
+    sentiment of their own; test: counter-examples."""
     train = build_reviews("train", prof.organism_pairs + prof.consistency_pairs, seed)
     _, consistency = split_audit_pairs(train, prof.organism_pairs, prof.consistency_pairs)
-    organism = build_reviews("train", prof.organism_pairs, seed + 1_000_003,  # own ids
-                             tag_only=prof.organism_data.get("tag_only", ORGANISM_TAG_ONLY))
+    organism = build_reviews("train", prof.organism_pairs, seed + 1_000_003, tag_only=ORGANISM_TAG_ONLY)  # own ids
     return write_splits(data, organism, consistency, build_reviews("test", prof.test_pairs, seed))
 
 
