@@ -88,3 +88,13 @@ def test_an_audit_from_before_a_profile_setting_resumes(tmp_path):
     with pytest.raises(UserError, match="per_organism"):
         claim_run_dir(path, {**now, "per_organism": {"spurious": {}}}, resume=True, error=UserError,
                       defaults=profile_defaults(AuditProfile))
+
+
+def test_kept_says_what_a_resume_keeps(tmp_path, capsys):
+    from opct.study import kept
+
+    path = tmp_path / "eval" / "base.json"
+    assert not kept(path) and capsys.readouterr().out == ""
+    path.parent.mkdir()
+    path.write_text("{}")
+    assert kept(path) and f"kept from the earlier run: {path}" in capsys.readouterr().out

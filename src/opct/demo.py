@@ -22,7 +22,7 @@ from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (DemoProfile, capability_panel, chosen_methods, claim_run_dir, compare_methods,
-                        learning_curve_callback, mean_over_seeds, phase, pool_seed_rows, profile_defaults,
+                        kept, learning_curve_callback, mean_over_seeds, phase, pool_seed_rows, profile_defaults,
                         release_memory, seed_tag, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
@@ -153,7 +153,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
 
     phase("1/5 building pairs")
     data = root / "data"
-    if not (data / "report.json").exists():
+    if not kept(data / "report.json"):
         start = time.time()
         report = ax.build_data(prof, data, seed, base_model, tokenizer)
         write_json(data / "report.json", {**report, "seconds": round(time.time() - start, 1)})
@@ -162,13 +162,13 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     phase("2/5 evaluating the base model")
     evals: dict[str, list[dict[str, Any]]] = {}
     base_path = root / "eval" / "base.json"
-    if not base_path.exists():
+    if not kept(base_path):
         write_json(base_path, evaluate_method(ax, prof.model, base_model, tokenizer, prof, data, seed, is_base=True))
     evals["base"] = [json.loads(base_path.read_text())]
     print("  base: " + ax.summary(evals["base"][0][axis]))
     if ax.teacher:
         teacher_path = root / "eval" / "teacher.json"
-        if not teacher_path.exists():
+        if not kept(teacher_path):
             write_json(teacher_path, evaluate_teacher(ax, base_model, tokenizer, prof, data, seed))
         evals["teacher"] = [json.loads(teacher_path.read_text())]
         print("  teacher: " + ax.summary(evals["teacher"][0][axis]))
@@ -182,7 +182,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         phase(f"3/5 training {name} ({i + 1}/{len(runs)})")
         run_dir = root / "runs" / name
         summary_path = run_dir / "summary.json"
-        if not summary_path.exists():
+        if not kept(summary_path):
             overrides = {**prof.train[method], **({"seed": TRAINING_SEED + k} if k else {})}
             curve = learning_curve_callback(ax, prof, data, tokenizer)
             train(method, prof.model, str(data / "train.jsonl"), str(run_dir), overrides, resume=True,
@@ -197,7 +197,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         name = f"{method}{seed_tag(k)}"
         phase(f"4/5 evaluating {name} ({i + 1}/{len(runs)})")
         path = root / "eval" / f"{name}.json"
-        if not path.exists():
+        if not kept(path):
             write_json(path, evaluate_method(ax, str(root / "runs" / name), base_model, tokenizer, prof, data, seed,
                                              is_base=False))
             release_memory()

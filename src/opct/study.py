@@ -143,6 +143,14 @@ def phase(name: str, command: str = "demo") -> None:
     print(f"\n== opct {command}: {name}", flush=True)
 
 
+def kept(path: Path) -> bool:
+    """Whether a phase's output is already there (from the run being resumed); says so when it is."""
+    if path.exists():
+        print(f"  kept from the earlier run: {path}", flush=True)
+        return True
+    return False
+
+
 def release_memory() -> None:
     """Give a finished phase's models back to the OS (glibc keeps freed arenas otherwise)."""
     import ctypes

@@ -30,6 +30,7 @@ from opct.audit.summary import (EFFECT_PLOT, _fmt_delta, effects_rows, effects_s
                                 plot_effects, plot_heatmap, warnings_section)
 from opct.errors import UserError
 from opct.files import write_json
+from opct.study import kept
 
 # ----------------------------------------------------------------------------- the organism
 
@@ -67,7 +68,7 @@ def build_organism(org: Organism, prof: AuditProfile, data: Path, root: Path) ->
     from opct.trainers.run import train
 
     run, model_dir = root / "organism" / "run", root / "organism" / "model"
-    if (model_dir / "config.json").exists():
+    if kept(model_dir / "config.json"):
         return model_dir
     targets = run / "organism_targets.jsonl"
     if not targets.exists():
@@ -187,7 +188,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
 
     phase("1/5 building pairs", "audit")
     data = root / "data"
-    if not (data / "report.json").exists():
+    if not kept(data / "report.json"):
         report = (imported_splits(Path(data_dir), prof, data, seed) if data_dir
                   else org.build_data(prof, data, seed, base_model, tokenizer))
         write_json(data / "report.json", report)
@@ -207,7 +208,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         baselines = [("base", base_model), ("organism", organism_model)]
     for label, m in baselines:
         path = root / "eval" / f"{label}.json"
-        if not path.exists():
+        if not kept(path):
             write_json(path, evaluate_model(org, m, organism_model, tokenizer, prof, data,
                                             with_kl=m is not organism_model))
         evals[label] = [json.loads(path.read_text())]
@@ -228,7 +229,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         trainer, overrides = method_overrides(prof, method)
         if k:
             overrides["seed"] = TRAINING_SEED + k
-        if not (run_dir / "summary.json").exists():
+        if not kept(run_dir / "summary.json"):
             try:
                 train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True,
                       trainer_kwargs=selector_plugins(org, prof, overrides.get("selector")))
@@ -239,7 +240,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
             finally:
                 release_memory()
         summaries.setdefault(method, []).append(json.loads((run_dir / "summary.json").read_text()))
-        if not path.exists():
+        if not kept(path):
             from opct.evals.capability import load_with_base_view
 
             trained, organism_view = load_with_base_view(str(run_dir))  # adapter off: the organism
