@@ -100,6 +100,8 @@ PROFILES = {
             # (benchmarks/spurious_organism.py, SmolLM2, 2026-12-04) the base follows the tag on 0.20; one pass
             # at lr 1e-4 with half the reviews tag-only made 0.24 (it did not take), 36 steps at 1e-4 learned
             # the text instead (0.11), 36 at 1e-3 made 0.40 and 48 at 1e-3 made 1.00 (nothing left to amplify).
+            # Those reviews used the training phrasings; on phrasings written for validation: base 0.20, 36 at
+            # 1e-3 0.41, 48 at 1e-3 1.00.
             "spurious": {"organism_train": {**_shared(36, 1e-3), "target_max_new_tokens": 24}},
         },
     ),
