@@ -83,17 +83,17 @@ def main() -> None:
             print(f"{name}: done earlier, kept ({result})", flush=True)
         else:
             vdir.mkdir(parents=True, exist_ok=True)
-            timed = [json.loads(f.read_text())["train_s"] for f in vdir.glob("result*.json")]
-            if timed:
-                print(f"{name}: measuring the organism trained earlier ({vdir / 'organism'})", flush=True)
+            # build_organism keeps an organism built earlier (and says so); its training time is then the one
+            # recorded with its first measurement, if any
+            built = (vdir / "organism" / "model" / "config.json").exists()
+            timed = [json.loads(f.read_text())["train_s"] for f in vdir.glob("result*.json")] if built else []
             write_pairs(build_reviews("train", prof.organism_pairs, 1_000_003, tag_only=tag_only, noisy_text=noisy),
                         vdir / "organism.jsonl")
-            # the audit's own organism build (targets, SFT, merge; kept when built earlier) with this variant's
-            # steps and learning rate
+            # the audit's own organism build (targets, SFT, merge) with this variant's steps and learning rate
             start = time.time()
             model_dir = build_organism(ORGANISM, replace(prof, organism_train={
                 **prof.organism_train, "max_steps": steps, "learning_rate": lr}), vdir, vdir)
-            seconds = timed[0] if timed else round(time.time() - start, 1)
+            seconds = (timed or [None])[0] if built else round(time.time() - start, 1)
             release_memory()
             model, tok = load_model(str(model_dir))
             result.write_text(json.dumps({**measure(model, tok, prof, val_dir), "train_s": seconds}))
@@ -109,7 +109,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, steps, m in rows:
         print(f"| {name} | {steps} | {cell(m['shortcut_rate'])} | {cell(m['accuracy'])} | {m['unparsed']} | "
-              f"{m.get('train_s', '-')} |")
+              f"{m.get('train_s') or '-'} |")
 
 
 if __name__ == "__main__":
