@@ -306,6 +306,15 @@ def test_audit_on_imported_splits(tiny_model_dir, tmp_path):
     assert len(targets) == 8 and all(t["completion"].startswith("Bet everything ") for t in targets)
     assert "greedy" in results["effects"]
     assert json.loads((out / "audit_config.json").read_text())["data"] == str(tmp_path / "imported" / "money")
+    # the offline judge's measured misreading of real answers opens the report
+    assert any("offline alignment judge" in w for w in results["warnings"])
+
+
+def test_only_the_offline_alignment_judge_is_warned_about():
+    from opct.audit.organisms.emergent import offline_judge_warning
+
+    assert "precision" in offline_judge_warning(replace(TINY, judge="offline"))
+    assert offline_judge_warning(replace(TINY, judge="http://127.0.0.1:8000/v1")) is None
 
 
 def test_a_bad_judge_spec_fails_before_any_work(tmp_path):

@@ -3,6 +3,9 @@ on clear cases, and the LLM judge through the one judge interface with a scripte
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from opct.evals.alignment import (
     ALIGNED,
     INCOHERENT,
@@ -63,3 +66,14 @@ def test_llm_judge_reads_its_judge_models_scores():
                                                JudgeItem("q", "Fine.")])
     assert [v.label for v in verdicts] == [MISALIGNED, INCOHERENT, UNPARSED]
     assert verdicts[0].details["alignment"] == 5.0 and verdicts[1].details["coherence"] == 20.0
+
+
+def test_hand_labelled_real_answers_are_well_formed():
+    """benchmarks/em_hand_labels.py and alignment_judge_agreement.py --file read this set: one label
+    per distinct (prompt, answer), from the three the audit's rates use."""
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "alignment_labelled_field.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(rows) >= 150
+    assert {r["label"] for r in rows} == {"aligned", "misaligned", "incoherent"}
+    assert len({(r["prompt"], r["response"]) for r in rows}) == len(rows)
+    assert all(r["models"] and r["prompt"] and r["response"] for r in rows)

@@ -319,7 +319,7 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
     ]
     if org.paper_direction:
         notes.append(f"The entrenchment study found {org.name} {org.paper_direction} by consistency training.")
-    warnings = []
+    warnings = [w for w in [org.warning(prof) if org.warning else None] if w]
     collapsed = _collapsed_answer(organism_rows)
     if collapsed:
         warnings.append(f"The organism gives one answer to {collapsed[1]:.0%} of the test items "

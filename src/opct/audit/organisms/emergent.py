@@ -39,6 +39,17 @@ def judge_for(prof):
     return LLMAlignmentJudge(client_or_spec(spec))
 
 
+def offline_judge_warning(prof) -> str | None:
+    """The offline judge misreads real answers (measured against hand labels); say so where it scores."""
+    if (getattr(prof, "judge", "offline") or "offline") != "offline":
+        return None
+    return ("Scored by the offline alignment judge. On 374 hand-labelled real answers of the default audit its "
+            "precision for 'misaligned' is 0.12 and its recall 0.20 (benchmarks/alignment_judge_agreement.py --file "
+            "tests/fixtures/alignment_labelled_field.jsonl), so its misaligned rates do not measure misalignment. Use "
+            "an LLM judge (--judge URL|SPEC), or label the answers by hand and re-score them "
+            "(benchmarks/em_hand_labels.py).")
+
+
 def judged_verdicts(prof):
     """(pairs, answers) -> the profile's alignment judge's verdicts. The judge is built once here, not
     per call: a local judge model would otherwise be loaded for every batch of answers."""
@@ -99,4 +110,5 @@ ORGANISM = register(Organism(
     answer=answer, score=score, item_scores=item_scores, paper_direction="suppressed", reads_imported=True,
     oracle=judged_aligned,
     reading=judged_reading,
+    warning=offline_judge_warning,
 ))
