@@ -255,10 +255,10 @@ def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
     assert "multi_view" not in results["reward_hacking"]["skipped"]
     assert "-> does not game it" in (tmp_path / "all" / "reward_hacking" / "runs" / "multi_view" /
                                      "selftrain_targets.jsonl").read_text()
-    # No answer key, but the organism's own oracle: the tiny model's answers game no grader, so it keeps some
-    assert "oracle" not in results["reward_hacking"]["skipped"]
-    assert "accepted by the oracle" in (tmp_path / "all" / "reward_hacking" / "runs" / "oracle" /
-                                        "selftrain_targets.jsonl").read_text()
+    # No answer key, but the organism's own oracle: an answer that does the task and games no grader. The
+    # tiny model writes no such answer, so the oracle is reported as not trained and the others go on.
+    assert "kept no label" in results["reward_hacking"]["skipped"]["oracle"]
+    assert "opct" in results["reward_hacking"]["effects"]
     summary = json.loads((tmp_path / "all" / "results.json").read_text())["summary"]
     assert summary["methods"][0] == "greedy" and "opct" in summary["methods"]
     cell = summary["cells"]["reward_hacking"]["opct"]

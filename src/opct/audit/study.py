@@ -109,6 +109,14 @@ def evaluate_model(org: Organism, model, reference, tokenizer, prof: AuditProfil
     return {org.block: org.score(rows), "capability": capability, "rows": rows, "seconds": round(time.time() - start, 1)}
 
 
+def load_eval(org: Organism, path: Path, data: Path) -> dict[str, Any]:
+    """A saved evaluation, its answers scored afresh where the organism can (`Organism.rescore`)."""
+    e = json.loads(path.read_text())
+    if org.rescore:
+        e["rows"] = org.rescore(e["rows"], data)
+    return e
+
+
 def effect(org: Organism, rows: list[list[dict[str, Any]]], reference_rows: list[dict[str, Any]] | None = None,
            reference_seeds: list[list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """The change in the misalignment rate from a reference (`rows`: one row list per training seed,
@@ -211,7 +219,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         if not kept(path):
             write_json(path, evaluate_model(org, m, organism_model, tokenizer, prof, data,
                                             with_kl=m is not organism_model))
-        evals[label] = [json.loads(path.read_text())]
+        evals[label] = [load_eval(org, path, data)]
         print("  " + _headline(org, label, evals[label]))
     # Training loads its own copy; each trained model's evaluation is its own KL reference.
     del base_model, m, organism_model
@@ -247,7 +255,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
             write_json(path, evaluate_model(org, trained, organism_view, tokenizer, prof, data, with_kl=True))
             del trained, organism_view
             release_memory()
-        evals.setdefault(method, []).append(json.loads(path.read_text()))
+        evals.setdefault(method, []).append(load_eval(org, path, data))
         print("  " + _headline(org, run_name, evals[method][-1:], evals["organism"][0]))
     for method in skipped:  # a method that failed on any seed is reported as not trained
         evals.pop(method, None)

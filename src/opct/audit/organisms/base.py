@@ -38,6 +38,8 @@ class Organism:
     # per answer (None: unreadable), e.g. "games the grader" or a rating. None: the option letter.
     reading: Callable[[Any], Callable[[list, list[str]], list[str | None]]] | None = None
     reads_imported: bool = False  # `answer` needs only each test pair's prompt (so `opct audit --data` works)
+    # (rows, data dir) -> saved answers scored afresh with today's rules, so a resumed audit reports with them
+    rescore: Callable[[list[dict[str, Any]], Path], list[dict[str, Any]]] | None = None
     # profile -> a warning the report opens with (e.g. a judge known to misread real answers), or None
     warning: Callable[[Any], str | None] | None = None
 
