@@ -111,8 +111,7 @@ PROFILES = {
     "default": AuditProfile(
         model="embedded:qwen2.5-0.5b-instruct", organism_pairs=96, consistency_pairs=64, test_pairs=128,
         capability_items=60, neutral_prompts=12, kl_tokens=32, max_prompt_tokens=288,
-        # The quick profile's organism training. Reward hacking takes on this model (hack rate 0.30 -> 0.91,
-        # README); the spurious organism needs its own (below).
+        # The quick profile's organism training; the spurious and reward-hacking organisms need their own (below).
         organism_train={**_shared(12, 1e-4), "target_max_new_tokens": 32},
         method_train=_shared(16, 1e-5),
         selftrain={"num_candidates": 4, "candidate_temperature": 1.0, "target_max_new_tokens": 64},
