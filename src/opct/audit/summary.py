@@ -118,13 +118,15 @@ def plot_heatmap(summary: dict[str, Any], path: str | Path) -> Path | None:
             cell = summary["cells"][o].get(m)
             if cell and cell["delta"].get("value") is not None:
                 mark = "*" if cell["verdict"] in ("amplified", "suppressed") else ""
-                ax.text(j, i, f"{cell['delta']['value']:+.2f}{mark}", ha="center", va="center", fontsize=8)
+                dark = abs(cell["delta"]["value"]) > 0.6 * scale  # white on the deep colours
+                ax.text(j, i, f"{cell['delta']['value']:+.2f}{mark}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
     ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
     ax.set_yticks(range(len(orgs)), [f"{o} (paper: {summary['paper'][o]})" for o in orgs])
     fig.colorbar(image, ax=ax, label="change vs greedy control")
-    ax.set_title("Effect on each misalignment (* 95% interval excludes 0)", fontsize=9)
+    ax.set_title("Effect on each misalignment\n(* 95% interval excludes 0)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # the long organism labels would push the title and colour bar off
     return Path(path)
 
 
