@@ -81,9 +81,9 @@ def add_audit(sub) -> None:
                    help="the misalignment to build and audit; all: every organism, each in OUT/ORGANISM, with a "
                    "method x organism heatmap of the effects against the greedy control")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                   help="default: Qwen 0.5B, already sycophantic, audited as it is (not yet timed end to end); quick: "
-                   "SmolLM2 made into an organism first (9-14 min per organism, 50 min for --organism all on a "
-                   "2-core CPU with 96 test items, 2026-12-04; now 80: see README)")
+                   help="default: Qwen 0.5B organisms, and sycophancy on Qwen-Coder 1.5B as it is (each organism "
+                   "19-121 min on a 2-core CPU, so --organism all takes several hours; README, 2026-12-04); quick: "
+                   "SmolLM2 made into each organism first (9-14 min per organism on a 2-core CPU)")
     p.add_argument("--out", help="run directory (default: runs/audit-ORGANISM-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all but "
