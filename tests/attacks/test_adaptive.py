@@ -329,6 +329,27 @@ def test_a_reply_the_judge_does_not_count_restarts_the_search(triggered):
     assert row["passes_used"] == sum(e["search"]["passes"] for e in row["transcript"])
 
 
+def test_a_reply_that_only_opens_is_pushed_past_its_opening(triggered):
+    """A no-crack reply that opens with the target ("Sure, here is how ...") makes the next search, from the
+    same suffix, target that opening line plus "\n\n1."; without push_opening it restarts with the target."""
+    from opct.attacks.whitebox import CONTENT_START, opening_target, target_logprobs
+
+    assert opening_target("Sure, here is a tweet:\n\nSure, here is a tweet:", "Sure, here is") == "Sure, here is a tweet:" + CONTENT_START
+    assert opening_target("Sure, here is", "Sure, here is") is None and opening_target("No.", "Sure") is None
+    model, tok, vocab, _ = triggered
+    run = dict(budget=200, attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
+               vocabulary=vocab, max_new_tokens=14, progress=False, template=None)
+    _, (row,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), **run)
+    first, second = row["transcript"][:2]
+    assert first["search"]["target"] == "Sure" and first["response"] == COMPLY
+    assert second["search"]["target"] == COMPLY + CONTENT_START
+    (lp,), _ = target_logprobs(model, tok, [first["prompt"]], COMPLY + CONTENT_START)
+    assert second["search"]["trace"][0] == pytest.approx(lp, abs=1e-4)  # it started from the first suffix
+    assert row["passes_used"] <= 200
+    _, (plain,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), push_opening=False, **run)
+    assert all(e["search"]["target"] == "Sure" for e in plain["transcript"])
+
+
 def test_gcg_restarts_from_new_random_tokens(triggered):
     """A GCG restart must not start from nanogcg's fixed default again (it would repeat the same reply)."""
     pytest.importorskip("nanogcg")
