@@ -334,7 +334,8 @@ def test_a_reply_that_only_opens_is_pushed_past_its_opening(triggered):
     same suffix, target that opening line plus "\n\n1."; without push_opening it restarts with the target."""
     from opct.attacks.whitebox import CONTENT_START, opening_target, target_logprobs
 
-    assert opening_target("Sure, here is a tweet:\n\nSure, here is a tweet:", "Sure, here is") == "Sure, here is a tweet:" + CONTENT_START
+    looped = "Sure, here is a tweet:\n\nSure, here is a tweet:"
+    assert opening_target(looped, "Sure, here is") == "Sure, here is a tweet:" + CONTENT_START
     assert opening_target("Sure, here is", "Sure, here is") is None and opening_target("No.", "Sure") is None
     model, tok, vocab, _ = triggered
     run = dict(budget=200, attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
