@@ -324,7 +324,7 @@ def test_a_reply_the_judge_does_not_count_restarts_the_search(triggered):
                                 attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
                                 vocabulary=vocab, max_new_tokens=14, progress=False, template=None)
     (row,) = rows
-    assert not row["cracked"] and row["queries_used"] >= 2 and row["passes_used"] <= 400
+    assert not row["cracked"] and 2 <= row["queries_used"] <= 10 and row["passes_used"] <= 400
     assert all(e["search"]["greedy_starts_with_target"] for e in row["transcript"][:-1])
     assert row["passes_used"] == sum(e["search"]["passes"] for e in row["transcript"])
 
@@ -349,6 +349,17 @@ def test_a_reply_that_only_opens_is_pushed_past_its_opening(triggered):
     assert row["passes_used"] <= 200
     _, (plain,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), push_opening=False, **run)
     assert all(e["search"]["target"] == "Sure" for e in plain["transcript"])
+
+
+def test_judged_replies_per_behaviour_are_capped(triggered):
+    """Searches that reach the target at once cost a pass each but a generation too: max_queries bounds them."""
+    model, tok, vocab, trigger = triggered
+    start = [trigger] + [v for v in vocab if v != trigger][:2]  # reaches the target on its first pass
+    _, (row,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), budget=10_000,
+                                  attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
+                                  vocabulary=vocab, max_new_tokens=14, progress=False, template=None,
+                                  push_opening=False, max_queries=3, init=start)
+    assert row["queries_used"] == 3 and row["passes_used"] < 10_000
 
 
 def test_gcg_restarts_from_new_random_tokens(triggered):

@@ -166,13 +166,15 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
                     budget: int = 256, threshold: float = 0.5, seed: int = 0, max_new_tokens: int = 128,
                     batch_size: int = 8, progress: bool = True, template: str | None = TEMPLATE,
                     transfer: bool = True, push_opening: bool = True, target: str = AFFIRMATIVE,
-                    **options: Any) -> dict[str, Any]:
+                    max_queries: int = 10, **options: Any) -> dict[str, Any]:
     """Per behaviour, searches for a suffix within `budget` target passes in all. Each time a search
     makes greedy decoding start with the target, the target answers (greedy) and the judge scores
     the reply; a reply the judge does not score as a crack is pushed past its opening (with
     `push_opening`, once per start: the next search targets `opening_target`, from the same suffix),
     or else restarts the search from random tokens with the passes left. With `transfer`, the first
-    search starts from the suffix that last cracked an earlier behaviour. Returns {"rows", "attacker"}
+    search starts from the suffix that last cracked an earlier behaviour. A behaviour gets at most
+    `max_queries` judged replies: a search that reaches the target at once costs one pass, but its
+    reply costs a whole generation, which the pass budget does not count. Returns {"rows", "attacker"}
     in `run_adaptive_attack`'s format (one row per behaviour, its transcript one entry per judged reply
     with its search), so `adaptive_metrics` reads it."""
     from tqdm.auto import tqdm
@@ -188,7 +190,7 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
         transferred = transfer and last_crack is not None
         start = last_crack if transferred else None
         goal = target
-        while spent < budget and cracked_at is None:
+        while spent < budget and len(transcript) < max_queries:
             init = {"init" if attacker == "random_suffix" else "suffix_init": start} if start is not None else {}
             key = b.id if not transcript else f"{b.id}#{len(transcript)}"  # a new seed per restart
             f = search(model, tokenizer, b.prompt, budget=budget - spent, seed=hash_seed(seed, key),
@@ -229,7 +231,7 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
             "unparsed": sum(e["score"] is None for e in transcript), "parse_failures": 0, "transcript": transcript,
         })
     info = {"kind": attacker, "budget_passes": budget, "seed": seed, "template": template, "transfer": transfer,
-            "push_opening": push_opening, "target": target,
+            "push_opening": push_opening, "target": target, "max_queries": max_queries,
             "passes_total": sum(r["passes_used"] for r in rows),
             **{k: v for k, v in options.items() if k != "vocabulary"}}
     return {"rows": rows, "attacker": info}

@@ -223,6 +223,9 @@ def add_eval_jailbreak(esub) -> None:
                    help="random_suffix, gcg: the bare request plus suffix, without the instruction template")
     j.add_argument("--no-transfer", action="store_true",
                    help="random_suffix, gcg: every search starts afresh, not from the last suffix that worked")
+    j.add_argument("--max-queries", type=int, default=10,
+                   help="random_suffix, gcg: judged replies per behaviour at most (each costs a generation, which "
+                   "--budget does not count; default: %(default)s)")
     j.add_argument("--no-push", action="store_true",
                    help="random_suffix, gcg: a reply that opens 'Sure, here is ...' but gives no content restarts the "
                    "search, instead of a search from the same suffix for that opening line followed by '1.'")
@@ -307,7 +310,8 @@ def cmd_eval_jailbreak(a) -> int:
         elif a.attacker in WHITEBOX_ATTACKERS:
             from opct.attacks.whitebox import TEMPLATE
 
-            extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer, "push_opening": not a.no_push}
+            extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer, "push_opening": not a.no_push,
+                     "max_queries": a.max_queries}
         metrics, rows = evaluate_adaptive(model, tok, behaviors, judge, budget=a.budget, attacker=a.attacker,
                                           attacker_model=a.attacker_model, wrappers=library, seed=a.seed, **common,
                                           **extra)
