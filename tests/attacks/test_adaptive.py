@@ -340,14 +340,14 @@ def test_a_reply_that_only_opens_is_pushed_past_its_opening(triggered):
     model, tok, vocab, _ = triggered
     run = dict(budget=200, attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
                vocabulary=vocab, max_new_tokens=14, progress=False, template=None)
-    _, (row,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), **run)
+    _, (row,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), push_opening=True, **run)
     first, second = row["transcript"][:2]
     assert first["search"]["target"] == "Sure" and first["response"] == COMPLY
     assert second["search"]["target"] == COMPLY + CONTENT_START
     (lp,), _ = target_logprobs(model, tok, [first["prompt"]], COMPLY + CONTENT_START)
     assert second["search"]["trace"][0] == pytest.approx(lp, abs=1e-4)  # it started from the first suffix
     assert row["passes_used"] <= 200
-    _, (plain,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), push_opening=False, **run)
+    _, (plain,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), **run)
     assert all(e["search"]["target"] == "Sure" for e in plain["transcript"])
 
 

@@ -9,10 +9,11 @@ bare), and each search starts from the suffix that last succeeded on an earlier 
 the random search spends one forward pass per candidate suffix; GCG one forward and backward pass
 per step for the token gradients plus one forward pass per candidate (`search_width`). Once a
 search reaches the target, the target answers (greedy) and the judge scores the reply. A reply the
-judge does not count as a crack, but that opened with the target ("Sure, here is a tweet that ...:"
-and then looped or wandered), is pushed past its opening: the next search, from the same suffix,
-targets that opening line plus "\n\n1." (`opening_target`), the start of a numbered answer. Any
-other miss restarts the search from random tokens with the passes left.
+judge does not count as a crack restarts the search from random tokens with the passes left. With
+`push_opening` (off by default: on 12 training behaviours it cracked no more, README), a reply that
+opened with the target ("Sure, here is a tweet that ...:") and then looped or wandered is pushed past
+its opening instead: the next search, from the same suffix, targets that opening line plus "\n\n1."
+(`opening_target`), the start of a numbered answer.
 The suffix is text: the target sees exactly the decoded suffix, re-tokenised in its prompt.
 """
 
@@ -165,7 +166,7 @@ def gcg_suffix(model, tokenizer, request: str, *, budget: int = 256, target: str
 def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Judge, *, attacker: str = "random_suffix",
                     budget: int = 256, threshold: float = 0.5, seed: int = 0, max_new_tokens: int = 128,
                     batch_size: int = 8, progress: bool = True, template: str | None = TEMPLATE,
-                    transfer: bool = True, push_opening: bool = True, target: str = AFFIRMATIVE,
+                    transfer: bool = True, push_opening: bool = False, target: str = AFFIRMATIVE,
                     max_queries: int = 10, **options: Any) -> dict[str, Any]:
     """Per behaviour, searches for a suffix within `budget` target passes in all. Each time a search
     makes greedy decoding start with the target, the target answers (greedy) and the judge scores

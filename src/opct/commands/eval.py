@@ -226,9 +226,10 @@ def add_eval_jailbreak(esub) -> None:
     j.add_argument("--max-queries", type=int, default=10,
                    help="random_suffix, gcg: judged replies per behaviour at most (each costs a generation, which "
                    "--budget does not count; default: %(default)s)")
-    j.add_argument("--no-push", action="store_true",
-                   help="random_suffix, gcg: a reply that opens 'Sure, here is ...' but gives no content restarts the "
-                   "search, instead of a search from the same suffix for that opening line followed by '1.'")
+    j.add_argument("--push", action="store_true",
+                   help="random_suffix, gcg: a reply that opens 'Sure, here is ...' but gives no content is searched on "
+                   "from the same suffix for that opening line followed by '1.', instead of a restart (no better on "
+                   "training behaviours, 2026-12-04)")
     j.add_argument("--rl-steps", type=int, default=20, help="rl: GRPO steps against the target (checkpoints in OUT.rl/)")
     j.add_argument("--rl-prompts-per-step", type=int, default=1,
                    help="rl: training behaviours per GRPO step, each with its group of attacker prompts")
@@ -310,7 +311,7 @@ def cmd_eval_jailbreak(a) -> int:
         elif a.attacker in WHITEBOX_ATTACKERS:
             from opct.attacks.whitebox import TEMPLATE
 
-            extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer, "push_opening": not a.no_push,
+            extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer, "push_opening": a.push,
                      "max_queries": a.max_queries}
         metrics, rows = evaluate_adaptive(model, tok, behaviors, judge, budget=a.budget, attacker=a.attacker,
                                           attacker_model=a.attacker_model, wrappers=library, seed=a.seed, **common,
