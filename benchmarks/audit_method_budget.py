@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, help="learning rate of every method (default: the profile's)")
     ap.add_argument("--methods", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per method")
     ap.add_argument("--resume", action="store_true")
     a = ap.parse_args(argv)
 
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
              **({"learning_rate": a.lr} if a.lr else {})}
     print(f"{a.organism} on the {a.profile} profile, every method {a.steps} steps at lr {train['learning_rate']} "
           f"(profile: {base.method_train['max_steps']} at {base.method_train['learning_rate']})", flush=True)
-    run_audit(a.organism, replace(base, method_train=train), out=a.out, methods=a.methods, resume=a.resume)
+    run_audit(a.organism, replace(base, method_train=train), out=a.out, methods=a.methods, resume=a.resume,
+              seeds=a.seeds)
     return 0
 
 
