@@ -352,14 +352,14 @@ def test_a_reply_that_only_opens_is_pushed_past_its_opening(triggered):
 
 
 def test_judged_replies_per_behaviour_are_capped(triggered):
-    """Searches that reach the target at once cost a pass each but a generation too: max_queries bounds them."""
-    model, tok, vocab, trigger = triggered
-    start = [trigger] + [v for v in vocab if v != trigger][:2]  # reaches the target on its first pass
-    _, (row,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), budget=10_000,
-                                  attacker="random_suffix", seed=0, target="Sure", suffix_tokens=3, batch_size=8,
-                                  vocabulary=vocab, max_new_tokens=14, progress=False, template=None,
-                                  push_opening=False, max_queries=3, init=start)
-    assert row["queries_used"] == 3 and row["passes_used"] < 10_000
+    """Searches that reach the target at once cost a pass each but a generation too: max_queries bounds them.
+    The target is the refusal's first word, which every suffix reaches on its first pass, so without the
+    cap the 40 passes would buy 40 replies."""
+    model, tok, vocab, _ = triggered
+    run = dict(budget=40, attacker="random_suffix", seed=0, target=REFUSE.split("'")[0], suffix_tokens=3,
+               batch_size=8, vocabulary=vocab, max_new_tokens=14, progress=False, template=None)
+    _, (row,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], FixedJudge("no-crack", 0.0), max_queries=3, **run)
+    assert row["queries_used"] == 3 and [e["search"]["passes"] for e in row["transcript"]] == [1, 1, 1]
 
 
 def test_gcg_restarts_from_new_random_tokens(triggered):
