@@ -138,6 +138,15 @@ def test_bad_model_spec(tmp_path, pair_file, capsys):
     assert code == 2 and "'not a spec': not an embedded model" in err
 
 
+def test_bad_attack_budgets(tmp_path, capsys):
+    """Checked before any model loads; nothing is written."""
+    for flag in ("--budget", "--max-queries"):
+        code, _, err = run_cli(capsys, "eval", "jailbreak", "--attack", "adaptive", "--attacker", "gcg", flag, "0",
+                               "--out", tmp_path / "j.json")
+        assert code == 2 and f"{flag} must be >= 1" in err
+    assert not list(tmp_path.iterdir())
+
+
 def test_help_config(capsys):
     code, stdout, _ = run_cli(capsys, "train", "opct", "--help-config")
     assert code == 0

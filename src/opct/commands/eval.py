@@ -278,6 +278,8 @@ def cmd_eval_jailbreak(a) -> int:
 
     if a.budget < 1:
         raise UsageError("--budget must be >= 1")
+    if a.max_queries < 1:
+        raise UsageError("--max-queries must be >= 1")
     if a.judge != "strongreject" and (getattr(a, "judge_model", None) or getattr(a, "judge_base_url", None)):
         raise UsageError("--judge-model / --judge-base-url set the StrongREJECT judge's LLM: add --judge strongreject")
     start = time.time()
