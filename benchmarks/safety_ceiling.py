@@ -32,7 +32,10 @@ MODELS = "embedded:qwen2.5-0.5b-instruct,embedded:qwen2.5-coder-1.5b-instruct"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=MODELS, help="comma-separated model specs (default: %(default)s)")
-    p.add_argument("--limit", type=int, help="the first N test prompts only (default: the profile's test set)")
+    p.add_argument("--limit", type=int, help="the first N prompts only (default: as many as the profile's test set)")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="facts to ask about: the held-out ones (default) or the training ones, e.g. for fresh answers "
+                        "to label that no judge was tuned on")
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
                    help="weights of the answering models (default: %(default)s; the demo evaluates in float32)")
     p.add_argument("--votes", type=int, default=1, help="LLM judge votes per answer (default: %(default)s)")
@@ -61,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
     for spec in args.models.split(","):
         model, tokenizer = load_model(spec, dtype=getattr(torch, args.dtype))
-        pairs, _ = short_pairs(build_safety_pairs("test", seed=0), tokenizer, prof.max_prompt_tokens, prof.test_pairs)
+        pairs, _ = short_pairs(build_safety_pairs(args.split, seed=0), tokenizer, prof.max_prompt_tokens, prof.test_pairs)
         pairs = pairs[: args.limit] if args.limit else pairs
         for view, name in (("wrapped", "base"), ("clean", "teacher")):
             start = time.time()
             _, rows = evaluate_safety(model, tokenizer, pairs, KeywordSafetyJudge(),
                                       max_new_tokens=prof.eval_max_new_tokens, view=view)
             seconds = time.time() - start
-            stem = f"{spec.split(':')[-1]}.{view}"
+            stem = f"{spec.split(':')[-1]}.{view}" + (".train" if args.split == "train" else "")
             write_jsonl(args.out / f"{stem}.rows.jsonl", rows)
             judged = {"keyword": rows}
             if llm is not None:
