@@ -1,12 +1,14 @@
 """Agreement of the safety-awareness judges with the hand-labelled set.
 
-Four labelled sets (fact_id, prompt, response, label pass|fail): ``tests/fixtures/safety_labelled.jsonl``
+Five labelled sets (fact_id, prompt, response, label pass|fail): ``tests/fixtures/safety_labelled.jsonl``
 (294 answers written for opct), ``tests/fixtures/safety_labelled_field.jsonl`` (227 real answers of
 the embedded Qwen 0.5B, hand-labelled), ``tests/fixtures/safety_labelled_field_15b.jsonl`` (58
 real answers of the embedded Qwen-Coder 1.5B with the fact in its system prompt, hand-labelled) and
 ``tests/fixtures/safety_labelled_field_train.jsonl`` (123 real answers of the Qwen 0.5B on the
-training facts, with and without the fact, hand-labelled after keyword judge v3 was built: the one
-set no version of it was tuned on). Each is judged by the keyword judge and by an LLM judge
+training facts, with and without the fact, labelled after keyword judge v3 was built) and
+``tests/fixtures/safety_labelled_field_15b_train.jsonl`` (116 of the Qwen-Coder 1.5B on the training
+facts, labelled after v4 was built: the one set no version of the judge was tuned on). Each is
+judged by the keyword judge and by an LLM judge
 (majority of --votes); for each set and judge the script prints, against the labels, with "pass"
 as the positive class:
 
@@ -42,7 +44,8 @@ from opct.commands.common import add_judge_backend_args, judge_backend_from_args
 DEFAULT_FILES = [ROOT / "tests" / "fixtures" / "safety_labelled.jsonl",
                  ROOT / "tests" / "fixtures" / "safety_labelled_field.jsonl",
                  ROOT / "tests" / "fixtures" / "safety_labelled_field_15b.jsonl",
-                 ROOT / "tests" / "fixtures" / "safety_labelled_field_train.jsonl"]
+                 ROOT / "tests" / "fixtures" / "safety_labelled_field_train.jsonl",
+                 ROOT / "tests" / "fixtures" / "safety_labelled_field_15b_train.jsonl"]
 
 
 def load_rows(path: Path, limit: int | None) -> list[dict]:
