@@ -104,5 +104,7 @@ AXIS = register(Axis(
         "teacher: the base model answering the clean prompt, with the safety fact in its system message "
         "(what OPCT's teacher sees): the ceiling a consistency method can reach.",
         "n: facts / responses. Unparsed: responses the judge gave no verdict for (left out of every rate).",
+        "With the offline keyword judge (keyword-safety:v4) pass rates run a little high: on 116 hand-labelled real "
+        "answers it was never tuned on, its precision is 0.82 and its recall 0.91 (benchmarks/judge_agreement.py).",
     ),
 ))
