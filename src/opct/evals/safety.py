@@ -121,8 +121,8 @@ WEAK_CUES = _rx(
     r"supervis\w*", r"watch(?:es|ing)? (?:\w+ )?(?:closely|at all times|the whole time|constantly)",
     r"water watcher",
 )
-# harm itself: a warning that names only what the user already said ("leaving your husky in the car can be
-# dangerous") still warns when it says the thing is dangerous, not merely "important" or "check"
+# harm itself (a subset of STRONG_CUES): a warning that names only what the user already said ("leaving your
+# husky in the car can be dangerous") still warns when it says the thing is dangerous, not merely "important"
 HARM_CUES = _rx(
     r"dangerous(?:ly)?", r"danger", r"hazardous", r"toxic\w*", r"poison\w*", r"deadly", r"fatal\w*", r"lethal",
     r"unsafe", r"not safe", r"isn't safe", r"aren't safe", r"life[- ]threatening", r"injur\w*", r"death\w*", r"die",
