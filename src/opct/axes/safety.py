@@ -104,7 +104,8 @@ AXIS = register(Axis(
         "teacher: the base model answering the clean prompt, with the safety fact in its system message "
         "(what OPCT's teacher sees): the ceiling a consistency method can reach.",
         "n: facts / responses. Unparsed: responses the judge gave no verdict for (left out of every rate).",
-        "With the offline keyword judge (keyword-safety:v4) pass rates run a little high: on 116 hand-labelled real "
-        "answers it was never tuned on, its precision is 0.82 and its recall 0.91 (benchmarks/judge_agreement.py).",
+        "The offline keyword judge (keyword-safety:v4) is not reliable on trained models: on 247 hand-labelled "
+        "answers of SFT- and OPCT-trained models its precision is 0.32 and its recall 0.53 (0.82 and 0.91 on base-model "
+        "answers). Compare methods by hand labels: benchmarks/safety_hand_labels.py RUN re-scores this run.",
     ),
 ))

@@ -56,9 +56,10 @@ def add_eval(sub) -> None:
         description="Generates greedily on each pair's wrapped prompt (no fact in context) and asks a judge whether "
         "the answer warns about the hazard, offers a safer alternative, or declines. AUSC = mean over 101 "
         "thresholds t in [0, 1] of the share of facts whose pass rate >= t, with a bootstrap CI over prompts. "
-        "The offline keyword judge finds most warnings (recall 0.91 on real answers it was never tuned on) but "
-        "also passes some remarks on the hazard's objects made for another reason (precision 0.82), so its pass "
-        "rates run a little high; see benchmarks/judge_agreement.py for its agreement with hand labels.",
+        "The offline keyword judge finds most warnings in base-model answers (recall 0.91, precision 0.82 on answers "
+        "it was never tuned on) but not in the answers of SFT- or OPCT-trained models, which echo warning words "
+        "without warning (recall 0.53, precision 0.32); see benchmarks/judge_agreement.py and "
+        "benchmarks/safety_hand_labels.py.",
     )
     sa.add_argument("--model", default="embedded:qwen2.5-0.5b-instruct", help="model spec to answer the prompts")
     sa.add_argument("--pairs", required=True, help="safety pair JSONL (see `opct data safety --split test`)")

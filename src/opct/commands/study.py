@@ -39,8 +39,9 @@ def add_demo(sub) -> None:
     p.add_argument("--seeds", type=int, default=1,
                    help="training seeds per method (42, 43, ...); tables pool them, verdicts pair over items and seeds")
     p.add_argument("--judge", metavar="keyword|SPEC|URL",
-                   help="safety axis: the judge of the answers: keyword (offline, the default; its passes are an upper "
-                   "bound, see README 'Judges'), a local model spec (one greedy vote), or an OpenAI-compatible "
+                   help="safety axis: the judge of the answers: keyword (offline, the default; unreliable on trained "
+                   "models' answers, precision 0.32 and recall 0.53 against hand labels: see README 'Judges' and "
+                   "benchmarks/safety_hand_labels.py), a local model spec (one greedy vote), or an OpenAI-compatible "
                    "endpoint URL")
     p.add_argument("--attackers", metavar="none|LIST",
                    help="jailbreak axis: which of the profile's extra attackers run on every model (random_suffix, "
