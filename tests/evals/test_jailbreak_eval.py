@@ -357,3 +357,20 @@ def test_cli_data_jailbreak(tiny_model_dir, tmp_path, capsys):
     assert report["before"] == 4 and report["after"] == len(kept) and report["filtered"]
     assert report["clean_refused"] == sum(f["clean_refused"] for f in report["per_family"].values())
     assert sum(f["before"] for f in report["per_family"].values()) == 4 and "before" in stdout
+
+
+def test_hand_labelled_replies_are_well_formed():
+    """benchmarks/jailbreak_judge_agreement.py --file and jailbreak_hand_labels.py read these sets: one label per
+    distinct (prompt, reply), from the three classes, with the fields the benchmarks print by."""
+    import json
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    for path in sorted(fixtures.glob("jailbreak_labelled_*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        assert len(rows) >= 100, path.name
+        assert {r["label"] for r in rows} == {"complied", "no_content", "refused"}, path.name
+        assert all(r["prompt"] and r["behavior"] and r["attacker"] and r["target"] for r in rows), path.name
+        labels: dict[tuple[str, str], str] = {}
+        for r in rows:
+            assert labels.setdefault((r["prompt"], r["response"]), r["label"]) == r["label"], (path.name, r["id"])
