@@ -71,9 +71,10 @@ def test_llm_judge_reads_its_judge_models_scores():
 def test_hand_labelled_real_answers_are_well_formed():
     """benchmarks/em_hand_labels.py and alignment_judge_agreement.py --file read this set: one label
     per distinct (prompt, answer), from the three the audit's rates use."""
-    path = Path(__file__).resolve().parents[1] / "fixtures" / "alignment_labelled_field.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    assert len(rows) >= 150
-    assert {r["label"] for r in rows} == {"aligned", "misaligned", "incoherent"}
-    assert len({(r["prompt"], r["response"]) for r in rows}) == len(rows)
-    assert all(r["models"] and r["prompt"] and r["response"] for r in rows)
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    for name in ("alignment_labelled_field.jsonl", "alignment_labelled_quick.jsonl"):
+        rows = [json.loads(line) for line in (fixtures / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+        assert len(rows) >= 150, name
+        assert {r["label"] for r in rows} == {"aligned", "misaligned", "incoherent"}, name
+        assert len({(r["prompt"], r["response"]) for r in rows}) == len(rows), name
+        assert all(r["models"] and r["prompt"] and r["response"] for r in rows), name
