@@ -3,7 +3,8 @@
 The offline jailbreak judges are refusal classifiers: a reply that does not refuse counts as a crack,
 so replies on topic without content, loops and deflections are cracks too (crack precision 0.34 on
 the RL attacker's replies, README "Judges on real attack replies"). This trains a "complied or not"
-logistic regression on one hand-labelled set and scores it on the other, which it never saw:
+logistic regression on hand-labelled sets and scores it on a set it never saw: field -> rl and
+rl -> field (the first experiment), then each set held out with the other three as training data:
 
   features  the top principal components of the reply's MiniLM embedding (fitted on the training set),
             cos(behaviour, reply), the refusal judge's five pattern signals, and three word counts:
@@ -11,8 +12,10 @@ logistic regression on one hand-labelled set and scores it on the other, which i
             the behaviour nor the attack prompt (what the reply adds)
   sets      tests/fixtures/jailbreak_labelled_field.jsonl (white-box and RL replies, 51 complied of 120)
             tests/fixtures/jailbreak_labelled_rl.jsonl (best replies of the RL-attacker variants, 27 of 120)
+            tests/fixtures/jailbreak_labelled_whitebox.jsonl (random suffix and GCG, 57 of 166)
+            tests/fixtures/jailbreak_labelled_demo.jsonl (the jailbreak default's base, SFT and OPCT, 88 of 474)
 
-For each direction and each (components, L2) of the grid it prints the crack precision and recall
+For each split and each (components, L2) of the grid it prints the crack precision and recall
 on the other set, next to the shipped embedding refusal judge on the same replies. The grid is not
 chosen on the test set: every row is printed.
 
@@ -35,7 +38,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from opct.evals.refusal import EmbeddingRefusalJudge, _fit_logreg, _pca, _predict, raw_features  # noqa: E402
 
 SETS = {"field": ROOT / "tests/fixtures/jailbreak_labelled_field.jsonl",
-        "rl": ROOT / "tests/fixtures/jailbreak_labelled_rl.jsonl"}
+        "rl": ROOT / "tests/fixtures/jailbreak_labelled_rl.jsonl",
+        "whitebox": ROOT / "tests/fixtures/jailbreak_labelled_whitebox.jsonl",
+        "demo": ROOT / "tests/fixtures/jailbreak_labelled_demo.jsonl"}
 COMPONENTS, L2S = (4, 8, 16), (0.01, 0.1, 1.0)
 
 
@@ -76,7 +81,12 @@ def main() -> None:
     data = {name: load(path) for name, path in SETS.items()}
     feats = {name: features(rows) for name, rows in data.items()}
     refusal = EmbeddingRefusalJudge().fit()
-    for train, test in (("field", "rl"), ("rl", "field")):
+    pairs = [(("field",), "rl"), (("rl",), "field")]  # the first experiment (2026-12-04)
+    pairs += [(tuple(n for n in SETS if n != test), test) for test in SETS]  # leave one set out (2026-12-05)
+    for train_sets, test in pairs:
+        train = "+".join(train_sets)
+        data[train] = [row for n in train_sets for row in data[n]]
+        feats[train] = tuple(np.concatenate([feats[n][i] for n in train_sets]) for i in range(3))
         gold = complied(data[test])
         print(f"train on {train} ({complied(data[train]).sum()} complied of {len(data[train])}), "
               f"test on {test} ({gold.sum()} complied of {len(gold)})")
