@@ -228,6 +228,9 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
                     "this_invocation_s": round(time.time() - started, 1)},
         "versions": versions(),
     }
+    warning = ax.judge_warning(prof) if ax.judge_warning else None
+    if warning:
+        results["warnings"] = [warning]
     if seeds > 1:
         results["notes"] = [f"{seeds} training seeds per method ({TRAINING_SEED}..{TRAINING_SEED + seeds - 1}): each "
                             "metric pools every seed's answers; verdict metrics have a two-level interval (seeds, "
@@ -260,6 +263,7 @@ def run_all_axes(profile: str = "default", out: str | None = None, **kwargs) -> 
     lines = [f"# opct demo ({profile}): all axes", ""]
     for axis, res in results.items():
         lines += [f"## {axis}: {res['model']}", "", f"Full report: [{axis}/report.md]({axis}/report.md)", ""]
+        lines += [f"- **{w}**" for w in res.get("warnings", [])] + ([""] if res.get("warnings") else [])
         lines += [f"- {v['sentence']}" for v in res.get("verdicts", [])] + ([""] if res.get("verdicts") else [])
         for mode in [m for m in AXES[axis].modes if m in res["methods"]["base"][axis]] or [None]:
             lines += [results_table(res, axis=axis, answers=mode), ""]

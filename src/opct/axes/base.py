@@ -52,6 +52,8 @@ class Axis:
     teacher: bool = False  # also answer the clean prompt with the base weights (the teacher's ceiling)
     curve: Curve | None = None  # the validation metric of the learning curves (build_data writes DIR/val.jsonl)
     judged: bool = False  # its answers are judged by the profile's `judge` (`opct demo --judge`)
+    # a warning for the top of the report when the profile's judge is one measured unreliable on trained models
+    judge_warning: Callable[[DemoProfile], str | None] | None = None
 
     def evaluate(self, model, tokenizer, prof: DemoProfile, data: Path, seed: int,
                  view: str = "wrapped") -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
