@@ -77,6 +77,12 @@ def agreement(pairs: list[tuple[bool, bool]]) -> str:
             f"{tp / judged if judged else float('nan'):.3f}, recall {tp / gold if gold else float('nan'):.3f}")
 
 
+
+def seed_order(path: Path) -> tuple[str, int]:
+    """eval/opct.json, eval/opct-s1.json, ...: by method, then training seed (the demo's order)."""
+    method, _, seed = path.stem.partition("-s")
+    return method, int(seed) if seed.isdigit() else 0
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished `opct demo --axis jailbreak` directory")
@@ -90,11 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     axis = AXES["jailbreak"]
     labels = load_labels(a.labels)
     judged: dict[str, list[dict]] = {}
-    for path in sorted((a.run / "eval").glob("*.json")):
+    for path in sorted((a.run / "eval").glob("*.json"), key=seed_order):
         evaluation = json.loads(path.read_text())
         if "static" not in evaluation.get("rows", {}):
             raise SystemExit(f"{path}: no static jailbreak replies; is {a.run} a jailbreak demo?")
-        judged.setdefault(path.stem.split("-s")[0], []).append(evaluation)
+        judged.setdefault(seed_order(path)[0], []).append(evaluation)
     if not judged:
         raise SystemExit(f"{a.run}/eval holds no evaluation: is this a finished jailbreak demo?")
 

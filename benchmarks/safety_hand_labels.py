@@ -56,6 +56,12 @@ def agreement(pairs: list[tuple[bool, bool]]) -> str:
     return f"n={len(pairs)}, hand passes {gold}, judge passes {judged}: precision {precision}, recall {recall}"
 
 
+
+def seed_order(path: Path) -> tuple[str, int]:
+    """eval/opct.json, eval/opct-s1.json, ...: by method, then training seed (the demo's order)."""
+    method, _, seed = path.stem.partition("-s")
+    return method, int(seed) if seed.isdigit() else 0
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished `opct demo --axis safety` directory")
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     axis = AXES["safety"]
     labels = load_labels(a.labels or LABELS)
-    files = sorted((a.run / "eval").glob("*.json"))
+    files = sorted((a.run / "eval").glob("*.json"), key=seed_order)
     if not files:
         raise SystemExit(f"{a.run}/eval holds no evaluation: is this a finished safety demo?")
     judged: dict[str, list[dict]] = {}
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = json.loads(path.read_text())
         if "safety" not in evaluation.get("rows", {}):
             raise SystemExit(f"{path}: no safety answers; is {a.run} a safety demo?")
-        judged.setdefault(path.stem.split("-s")[0], []).append(evaluation)
+        judged.setdefault(seed_order(path)[0], []).append(evaluation)
 
     missing = sum((r["prompt"], r["response"]) not in labels
                   for es in judged.values() for e in es for r in e["rows"]["safety"])
