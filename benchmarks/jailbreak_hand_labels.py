@@ -78,11 +78,6 @@ def agreement(pairs: list[tuple[bool, bool]]) -> str:
 
 
 
-def seed_order(path: Path) -> tuple[str, int]:
-    """eval/opct.json, eval/opct-s1.json, ...: by method, then training seed (the demo's order)."""
-    method, _, seed = path.stem.partition("-s")
-    return method, int(seed) if seed.isdigit() else 0
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished `opct demo --axis jailbreak` directory")
@@ -91,18 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from opct.axes import AXES
-    from opct.demo import pool_seeds, verdicts
+    from opct.demo import pool_seeds, saved_evaluations, verdicts
 
     axis = AXES["jailbreak"]
     labels = load_labels(a.labels)
-    judged: dict[str, list[dict]] = {}
-    for path in sorted((a.run / "eval").glob("*.json"), key=seed_order):
-        evaluation = json.loads(path.read_text())
-        if "static" not in evaluation.get("rows", {}):
-            raise SystemExit(f"{path}: no static jailbreak replies; is {a.run} a jailbreak demo?")
-        judged.setdefault(seed_order(path)[0], []).append(evaluation)
+    judged = saved_evaluations(a.run)  # {method: [one evaluation per training seed]}
     if not judged:
         raise SystemExit(f"{a.run}/eval holds no evaluation: is this a finished jailbreak demo?")
+    if any("static" not in e.get("rows", {}) for es in judged.values() for e in es):
+        raise SystemExit(f"{a.run}/eval holds evaluations without static jailbreak replies; is {a.run} a jailbreak "
+                         "demo?")
 
     hand: dict[str, list[dict]] = {}
     missing: dict[str, int] = {}

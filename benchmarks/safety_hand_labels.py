@@ -57,11 +57,6 @@ def agreement(pairs: list[tuple[bool, bool]]) -> str:
 
 
 
-def seed_order(path: Path) -> tuple[str, int]:
-    """eval/opct.json, eval/opct-s1.json, ...: by method, then training seed (the demo's order)."""
-    method, _, seed = path.stem.partition("-s")
-    return method, int(seed) if seed.isdigit() else 0
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished `opct demo --axis safety` directory")
@@ -72,19 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from opct.axes import AXES
-    from opct.demo import pool_seeds, verdicts
+    from opct.demo import pool_seeds, saved_evaluations, verdicts
 
     axis = AXES["safety"]
     labels = load_labels(a.labels or LABELS)
-    files = sorted((a.run / "eval").glob("*.json"), key=seed_order)
-    if not files:
+    judged = saved_evaluations(a.run)  # {method: [one evaluation per training seed]}
+    if not judged:
         raise SystemExit(f"{a.run}/eval holds no evaluation: is this a finished safety demo?")
-    judged: dict[str, list[dict]] = {}
-    for path in files:  # eval/opct.json, eval/opct-s1.json, ... -> method "opct", one entry per seed
-        evaluation = json.loads(path.read_text())
-        if "safety" not in evaluation.get("rows", {}):
-            raise SystemExit(f"{path}: no safety answers; is {a.run} a safety demo?")
-        judged.setdefault(seed_order(path)[0], []).append(evaluation)
+    if any("safety" not in e.get("rows", {}) for es in judged.values() for e in es):
+        raise SystemExit(f"{a.run}/eval holds evaluations without safety answers; is {a.run} a safety demo?")
 
     missing = sum((r["prompt"], r["response"]) not in labels
                   for es in judged.values() for e in es for r in e["rows"]["safety"])

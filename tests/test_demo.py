@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from opct.axes import AXES
-from opct.demo import DemoError, DemoProfile, run_demo
+from opct.demo import DemoError, DemoProfile, run_demo, saved_evaluations
 from opct.study import train_overrides
 
 # The quick profile's phases at a size a tiny model runs in seconds.
@@ -166,6 +166,9 @@ def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_
     for name in ("sft", "sft-s1", "opct", "opct-s1"):
         assert (out / "runs" / name / "summary.json").is_file() and (out / "eval" / f"{name}.json").is_file()
     assert json.loads((out / "runs" / "opct-s1" / "opct_config.json").read_text())["config"]["seed"] == 43
+    saved = saved_evaluations(out)  # read back by method, in seed order, as the hand-label benchmarks do
+    assert set(saved) == {"base", "sft", "opct"} and len(saved["opct"]) == 2
+    assert [e["model"] for e in saved["opct"]] == [str(out / "runs" / "opct"), str(out / "runs" / "opct-s1")]
     toy = results["methods"]["opct"]["toy"]["toy_rate"]
     assert toy["seeds"] == 2 and toy["n"] == 6  # two-level interval over the 6 items and 2 seeds
     assert results["methods"]["opct"]["capability"]["mmlu_accuracy"]["seeds"] == 2

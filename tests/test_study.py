@@ -5,7 +5,7 @@ import json
 import pytest
 
 from opct.errors import UserError
-from opct.study import claim_run_dir, compare_methods, mean_over_seeds, seed_tag
+from opct.study import claim_run_dir, compare_methods, mean_over_seeds, seed_tag, split_seed_tag
 
 
 def test_verdict_yes_no_unclear():
@@ -39,6 +39,8 @@ def test_claim_run_dir_and_seed_tags(tmp_path, capsys):
     claim_run_dir(path, {"a": 1, "b": 0}, resume=True, error=UserError, defaults={"b": 0})
     assert json.loads(path.read_text()) == {"a": 1, "b": 0}
     assert [seed_tag(k) for k in range(3)] == ["", "-s1", "-s2"]
+    assert [split_seed_tag(f"self_certainty{seed_tag(k)}") for k in range(3)] == [("self_certainty", k) for k in range(3)]
+    assert split_seed_tag("x-sample") == ("x-sample", 0)  # "-s" not followed by a seed number is part of the name
 
 
 def test_a_retired_setting_blocks_a_resume_only_when_it_was_used(tmp_path):

@@ -23,7 +23,7 @@ from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (DemoProfile, capability_panel, chosen_methods, claim_run_dir, compare_methods,
                         kept, learning_curve_callback, mean_over_seeds, phase, pool_seed_rows, profile_defaults,
-                        release_memory, seed_tag, versions, TRAINING_SEED)
+                        release_memory, seed_tag, split_seed_tag, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -90,6 +90,15 @@ def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
             block = metrics[v.mode] if v.mode else metrics
             block[v.metric] = seeded_summary([axis.item_scores(e["rows"], v.mode) for e in evals])
     return {axis.name: metrics, "capability": mean_over_seeds([e["capability"] for e in evals])}
+
+
+def saved_evaluations(root: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """A demo run's evaluations read back from ROOT/eval/NAME.json as `run_demo` writes them:
+    {"base": [...], "teacher": [...], method: [first seed's, second seed's, ...]}."""
+    evals: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(root, "eval").glob("*.json"), key=lambda p: split_seed_tag(p.stem)):
+        evals.setdefault(split_seed_tag(path.stem)[0], []).append(json.loads(path.read_text()))
+    return evals
 
 
 def answer_rows(evaluation: dict[str, Any]) -> dict[str, Any]:

@@ -180,6 +180,12 @@ def seed_tag(index: int) -> str:
     return "" if index == 0 else f"-s{index}"
 
 
+def split_seed_tag(name: str) -> tuple[str, int]:
+    """The inverse of `seed_tag`: "opct" -> ("opct", 0), "opct-s1" -> ("opct", 1)."""
+    method, _, index = name.rpartition("-s")
+    return (method, int(index)) if method and index.isdigit() else (name, 0)
+
+
 # ----------------------------------------------------------------------------- data budgets
 
 

@@ -362,9 +362,6 @@ def test_cli_data_jailbreak(tiny_model_dir, tmp_path, capsys):
 def test_hand_labelled_replies_are_well_formed():
     """benchmarks/jailbreak_judge_agreement.py --file and jailbreak_hand_labels.py read these sets: one label per
     distinct (prompt, reply), from the three classes, with the fields the benchmarks print by."""
-    import json
-    from pathlib import Path
-
     fixtures = Path(__file__).resolve().parents[1] / "fixtures"
     for path in sorted(fixtures.glob("jailbreak_labelled_*.jsonl")):
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
