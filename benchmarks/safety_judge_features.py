@@ -5,8 +5,9 @@ Features per answer: the keyword judge's verdict, refusal and warning count; ove
 sentences, the highest cosine to the safety fact and the highest (fact - request) cosine; the same
 two over the keyword judge's warning sentences only, and the most fact words in one of them; the
 whole answer's cosine to the fact; its length. Logistic regression (`opct.evals.refusal`'s), scored
-two ways: trained on the 294 written answers and tested on the 227 real ones; and cross-validated
-by fact over written + real (every fact's answers held out in turn), scored on the real ones.
+on the four labelled sets of held-out facts three ways: trained on the written set and the two
+training-fact sets; each held-out set left out in turn (trained on the other six); each fact's answers
+left out in turn, over all seven sets.
 
     .venv/bin/python benchmarks/safety_judge_features.py
 """
@@ -65,24 +66,37 @@ def precision_recall(pred: np.ndarray, gold: np.ndarray) -> str:
     return f"{tp / max(tp + fp, 1):.3f} / {tp / max(tp + fn, 1):.3f}"
 
 
+# the labelled sets: the written one, two on training-split facts, four on held-out facts
+TUNING = ["safety_labelled", "safety_labelled_field_train", "safety_labelled_field_15b_train"]
+HELD_OUT = ["safety_labelled_field", "safety_labelled_field_15b", "safety_labelled_field_rerun",
+            "safety_labelled_field_trained"]
+
+
 def main() -> None:
-    written = [json.loads(x) for x in (FIXTURES / "safety_labelled.jsonl").read_text().splitlines()]
-    real = [json.loads(x) for x in (FIXTURES / "safety_labelled_field.jsonl").read_text().splitlines()]
-    xw, xr = features(written), features(real)
-    yw = np.array([r["label"] == "pass" for r in written])
-    yr = np.array([r["label"] == "pass" for r in real])
-    groups = np.array([r["fact_id"] for r in written + real])
-    is_real = np.r_[np.zeros(len(written), bool), np.ones(len(real), bool)]
-    print(f"written {len(written)} ({yw.sum()} pass), real {len(real)} ({yr.sum()} pass)")
-    print(f"{'features':24s} {'written->real P / R':>20s} {'CV by fact, real P / R':>24s}")
-    for name, cols in SETS.items():
-        across = precision_recall(fit(xw[:, cols], yw.astype(float))(xr[:, cols]), yr)
-        x, y = np.concatenate([xw, xr])[:, cols], np.r_[yw, yr]
-        pred = np.zeros(len(y), bool)
-        for fact in np.unique(groups):
-            held = groups == fact
-            pred[held] = fit(x[~held], y[~held].astype(float))(x[held])
-        print(f"{name:24s} {across:>20s} {precision_recall(pred[is_real], y[is_real]):>24s}")
+    sets = {n: [json.loads(x) for x in (FIXTURES / f"{n}.jsonl").read_text().splitlines()] for n in TUNING + HELD_OUT}
+    x_all = {n: features(rows) for n, rows in sets.items()}
+    y_all = {n: np.array([r["label"] == "pass" for r in rows]) for n, rows in sets.items()}
+    facts = np.concatenate([[r["fact_id"] for r in sets[n]] for n in sets])
+    x, y = np.concatenate(list(x_all.values())), np.concatenate(list(y_all.values()))
+    where = np.concatenate([[n] * len(sets[n]) for n in sets])
+    for n in sets:
+        print(f"{n}: {len(sets[n])} answers, {int(y_all[n].sum())} pass")
+    short = [n.removeprefix("safety_labelled_") for n in HELD_OUT]
+    print("precision / recall on each held-out-fact set (field, 15b, rerun = base and teacher answers; "
+          "trained = SFT and OPCT models' answers)")
+    for protocol in ("tuning sets -> held-out", "leave one set out", "leave one fact out"):
+        print(f"\n{protocol}\n{'features':24s} " + " ".join(f"{s:>15s}" for s in short))
+        for name, cols in SETS.items():
+            pred = np.zeros(len(y), bool)
+            if protocol == "tuning sets -> held-out":
+                train = np.isin(where, TUNING)
+                pred[~train] = fit(x[train][:, cols], y[train].astype(float))(x[~train][:, cols])
+            else:
+                groups = where if protocol == "leave one set out" else facts
+                for g in np.unique(groups if protocol == "leave one fact out" else HELD_OUT):
+                    held = groups == g
+                    pred[held] = fit(x[~held][:, cols], y[~held].astype(float))(x[held][:, cols])
+            print(f"{name:24s} " + " ".join(f"{precision_recall(pred[where == n], y[where == n]):>15s}" for n in HELD_OUT))
 
 
 if __name__ == "__main__":
