@@ -117,6 +117,14 @@ def test_bad_set_option(tmp_path, pair_file, capsys):
     assert code == 2 and "expected KEY=VALUE" in err
 
 
+def test_bad_demo_set_option(tmp_path, capsys):
+    for item, message in (("opct.max_stepz=3", "opct has no option 'max_stepz'"),
+                          ("max_steps=3", "expected METHOD.KEY=VALUE"), ("bct.max_steps=3", "'bct' is not a method")):
+        code, _, err = run_cli(capsys, "demo", "--profile", "quick", "--out", tmp_path / "d", "--set", item)
+        assert code == 2 and message in err, (item, err)
+    assert not (tmp_path / "d").exists()  # refused before anything was written
+
+
 def test_bad_pair_file(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     good = {"id": "a", "axis": "x", "clean": [{"role": "user", "content": "q"}],

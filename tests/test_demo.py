@@ -52,6 +52,8 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
     assert again["methods"]["opct"]["sycophancy"] == json.loads(json.dumps(results["methods"]["opct"]["sycophancy"]))
     with pytest.raises(DemoError, match="other settings"):
         run_demo(profile="quick", out=str(out), model=tiny_model_dir, resume=True)
+    with pytest.raises(DemoError, match=r"train\.opct\.max_steps: 2 -> 3"):  # --set is a setting too
+        run_demo(profile=TINY, out=str(out), model=tiny_model_dir, resume=True, train_changes=[("opct", "max_steps", 3)])
 
 
 @pytest.mark.parametrize("axis", ["jailbreak", "safety"])
@@ -244,3 +246,16 @@ def test_choosing_the_jailbreak_attackers():
         choose_attackers("jailbreak", quick, "pair")
     with pytest.raises(DemoError, match="only the jailbreak axis"):
         choose_attackers("safety", AXES["safety"].profiles["quick"], "gcg")
+
+
+def test_changing_a_training_option():
+    from opct.demo import override_training
+
+    quick = AXES["safety"].profiles["quick"]
+    changed = override_training(quick, [("all", "max_steps", 24), ("opct", "num_samples", 4), ("sft", "max_steps", 12)])
+    assert {m: o["max_steps"] for m, o in changed.train.items()} == {"opct": 24, "sft": 12, "act": 24}
+    assert changed.train["opct"]["num_samples"] == 4 and quick.train["opct"]["num_samples"] == 2  # a copy
+    with pytest.raises(DemoError, match="(sft|act) has no option 'num_samples'"):
+        override_training(quick, [("all", "num_samples", 4)])
+    with pytest.raises(DemoError, match="'bct' is not a method of this study; expected one of opct, sft, act or all"):
+        override_training(quick, [("bct", "max_steps", 4)])

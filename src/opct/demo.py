@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from opct.axes import AXES, Axis
 from opct.errors import UserError
@@ -27,7 +27,8 @@ from opct.study import (DemoProfile, capability_panel, chosen_methods, claim_run
 
 METHODS = ("sft", "opct", "act")
 
-__all__ = ["METHODS", "DemoError", "DemoProfile", "evaluate_method", "resolve_profile", "run_all_axes", "run_demo"]
+__all__ = ["METHODS", "DemoError", "DemoProfile", "evaluate_method", "override_training", "resolve_profile",
+           "run_all_axes", "run_demo"]
 
 
 class DemoError(UserError):
@@ -131,9 +132,28 @@ def choose_attackers(axis: str, prof: DemoProfile, names: str) -> dict[str, dict
     return {n: prof.attackers[n] for n in chosen}
 
 
+def override_training(prof: DemoProfile, changes: Sequence[tuple[str, str, Any]]) -> DemoProfile:
+    """`--set METHOD.KEY=VALUE`, in order: one training option of one method ("all": of every method
+    the profile trains), checked against the method's config class."""
+    from opct.trainers.run import config_class
+
+    train = {m: dict(options) for m, options in prof.train.items()}
+    for method, key, value in changes:
+        if method != "all" and method not in train:
+            raise DemoError(f"--set {method}.{key}: {method!r} is not a method of this study; expected one of "
+                            f"{', '.join(train)} or all")
+        for m in train if method == "all" else [method]:
+            if key not in {f.name for f in fields(config_class(m)[0])}:
+                raise DemoError(f"--set {method}.{key}: {m} has no option {key!r} (`opct train {m} --help-config` "
+                                "lists them)")
+            train[m][key] = value
+    return replace(prof, train=train)
+
+
 def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, model: str | None = None,
              methods: str | None = None, resume: bool = False, seed: int = 0, axis: str = "sycophancy",
-             seeds: int = 1, judge: str | None = None, attackers: str | None = None) -> dict[str, Any]:
+             seeds: int = 1, judge: str | None = None, attackers: str | None = None,
+             train_changes: Sequence[tuple[str, str, Any]] = ()) -> dict[str, Any]:
     from opct.models import load_model
     from opct.report import results_table, write_report
     from opct.trainers.run import train
@@ -150,6 +170,8 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         prof = replace(prof, judge=judge)
     if attackers is not None:
         prof = replace(prof, attackers=choose_attackers(axis, prof, attackers))
+    if train_changes:
+        prof = override_training(prof, train_changes)
     chosen = chosen_methods(methods, METHODS, seeds, DemoError)
     root = Path(out or (f"runs/demo-{profile}" if axis == "sycophancy" else f"runs/demo-{axis}-{profile}"))
     settings = {"axis": axis, "profile": profile, "seed": seed, **asdict(prof)}

@@ -48,7 +48,26 @@ def add_demo(sub) -> None:
                    "gcg, rl; see the profiles below), e.g. random_suffix,gcg; none: the wrapper search only. They "
                    "cost time: on the quick profile they took 3.3-3.7 min per evaluated model, 14 min over its four "
                    "(idle 2-core CPU, 2026-12-03)")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="change one training option of the profile, repeatable; METHOD is sft, opct, act or all, "
+                   "KEY any field of that method's config (`opct train METHOD --help-config`), VALUE JSON or text: "
+                   "e.g. --set all.max_steps=32 --set opct.num_samples=4. Recorded in DIR/demo_config.json, so "
+                   "--resume refuses other values")
     p.set_defaults(func=cmd_demo)
+
+
+def train_changes(items: list[str]) -> list[tuple[str, str, object]]:
+    """--set METHOD.KEY=VALUE items as (method, key, value), in order."""
+    from opct.commands.train import parse_value
+
+    out = []
+    for item in items:
+        target, sep, value = item.partition("=")
+        method, dot, key = target.strip().partition(".")
+        if not (sep and dot and method and key):
+            raise UsageError(f"--set {item!r}: expected METHOD.KEY=VALUE, e.g. opct.max_steps=32")
+        out.append((method, key, parse_value(value)))
+    return out
 
 
 def cmd_demo(a) -> int:
@@ -57,7 +76,7 @@ def cmd_demo(a) -> int:
     run = run_all_axes if a.axis == "all" else run_demo
     extra = {} if a.axis == "all" else {"axis": a.axis}
     run(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, seeds=a.seeds,
-        judge=a.judge, attackers=a.attackers, **extra)
+        judge=a.judge, attackers=a.attackers, train_changes=train_changes(a.set), **extra)
     return 0
 
 

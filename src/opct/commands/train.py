@@ -13,7 +13,7 @@ EPILOG_MODELS = (
 )
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
     """A --set value: JSON when it parses (numbers, booleans, lists), else the raw string."""
     try:
         return json.loads(text)
@@ -82,7 +82,7 @@ def cmd_train(a) -> int:
         if "=" not in item:
             raise UsageError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
-        overrides[k.strip()] = _parse_value(v)
+        overrides[k.strip()] = parse_value(v)
     summary = train(a.method, a.model, a.pairs, a.out, overrides, resume=a.resume)
     last = summary["last_log"]
     from opct.losses import DIVERGENCE_STATS
