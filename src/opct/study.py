@@ -46,8 +46,11 @@ class DemoProfile:
     def describe(self) -> str:
         attackers = ", ".join(f"{name} {o['budget']}" + (f" after {o['steps']} GRPO steps" if "steps" in o else "")
                               for name, o in self.attackers.items())
-        return (f"{self.model}, {self.train_pairs} train / {self.test_pairs} test, "
-                f"{self.train['opct'].get('max_steps')} steps per method"
+        steps = {m: f"{c.get('max_steps')} steps x {c.get('per_device_train_batch_size')} prompts"
+                 for m, c in self.train.items()}
+        budget = (f"{next(iter(steps.values()))} per method" if len(set(steps.values())) == 1
+                  else ", ".join(f"{m} {s}" for m, s in steps.items()))
+        return (f"{self.model}, {self.train_pairs} train / {self.test_pairs} test, {budget}"
                 + (f", attackers (budget per behaviour) {attackers}" if attackers else ""))
 
 

@@ -14,13 +14,20 @@ from opct.study import DemoProfile, short_pairs, train_overrides
 
 QWEN, SMOL = "embedded:qwen2.5-0.5b-instruct", "embedded:smollm2-135m-instruct"
 
+def _reference_small_model_opct(train: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {**train, "opct": {**train["opct"], "max_steps": 8, "per_device_train_batch_size": 8, "num_samples": 1,
+                              "temperature": 1.2}}
+
+
 PROFILES = {
     "default": DemoProfile(
         model=QWEN, train_pairs=64, test_pairs=64, capability_items=60, neutral_prompts=12, kl_tokens=32,
         benign_prompts=24, eval_max_new_tokens=128, max_prompt_tokens=288, curve_every=4,
-        # As for sycophancy: ACT at 1e-4 collapses Qwen, and the full KL has no sampling noise.
-        train=train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5, max_new_tokens=96,
-                              num_samples=2, opct_loss="full"),
+        # As for sycophancy: ACT at 1e-4 collapses Qwen, and the full KL has no sampling noise. OPCT takes
+        # the reference's best recorded small-model safety recipe (REFERENCE.md): 8 prompts x 1 sample at
+        # temperature 1.2, lr 1e-4, one epoch; the same 64 prompts as the other methods' 16 x 4.
+        train=_reference_small_model_opct(train_overrides(steps=16, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-5,
+                                                          max_new_tokens=96, num_samples=2, opct_loss="full")),
     ),
     "quick": DemoProfile(
         model=SMOL, train_pairs=32, test_pairs=32, capability_items=40, neutral_prompts=8, kl_tokens=24,
