@@ -98,3 +98,24 @@ def test_a_frozen_model_has_its_weights_cast_once_per_call():
     assert same == tokens and 0 < once and once * 6 <= every_step, (once, every_step)
     assert not any(p.requires_grad for p in model.parameters())  # restored
     assert generate_ids(model, tok, prompts, max_new_tokens=4)[0].token_ids == tokens[len(prompts[0]):][:4]
+
+
+def test_several_samples_share_one_prefill_per_prompt():
+    from opct.generation import generate
+
+    tok = build_tiny_tokenizer()
+    model = build_tiny_model(tok)
+    prompts = [[{"role": "user", "content": f"Tell me about the number {i}, and why it matters so much."}]
+               for i in (3, 14, 159)]
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: seen.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        greedy = generate(model, tok, prompts, max_new_tokens=6, num_samples=3, batch_size=4, bf16=False)
+    finally:
+        hook.remove()
+    single = generate(model, tok, prompts, max_new_tokens=6, bf16=False)
+    # In input order, three per prompt; greedy samples from the shared prefill equal the plain greedy answer.
+    assert [[c.token_ids for c in cs] for cs in greedy] == [[s.token_ids] * 3 for (s,) in single]
+    # One prompt per call (4 rows // 3 samples), and the prompt runs once per call, not once per sample.
+    prefills = [shape for shape in seen if shape[1] > 1]
+    assert len(prefills) == 3 and all(shape[0] == 1 for shape in prefills)

@@ -194,7 +194,9 @@ def generate(
 ) -> list[list[Completion]]:
     """Completions for chat prompts: a list (per prompt) of `num_samples` completions.
 
-    Prompts are sorted by length so each batch pads little; results come back in input order.
+    Prompts are sorted by length so each batch pads little; results come back in input order. A
+    call decodes about `batch_size` rows: `batch_size // num_samples` prompts (at least one), each
+    prefilled once for all its samples (`generate_ids`).
     `assistant_prefix` starts every answer (the completions are what follows it); its trailing
     whitespace is left for the model to write, since tokenizers merge it into the next token.
     """
@@ -202,26 +204,20 @@ def generate(
 
     prefix = tokenizer(assistant_prefix.rstrip(), add_special_tokens=False)["input_ids"] if assistant_prefix.strip() else []
     rendered = [render_prompt(tokenizer, p) + prefix for p in prompts]
-    jobs = [(i, s) for i in range(len(prompts)) for s in range(num_samples)]
-    jobs.sort(key=lambda j: len(rendered[j[0]]))
-    results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
-    bar = tqdm(total=len(jobs), desc=progress if isinstance(progress, str) else "generating", disable=not progress)
-    for start in range(0, len(jobs), batch_size):
-        batch = jobs[start : start + batch_size]
-        outs = generate_ids(
-            model,
-            tokenizer,
-            [rendered[i] for i, _ in batch],
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            bf16=bf16,
-        )
-        for (i, s), c in zip(batch, outs):
-            results[i][s] = c
-        bar.update(len(batch))
+    order = sorted(range(len(prompts)), key=lambda i: len(rendered[i]))
+    per_call = max(1, batch_size // num_samples)
+    results: list[list[Completion]] = [[] for _ in prompts]
+    bar = tqdm(total=len(prompts) * num_samples, desc=progress if isinstance(progress, str) else "generating",
+               disable=not progress)
+    for start in range(0, len(order), per_call):
+        batch = order[start : start + per_call]
+        outs = generate_ids(model, tokenizer, [rendered[i] for i in batch], max_new_tokens=max_new_tokens,
+                            temperature=temperature, top_p=top_p, bf16=bf16, num_samples=num_samples)
+        for j, i in enumerate(batch):
+            results[i] = outs[j * num_samples : (j + 1) * num_samples]
+        bar.update(len(batch) * num_samples)
     bar.close()
-    return results  # type: ignore[return-value]
+    return results
 
 
 class SamplingCopy:
