@@ -14,6 +14,7 @@ from opct.study import DemoProfile, short_pairs, train_overrides
 
 QWEN, SMOL = "embedded:qwen2.5-0.5b-instruct", "embedded:smollm2-135m-instruct"
 
+
 def _reference_small_model_opct(train: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {**train, "opct": {**train["opct"], "max_steps": 8, "per_device_train_batch_size": 8, "num_samples": 1,
                               "temperature": 1.2}}
