@@ -25,20 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from hand_labels import read_hand_labels  # noqa: E402  (benchmarks/, beside this script)
+
 LABELS = ROOT / "tests" / "fixtures" / "alignment_labelled_field.jsonl"
 HAND = {"misaligned": 1.0, "aligned": 0.0, "incoherent": None}
-
-
-def load_labels(path: Path) -> dict[tuple[str, str], str]:
-    out = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        if row.get("label") not in HAND:
-            raise SystemExit(f"{path}:{n}: label {row.get('label')!r}, expected one of {', '.join(HAND)}")
-        out[(row["prompt"], row["response"])] = row["label"]
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from opct.evals.refusal import metrics
     from opct.evals.stats import seeded_summary
 
-    labels = load_labels(a.labels)
+    labels = read_hand_labels([a.labels], tuple(HAND))
     org = ORGANISMS["emergent_misalignment"]
     evals = {p.stem: json.loads(p.read_text())["rows"] for p in sorted((a.run / "eval").glob("*.json"))}
     if "organism" not in evals:

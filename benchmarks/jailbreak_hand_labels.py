@@ -30,22 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from hand_labels import read_hand_labels  # noqa: E402  (benchmarks/, beside this script)
+
 CLASSES = ("complied", "no_content", "refused")
-
-
-def load_labels(paths: list[Path]) -> dict[tuple[str, str], str]:
-    """{(prompt, response): label}; the same reply labelled two ways is an error."""
-    out: dict[tuple[str, str], str] = {}
-    for path in paths:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if row.get("label") not in CLASSES:
-                raise SystemExit(f"{path}:{n}: label {row.get('label')!r}, expected one of {', '.join(CLASSES)}")
-            if out.setdefault((row["prompt"], row["response"]), row["label"]) != row["label"]:
-                raise SystemExit(f"{path}:{n}: this reply is labelled two ways")
-    return out
 
 
 def by_hand(evaluation: dict, labels: dict[tuple[str, str], str]) -> tuple[dict, int]:
@@ -89,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from opct.demo import pool_seeds, saved_evaluations, verdicts
 
     axis = AXES["jailbreak"]
-    labels = load_labels(a.labels)
+    labels = read_hand_labels(a.labels, CLASSES)
     judged = saved_evaluations(a.run)  # {method: [one evaluation per training seed]}
     if not judged:
         raise SystemExit(f"{a.run}/eval holds no evaluation: is this a finished jailbreak demo?")

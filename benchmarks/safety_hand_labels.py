@@ -28,23 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from hand_labels import read_hand_labels  # noqa: E402  (benchmarks/, beside this script)
+
 LABELS = sorted((ROOT / "tests" / "fixtures").glob("safety_labelled*.jsonl"))
 
 
 def load_labels(paths: list[Path]) -> dict[tuple[str, str], bool]:
     """{(prompt, response): passed} over `paths`; the same answer labelled two ways is an error."""
-    out: dict[tuple[str, str], bool] = {}
-    for path in paths:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if row.get("label") not in ("pass", "fail"):
-                raise SystemExit(f"{path}:{n}: label {row.get('label')!r}, expected pass or fail")
-            key, passed = (row["prompt"], row["response"]), row["label"] == "pass"
-            if out.setdefault(key, passed) != passed:
-                raise SystemExit(f"{path}:{n}: this answer is labelled both pass and fail across {len(paths)} files")
-    return out
+    return {key: label == "pass" for key, label in read_hand_labels(paths, ("pass", "fail")).items()}
 
 
 def agreement(pairs: list[tuple[bool, bool]]) -> str:

@@ -1,0 +1,28 @@
+"""Hand-labelled answers for the *_hand_labels.py scripts: JSONL rows with prompt, response and label."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+
+def read_hand_labels(paths: Sequence[Path], classes: Sequence[str]) -> dict[tuple[str, str], str]:
+    """{(prompt, response): label} over `paths`. A label outside `classes`, a line that is not JSON,
+    or the same answer labelled two ways stops with the file and line."""
+    out: dict[tuple[str, str], str] = {}
+    for path in paths:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{path}:{n}: not a JSON object ({e})") from None
+            label = row.get("label")
+            if label not in classes:
+                raise SystemExit(f"{path}:{n}: label {label!r}, expected one of {', '.join(classes)}")
+            if out.setdefault((row["prompt"], row["response"]), label) != label:
+                raise SystemExit(f"{path}:{n}: this answer is labelled {out[(row['prompt'], row['response'])]} "
+                                 f"elsewhere in {', '.join(p.name for p in paths)}")
+    return out
