@@ -210,6 +210,38 @@ def test_sft_reduces_cross_entropy(tiny, tmp_path):
     assert last < 0.5 * first, (first, last)
 
 
+def test_sft_loss_projects_only_answer_positions_with_the_same_loss_and_gradients(tiny, tmp_path, monkeypatch):
+    """On CPU TRL's fused SFT head would project every position; BCTTrainer's projects only the
+    labelled ones, and the loss and the adapter's gradients stay those of TRL's own path."""
+    import trl.trainer.utils as trl_utils
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    model, tok = tiny
+    trainer = BCTTrainer(model, BCTConfig(**common(tmp_path, max_steps=1, target_max_new_tokens=6)),
+                         pairs_to_dataset(make_pairs(4)), processing_class=tok)
+    batch = next(iter(trainer.get_train_dataloader()))
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    projected = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *a: projected.append(hidden.shape[0]) or apply(hidden, *a))
+
+    def loss_and_grads(compute):
+        trainer.model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as in training (bf16 base)
+            loss = compute(trainer, trainer.model, dict(batch))
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad]
+
+    ours, our_grads = loss_and_grads(BCTTrainer.compute_loss)
+    trls, trl_grads = loss_and_grads(SFTTrainer.compute_loss)
+    assert projected == [labelled, batch["labels"][:, 1:].numel()] and labelled < projected[1]
+    torch.testing.assert_close(ours, trls)
+    for a, b in zip(our_grads, trl_grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+    assert trl_utils._use_triton(torch.device("cpu")) is False  # TRL's switch is put back
+
+
 def test_sft_targets_start_from_the_prefix_and_unparsed_ones_are_counted(tiny, tmp_path):
     from dataclasses import replace
 

@@ -8,6 +8,7 @@ those answers to the wrapped prompts.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +139,31 @@ def bct_dataset(pairs, targets: dict[str, str]):
     )
 
 
+@contextmanager
+def head_on_answer_positions():
+    """Within the block, TRL's fused SFT loss projects only the positions that have a label through
+    the output layer.
+
+    TRL does so on Triton devices only; elsewhere (CPU) it projects every position, prompt and
+    padding included, and masks the result afterwards, because a varying row count would recompile
+    Neuron kernels. Eager CPU has nothing to recompile. The loss is the same, since the masked rows
+    contribute zero. On SmolLM2 (audit self-training, 8 steps of 4 prompts, 2026-12-05) the same
+    losses came out at 1.05 s per step instead of 1.9 s on reward-hacking prompts, and 2.3 s
+    instead of 5.2 s on long MMLU prompts. The switch is TRL's `trl.trainer.utils._use_triton`,
+    which that module reads only for this choice; where it is missing nothing changes."""
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        yield
+        return
+    trl_utils._use_triton = lambda device: True
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 class BCTTrainer(SFTTrainer):
     """`SFTTrainer` on (wrapped prompt, clean-prompt answer) made from a dataset of pairs."""
 
@@ -148,6 +174,11 @@ class BCTTrainer(SFTTrainer):
             raise ValueError("BCTTrainer needs a tokenizer (processing_class) when given a model object")
         super().__init__(model=model, args=args, train_dataset=self.make_dataset(model, tokenizer, train_dataset, args),
                          processing_class=tokenizer, callbacks=[JsonlLogCallback(), *(callbacks or [])], **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        with head_on_answer_positions():
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
 
     def make_dataset(self, model, tokenizer, train_dataset, args):
         """The (prompt, completion) rows to fine-tune on; subclasses choose other completions."""
