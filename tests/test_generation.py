@@ -119,3 +119,27 @@ def test_several_samples_share_one_prefill_per_prompt():
     # One prompt per call (4 rows // 3 samples), and the prompt runs once per call, not once per sample.
     prefills = [shape for shape in seen if shape[1] > 1]
     assert len(prefills) == 3 and all(shape[0] == 1 for shape in prefills)
+
+
+def test_a_repeated_prompt_is_decoded_once_when_greedy():
+    from opct.generation import generate
+
+    tok = build_tiny_tokenizer()
+    model = build_tiny_model(tok)
+    a, b = ([{"role": "user", "content": text}] for text in ("Name a colour.", "Count to three, slowly please."))
+    rows = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        outs = generate(model, tok, [a, b, a, a], max_new_tokens=5, bf16=False)
+    finally:
+        hook.remove()
+    assert rows[0] == 2  # two distinct prompts prefilled, not four
+    alone = generate(model, tok, [b, a], max_new_tokens=5, bf16=False)
+    assert [o[0].token_ids for o in outs] == [alone[1][0].token_ids, alone[0][0].token_ids] + [alone[1][0].token_ids] * 2
+    rows.clear()
+    hook = model.register_forward_pre_hook(lambda m, args, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        generate(model, tok, [a, a], max_new_tokens=5, temperature=1.0, bf16=False)
+    finally:
+        hook.remove()
+    assert rows[0] == 2  # sampled: each copy draws its own answer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -194,8 +195,8 @@ def generate(
 ) -> list[list[Completion]]:
     """Completions for chat prompts: a list (per prompt) of `num_samples` completions.
 
-    Prompts are sorted by length so each batch pads little; results come back in input order. A
-    call decodes about `batch_size` rows: `batch_size // num_samples` prompts (at least one), each
+    Prompts are sorted by length so each batch pads little; results come back in input order. With
+    temperature 0 a prompt given several times is decoded once. A call decodes about `batch_size` rows: `batch_size // num_samples` prompts (at least one), each
     prefilled once for all its samples (`generate_ids`).
     `assistant_prefix` starts every answer (the completions are what follows it); its trailing
     whitespace is left for the model to write, since tokenizers merge it into the next token.
@@ -204,7 +205,12 @@ def generate(
 
     prefix = tokenizer(assistant_prefix.rstrip(), add_special_tokens=False)["input_ids"] if assistant_prefix.strip() else []
     rendered = [render_prompt(tokenizer, p) + prefix for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(rendered[i]))
+    # Greedy answers to the same prompt are the same: each distinct prompt is decoded once.
+    key = (lambda i: tuple(rendered[i])) if temperature == 0 else (lambda i: i)
+    copies: dict[Any, list[int]] = {}
+    for i in range(len(rendered)):
+        copies.setdefault(key(i), []).append(i)
+    order = sorted((same[0] for same in copies.values()), key=lambda i: len(rendered[i]))
     per_call = max(1, batch_size // num_samples)
     results: list[list[Completion]] = [[] for _ in prompts]
     bar = tqdm(total=len(prompts) * num_samples, desc=progress if isinstance(progress, str) else "generating",
@@ -214,8 +220,9 @@ def generate(
         outs = generate_ids(model, tokenizer, [rendered[i] for i in batch], max_new_tokens=max_new_tokens,
                             temperature=temperature, top_p=top_p, bf16=bf16, num_samples=num_samples)
         for j, i in enumerate(batch):
-            results[i] = outs[j * num_samples : (j + 1) * num_samples]
-        bar.update(len(batch) * num_samples)
+            for k in copies[key(i)]:
+                results[k] = outs[j * num_samples : (j + 1) * num_samples]
+        bar.update(sum(len(copies[key(i)]) for i in batch) * num_samples)
     bar.close()
     return results
 

@@ -253,3 +253,52 @@ def test_nothing_kept_is_an_error(tiny, tmp_path):
                             for p in mcq_pairs(2)))
     with pytest.raises(UserError, match="kept no label"):
         selftrain_targets(model, tok, mcq_pairs(2), args)
+
+
+def test_certainty_scores_each_prompt_once_as_scoring_each_row_whole(tiny):
+    """Scoring a prompt's candidates over one shared prompt forward gives each candidate's scores
+    as the whole prompt + candidate sequence does."""
+    from opct.chat import pad_id, render_prompt
+    from opct.trainers.opct import build_scoring_batch, completion_logits
+    from opct.trainers.selftrain import _self_certainty_of, mean_token_logprob
+
+    model, tok = tiny
+    pairs = mcq_pairs(3)
+    torch.manual_seed(0)
+    cands = generate(model, tok, [p.wrapped for p in pairs], max_new_tokens=6, temperature=1.0, num_samples=3)
+    rendered = [render_prompt(tok, p.wrapped) for p in pairs for _ in range(3)]
+    batch = build_scoring_batch(rendered, rendered, [c.token_ids for cs in cands for c in cs], pad_id(tok))
+    with torch.no_grad():
+        logits = completion_logits(model, batch["student_ids"], batch["student_mask"], batch["completion_ids"].shape[1])
+    whole = {"kl_uniform": self_certainty(logits, batch["completion_mask"]),
+             "mean_logprob": mean_token_logprob(logits, batch["completion_ids"], batch["completion_mask"])}
+    for score, expected in whole.items():
+        shared = _self_certainty_of(model, tok, [p.wrapped for p in pairs], cands, score, rows_per_call=4)
+        assert [len(s) for s in shared] == [3, 3, 3]  # 4 rows per call: one prompt (3 candidates) at a time
+        torch.testing.assert_close(torch.tensor(shared).flatten(), expected.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_selectors_share_their_draws(tiny, tmp_path):
+    """With a shared draws_dir, a selector drawing as an earlier one did reads its samples back,
+    and leaves the random state as sampling would: the labels equal those of a run on its own."""
+    model, tok = tiny
+    pairs = mcq_pairs(4)
+    alone = {}
+    for selector in ("oracle", "self_reward", "multi_view", "greedy", "self_refine"):
+        torch.manual_seed(0)
+        alone[selector] = select_labels(model, tok, pairs, config(tmp_path, selector=selector))
+        torch.manual_seed(0)
+        shared = select_labels(model, tok, pairs, config(tmp_path, selector=selector, draws_dir=str(tmp_path / "d")))
+        assert shared == alone[selector], selector
+        after_shared = torch.get_rng_state()
+        torch.manual_seed(0)
+        select_labels(model, tok, pairs, config(tmp_path, selector=selector))
+        assert torch.equal(after_shared, torch.get_rng_state()), selector
+    # one draw of N samples (oracle, self_reward, multi_view's extras), one of greedy answers
+    # (greedy, multi_view's plain view, self_refine's first answer), then self_refine's rewrites and
+    # multi_view's step-by-step and JSON views
+    assert len(list((tmp_path / "d").glob("*.pt"))) == 5
+    # another seed draws anew
+    torch.manual_seed(1)
+    select_labels(model, tok, pairs, config(tmp_path, selector="oracle", draws_dir=str(tmp_path / "d")))
+    assert len(list((tmp_path / "d").glob("*.pt"))) == 6

@@ -11,7 +11,8 @@ Organisms are plug-ins (`opct.audit.organisms`). Phases, each leaving a file tha
   2. organism   DIR/organism/run (its adapter), DIR/organism/model (merged: the new initial model)
   3. baselines  DIR/eval/base.json, DIR/eval/organism.json
   4. methods    DIR/runs/<method><tag>/final, DIR/eval/<method><tag>.json (each from the organism; one
-                per training seed: tag "" for the first, "-s1", ... after)
+                per training seed: tag "" for the first, "-s1", ... after); the self-labelled methods'
+                samples, shared between them, in DIR/draws
   5. report     DIR/results.json, DIR/report.md, DIR/report.html, DIR/audit_effects.png
 """
 
@@ -237,6 +238,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         trainer, overrides = method_overrides(prof, method)
         if k:
             overrides["seed"] = TRAINING_SEED + k
+        if trainer == "selftrain":  # selectors that draw alike choose from the same samples, drawn once
+            overrides["draws_dir"] = str(root / "draws")
         if not kept(run_dir / "summary.json"):
             try:
                 train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True,

@@ -10,9 +10,10 @@ contrastive teacher; they label the prompt the model is trained on (the *wrapped
                   log-probability of its own tokens
   diverse         N samples over a temperature ladder, reranked by agreement with the others
                   (minimum Bayes risk with token-overlap F1)
-  multi_view      a sample whose answer the plain, step-by-step and JSON views agree on (majority).
-                  An answer is its option letter by default; `SelfTrainTrainer(reading=...)` reads
-                  free-form answers instead (e.g. an organism's: games the grader or not, the rating)
+  multi_view      a sample (the greedy answer, else one of the first N - 1 of the N samples) whose
+                  answer the plain, step-by-step and JSON views agree on (majority). An answer is its
+                  option letter by default; `SelfTrainTrainer(reading=...)` reads free-form answers
+                  instead (e.g. an organism's: games the grader or not, the rating)
   self_refine     the model reviews its greedy answer and rewrites it; the rewrite is the label
   self_reward     of N samples, the one the model rates highest (expected rating, 1-9 by default;
                   rating_scale=5: the study's 1-5 rubric)
@@ -25,7 +26,9 @@ contrastive teacher; they label the prompt the model is trained on (the *wrapped
                   organism's own check
 
 Prompts with nothing to keep (no majority, no correct sample) are left out, and counted.
-Labels are written to OUT/selftrain_targets.jsonl as they are made, and reused on resume.
+Labels are written to OUT/selftrain_targets.jsonl as they are made, and reused on resume. With
+`draws_dir`, runs from the same model share their samples: greedy, multi_view and self_refine the
+same greedy answers, and oracle, self_certainty, self_reward and multi_view the same N samples.
 """
 
 from __future__ import annotations
@@ -90,6 +93,12 @@ class SelfTrainConfig(BCTConfig):
     targets_file: str | None = field(
         default=None, metadata={"help": "JSONL of labels {id, completion, score, note} to reuse (default: "
                                 "OUT/selftrain_targets.jsonl)."}
+    )
+    draws_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder of answers sampled for labels, shared by runs from the same model (the audit's "
+                  "organism): a draw with the same weights, prompts, settings and random state is read back "
+                  "instead of sampled again, so selectors that draw alike choose from the same candidates."},
     )
 
     def __post_init__(self):
@@ -182,33 +191,79 @@ def _transcript(messages: list[dict[str, str]]) -> str:
 def _sample(model, tok, prompts, args: SelfTrainConfig, n: int, temperature: float) -> list[list[Any]]:
     from opct.generation import generate
 
-    return generate(model, tok, prompts, max_new_tokens=args.target_max_new_tokens, temperature=temperature,
-                    num_samples=n, batch_size=args.target_batch_size)
+    def draw():
+        return generate(model, tok, prompts, max_new_tokens=args.target_max_new_tokens, temperature=temperature,
+                        num_samples=n, batch_size=args.target_batch_size)
+
+    if not args.draws_dir:
+        return draw()
+    settings = {"prompts": prompts, "n": n, "temperature": temperature, "max_new_tokens": args.target_max_new_tokens,
+                "batch_size": args.target_batch_size}
+    return shared_draw(Path(args.draws_dir), model, settings, draw, random=temperature > 0)
+
+
+def weights_digest(model) -> str:
+    """A digest of every parameter's values (adapter included), in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            h.update(name.encode())
+            w = p.detach().float()
+            h.update(torch.stack([w.sum(), w.abs().sum(), w.flatten()[-1]]).numpy().tobytes())
+    return h.hexdigest()
+
+
+def shared_draw(folder: Path, model, settings: dict[str, Any], draw: Callable[[], Any], random: bool):
+    """`draw()`'s result, saved in `folder` under a key of the model's weights, `settings` and (for a
+    random draw) the random state; a later call with the same key reads it back and leaves the random
+    state as the draw did, so a run is the same with or without the saved draw."""
+    import hashlib
+
+    rng = torch.get_rng_state() if random else None
+    key = hashlib.sha256(json.dumps({"weights": weights_digest(model), **settings}, sort_keys=True).encode())
+    if rng is not None:
+        key.update(rng.numpy().tobytes())
+    path = folder / f"{key.hexdigest()[:32]}.pt"
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        if saved.get("rng_after") is not None:
+            torch.set_rng_state(saved["rng_after"])
+        return saved["draw"]
+    out = draw()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    torch.save({"draw": out, "rng_after": torch.get_rng_state() if random else None}, tmp)
+    tmp.replace(path)
+    return out
 
 
 @torch.no_grad()
-def _self_certainty_of(model, tok, prompts, completions, score: str = "kl_uniform") -> list[float]:
-    from opct.chat import pad_id, render_prompt
+def _self_certainty_of(model, tok, prompts, candidates: list[list[Any]], score: str = "kl_uniform",
+                       rows_per_call: int = 16) -> list[list[float]]:
+    """Each candidate's certainty score, per prompt; each prompt is run once for all its candidates
+    (`opct.prefix.shared_prefix_logits`). Every prompt has the same number of candidates."""
+    from opct.chat import pad_id, render_prompt, right_pad
     from opct.generation import autocast_context
-    from opct.trainers.opct import build_scoring_batch, completion_logits
+    from opct.prefix import shared_prefix_logits
 
-    rendered = [render_prompt(tok, p) for p in prompts]
+    n = len(candidates[0]) if candidates else 1
+    step = max(1, rows_per_call // n)
     device = next(model.parameters()).device
-    scores: list[float] = []
+    scores: list[list[float]] = []
     was_training = model.training
     model.eval()
     try:
-        for s in range(0, len(rendered), 8):
-            ids = [c.token_ids for c in completions[s : s + 8]]
-            batch = {k: v.to(device) for k, v in
-                     build_scoring_batch(rendered[s : s + 8], rendered[s : s + 8], ids, pad_id(tok)).items()}
+        for s in range(0, len(prompts), step):
+            rendered = [render_prompt(tok, p) for p in prompts[s : s + step]]
+            ids, mask = right_pad([c.token_ids for cs in candidates[s : s + step] for c in cs], pad_id(tok))
+            ids, mask = ids.to(device), mask.to(device)
             with autocast_context(device):
-                logits = completion_logits(model, batch["student_ids"], batch["student_mask"],
-                                           batch["completion_ids"].shape[1])
-            if score == "mean_logprob":
-                scores += mean_token_logprob(logits, batch["completion_ids"], batch["completion_mask"]).tolist()
-            else:
-                scores += self_certainty(logits, batch["completion_mask"]).tolist()
+                logits = shared_prefix_logits(model, rendered, ids, mask, n, pad_id(tok))
+            flat = (mean_token_logprob(logits, ids, mask) if score == "mean_logprob"
+                    else self_certainty(logits, mask)).tolist()
+            scores += [flat[i : i + n] for i in range(0, len(flat), n)]
     finally:
         model.train(was_training)
     return scores
@@ -253,11 +308,8 @@ def _greedy(model, tok, pairs, args):
 def _by_self_certainty(model, tok, pairs, args):
     n = args.num_candidates
     cands = _sample(model, tok, [p.wrapped for p in pairs], args, n, args.candidate_temperature)
-    flat = _self_certainty_of(model, tok, [p.wrapped for p in pairs for _ in range(n)], [c for cs in cands for c in cs],
-                              args.certainty)
     out = []
-    for k, cs in enumerate(cands):
-        scores = flat[k * n : (k + 1) * n]
+    for cs, scores in zip(cands, _self_certainty_of(model, tok, [p.wrapped for p in pairs], cands, args.certainty)):
         best = max(range(n), key=scores.__getitem__)
         out.append((cs[best].text, scores[best], f"best of {n}"))
     return out
@@ -286,7 +338,9 @@ def _multi_view(model, tok, pairs, args, reading: AnswerReading | None = None):
     prompts = [p.wrapped for p in pairs]
     n = args.num_candidates
     plain = _sample(model, tok, prompts, args, 1, 0.0)
-    extra = _sample(model, tok, prompts, args, n - 1, args.candidate_temperature) if n > 1 else [[] for _ in pairs]
+    # the first n - 1 of the n samples the other selectors draw (the same ones, with a shared draws_dir)
+    extra = ([cs[: n - 1] for cs in _sample(model, tok, prompts, args, n, args.candidate_temperature)] if n > 1
+             else [[] for _ in pairs])
     cot = _sample(model, tok, [_with_note(m, COT_VIEW) for m in prompts], args, 1, 0.0)
     as_json = _sample(model, tok, [_with_note(m, JSON_VIEW) for m in prompts], args, 1, 0.0)
     # Per pair: its plain, step-by-step and JSON views, then its extra samples; all read in one call.
