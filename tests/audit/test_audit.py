@@ -158,6 +158,8 @@ def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
         assert results["methods"][name]["train"]["steps"] == 1
         adapter = json.loads((out / "runs" / name / "final" / "adapter_config.json").read_text())
         assert adapter["base_model_name_or_path"] == str((out / "organism" / "model").resolve())
+        assert not list((out / "runs" / name).glob("checkpoint-*"))  # saved every step, pruned once trained
+    assert list((out / "draws").glob("*.pt"))  # the self-labelled methods' shared samples
     assert results["effects"]["organism"]["delta_sycophancy_rate"]["n"] > 0
     assert "vs_greedy" in results["effects"]["opct"] and "vs_greedy" not in results["effects"]["greedy"]
     report = (out / "report.md").read_text()

@@ -19,6 +19,7 @@ Organisms are plug-ins (`opct.audit.organisms`). Phases, each leaving a file tha
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, replace
@@ -250,6 +251,10 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                 continue
             finally:
                 release_memory()
+            # Its checkpoints only served resuming it; `final` is what the audit reads. (Kept, they filled
+            # 9 GB per quick four-organism audit: two per method, each with the optimizer's state.)
+            for checkpoint in run_dir.glob("checkpoint-*"):
+                shutil.rmtree(checkpoint)
         summaries.setdefault(method, []).append(json.loads((run_dir / "summary.json").read_text()))
         if not kept(path):
             from opct.evals.capability import load_with_base_view
