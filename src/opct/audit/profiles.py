@@ -88,9 +88,9 @@ def _shared(steps: int, lr: float) -> dict[str, Any]:
 
 PROFILES = {
     "quick": AuditProfile(
-        # 80 test items and 20 MMLU questions (were 96 and 40, 50 min for the four organisms): meant to bring
-        # them under 45 min, not yet re-timed on the reference host. SmolLM2 is at chance on MMLU (0.22-0.30
-        # in every run), so on this profile the panel checks the pipeline.
+        # 80 test items and 20 MMLU questions (were 96 and 40). The four organisms took 47.6 min on a host
+        # with a fifth of the reference CPU's matmul speed (README, 2026-12-05). SmolLM2 is at chance on
+        # MMLU (0.22-0.30 in every run), so on this profile the panel checks the pipeline.
         model="embedded:smollm2-135m-instruct", organism_pairs=48, consistency_pairs=32, test_pairs=80,
         capability_items=20, neutral_prompts=8, kl_tokens=24, max_prompt_tokens=256,
         # 24 steps at 2e-4 made an organism that agreed 97% of the time and never sampled a correct

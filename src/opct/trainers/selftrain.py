@@ -215,26 +215,38 @@ def weights_digest(model) -> str:
     return h.hexdigest()
 
 
+def _rng_states(device: torch.device) -> list[torch.Tensor]:
+    """The random states sampling on `device` reads: the CPU's, and the GPU's when it runs there."""
+    return [torch.get_rng_state(), *([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])]
+
+
+def _set_rng_states(device: torch.device, states: list[torch.Tensor]) -> None:
+    torch.set_rng_state(states[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states[1], device)
+
+
 def shared_draw(folder: Path, model, settings: dict[str, Any], draw: Callable[[], Any], random: bool):
     """`draw()`'s result, saved in `folder` under a key of the model's weights, `settings` and (for a
     random draw) the random state; a later call with the same key reads it back and leaves the random
     state as the draw did, so a run is the same with or without the saved draw."""
     import hashlib
 
-    rng = torch.get_rng_state() if random else None
+    device = next(model.parameters()).device
     key = hashlib.sha256(json.dumps({"weights": weights_digest(model), **settings}, sort_keys=True).encode())
-    if rng is not None:
-        key.update(rng.numpy().tobytes())
+    if random:
+        for state in _rng_states(device):
+            key.update(state.cpu().numpy().tobytes())
     path = folder / f"{key.hexdigest()[:32]}.pt"
     if path.exists():
         saved = torch.load(path, weights_only=False)
-        if saved.get("rng_after") is not None:
-            torch.set_rng_state(saved["rng_after"])
+        if saved["rng_after"] is not None:
+            _set_rng_states(device, saved["rng_after"])
         return saved["draw"]
     out = draw()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
-    torch.save({"draw": out, "rng_after": torch.get_rng_state() if random else None}, tmp)
+    torch.save({"draw": out, "rng_after": _rng_states(device) if random else None}, tmp)
     tmp.replace(path)
     return out
 
