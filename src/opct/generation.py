@@ -196,8 +196,9 @@ def generate(
     """Completions for chat prompts: a list (per prompt) of `num_samples` completions.
 
     Prompts are sorted by length so each batch pads little; results come back in input order. With
-    temperature 0 a prompt given several times is decoded once. A call decodes about `batch_size` rows: `batch_size // num_samples` prompts (at least one), each
-    prefilled once for all its samples (`generate_ids`).
+    temperature 0 a prompt given several times is decoded once. A call decodes about `batch_size`
+    rows: `batch_size // num_samples` prompts (at least one), each prefilled once for all its
+    samples (`generate_ids`).
     `assistant_prefix` starts every answer (the completions are what follows it); its trailing
     whitespace is left for the model to write, since tokenizers merge it into the next token.
     """
