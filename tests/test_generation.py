@@ -127,19 +127,17 @@ def test_a_repeated_prompt_is_decoded_once_when_greedy():
     tok = build_tiny_tokenizer()
     model = build_tiny_model(tok)
     a, b = ([{"role": "user", "content": text}] for text in ("Name a colour.", "Count to three, slowly please."))
-    rows = []
-    hook = model.register_forward_pre_hook(lambda m, args, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
-    try:
-        outs = generate(model, tok, [a, b, a, a], max_new_tokens=5, bf16=False)
-    finally:
-        hook.remove()
-    assert rows[0] == 2  # two distinct prompts prefilled, not four
+
+    def prefilled_rows(prompts, **kw):
+        rows = []
+        hook = model.register_forward_pre_hook(lambda m, args, k: rows.append(k["input_ids"].shape[0]), with_kwargs=True)
+        try:
+            return generate(model, tok, prompts, max_new_tokens=5, bf16=False, **kw), rows[0]
+        finally:
+            hook.remove()
+
+    outs, rows = prefilled_rows([a, b, a, a])
+    assert rows == 2  # two distinct prompts prefilled, not four
     alone = generate(model, tok, [b, a], max_new_tokens=5, bf16=False)
     assert [o[0].token_ids for o in outs] == [alone[1][0].token_ids, alone[0][0].token_ids] + [alone[1][0].token_ids] * 2
-    rows.clear()
-    hook = model.register_forward_pre_hook(lambda m, args, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
-    try:
-        generate(model, tok, [a, a], max_new_tokens=5, temperature=1.0, bf16=False)
-    finally:
-        hook.remove()
-    assert rows[0] == 2  # sampled: each copy draws its own answer
+    assert prefilled_rows([a, a], temperature=1.0)[1] == 2  # sampled: each copy draws its own answer

@@ -206,24 +206,23 @@ def generate(
 
     prefix = tokenizer(assistant_prefix.rstrip(), add_special_tokens=False)["input_ids"] if assistant_prefix.strip() else []
     rendered = [render_prompt(tokenizer, p) + prefix for p in prompts]
-    # Greedy answers to the same prompt are the same: each distinct prompt is decoded once.
-    key = (lambda i: tuple(rendered[i])) if temperature == 0 else (lambda i: i)
+    # Greedy answers to the same prompt are the same: the copies of a prompt are decoded once.
     copies: dict[Any, list[int]] = {}
-    for i in range(len(rendered)):
-        copies.setdefault(key(i), []).append(i)
-    order = sorted((same[0] for same in copies.values()), key=lambda i: len(rendered[i]))
+    for i, ids in enumerate(rendered):
+        copies.setdefault(tuple(ids) if temperature == 0 else i, []).append(i)
+    order = sorted(copies.values(), key=lambda same: len(rendered[same[0]]))
     per_call = max(1, batch_size // num_samples)
     results: list[list[Completion]] = [[] for _ in prompts]
     bar = tqdm(total=len(prompts) * num_samples, desc=progress if isinstance(progress, str) else "generating",
                disable=not progress)
     for start in range(0, len(order), per_call):
         batch = order[start : start + per_call]
-        outs = generate_ids(model, tokenizer, [rendered[i] for i in batch], max_new_tokens=max_new_tokens,
+        outs = generate_ids(model, tokenizer, [rendered[same[0]] for same in batch], max_new_tokens=max_new_tokens,
                             temperature=temperature, top_p=top_p, bf16=bf16, num_samples=num_samples)
-        for j, i in enumerate(batch):
-            for k in copies[key(i)]:
-                results[k] = outs[j * num_samples : (j + 1) * num_samples]
-        bar.update(sum(len(copies[key(i)]) for i in batch) * num_samples)
+        for j, same in enumerate(batch):
+            for i in same:
+                results[i] = outs[j * num_samples : (j + 1) * num_samples]
+        bar.update(sum(map(len, batch)) * num_samples)
     bar.close()
     return results
 
