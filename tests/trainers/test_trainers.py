@@ -268,6 +268,40 @@ def test_sft_targets_start_from_the_prefix_and_unparsed_ones_are_counted(tiny, t
     assert check_answer_targets(make_pairs(2), {"p0": "x", "p1": "y"}, drop=True) == (None, make_pairs(2))
 
 
+def test_targets_are_made_with_a_fresh_adapter_disabled_and_come_out_the_same(tiny, tmp_path):
+    """A fresh LoRA adapter adds exactly zero: targets are made with it disabled (no LoRA matmuls)
+    and equal those made through it. An adapter that already holds weights stays on."""
+    from opct.trainers.base import initial_model
+
+    model, tok = tiny
+    calls = []
+
+    def count(module, args, out):
+        calls.append(1)
+
+    def targets(m, out):
+        args = BCTConfig(**common(tmp_path, output_dir=str(tmp_path / out), max_steps=1, target_max_new_tokens=6))
+        BCTTrainer(m, args, pairs_to_dataset(make_pairs(4)), processing_class=tok)
+        return [json.loads(line)["completion"] for line in (tmp_path / out / "bct_targets.jsonl").read_text().splitlines()]
+
+    fresh = add_lora(copy.deepcopy(model), r=8, alpha=16)
+    hooks = [mod.register_forward_hook(count) for name, mod in fresh.named_modules() if name.endswith("lora_A.default")]
+    made = targets(fresh, "fresh")
+    assert not calls  # the adapter was off while the targets were made
+    with torch.no_grad():  # the same targets when made through the (zero) adapter
+        with_adapter = generate_ids(fresh, tok, [render_prompt(tok, p.clean) for p in make_pairs(4)], max_new_tokens=6)
+    assert calls and made == [c.text for c in with_adapter]
+
+    for h in hooks:
+        h.remove()
+    trained = tiny_trained_lora(tok)
+    hooks = [mod.register_forward_hook(count) for name, mod in trained.named_modules() if name.endswith("lora_A.default")]
+    calls.clear()
+    with initial_model(trained):
+        trained(input_ids=torch.tensor([[1, 2, 3]]))
+    assert calls  # a trained adapter is part of the model the labels come from
+
+
 def test_sft_mixes_in_instructions_answered_plainly(tiny, tmp_path):
     from dataclasses import replace
 

@@ -16,7 +16,7 @@ from trl import SFTConfig, SFTTrainer
 
 from opct.data.schema import dataset_to_pairs
 from opct.defaults import DECODE_BATCH
-from opct.trainers.base import JsonlLogCallback, LoRAArguments, cpu_only_bf16, prepare_model
+from opct.trainers.base import JsonlLogCallback, LoRAArguments, cpu_only_bf16, initial_model, prepare_model
 
 
 @dataclass
@@ -172,8 +172,10 @@ class BCTTrainer(SFTTrainer):
         tokenizer = processing_class or tokenizer
         if tokenizer is None:
             raise ValueError("BCTTrainer needs a tokenizer (processing_class) when given a model object")
-        super().__init__(model=model, args=args, train_dataset=self.make_dataset(model, tokenizer, train_dataset, args),
-                         processing_class=tokenizer, callbacks=[JsonlLogCallback(), *(callbacks or [])], **kwargs)
+        with initial_model(model):
+            dataset = self.make_dataset(model, tokenizer, train_dataset, args)
+        super().__init__(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[JsonlLogCallback(), *(callbacks or [])], **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         with head_on_answer_positions():
