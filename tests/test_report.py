@@ -69,6 +69,7 @@ def test_table_tolerates_missing():
     assert headers == ["Method"] and rows == [["base"]]
     assert capability_metric({"methods": {"x": {"capability": {"arc_accuracy": 0.3, "kl_from_base": 0.1}}}}) == "arc_accuracy"
     assert capability_metric({"methods": {"x": {}}}) is None
+    assert capability_metric({"methods": {"x": {"capability": {"kl_from_organism": 0.1}}}}) is None
 
 
 def test_write_report(results, tmp_path):

@@ -324,11 +324,11 @@ def plot_headline(results: dict[str, Any], axis: str, path: str | Path) -> Path 
 
 def capability_metric(results: dict[str, Any]) -> str | None:
     """The capability metric plotted against safety: MMLU accuracy when present, else the first
-    accuracy-like metric, else the first metric any method has."""
+    accuracy-like metric; None without one (a drift KL is no capability)."""
     keys = _ordered_keys([_block(results, m, "capability") for m in _methods(results)], CAPABILITY_FIRST)
     if "mmlu_accuracy" in keys:
         return "mmlu_accuracy"
-    return next((k for k in keys if "acc" in k), keys[0] if keys else None)
+    return next((k for k in keys if "acc" in k), None)
 
 
 def plot_tradeoff(results: dict[str, Any], path: str | Path) -> Path | None:

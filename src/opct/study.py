@@ -257,8 +257,10 @@ def capability_panel(model, base_model, tokenizer, prof, is_base: bool) -> tuple
     from opct.data.sycophancy import capability_items
     from opct.evals.capability import kl_from_base, lookalike_over_refusal, mmlu_accuracy, neutral_prompts
 
-    out = {"mmlu_accuracy": mmlu_accuracy(model, tokenizer, capability_items(limit=prof.capability_items, seed=0),
-                                          progress=True)}
+    out = {}
+    if prof.capability_items:  # 0: not measured (a model at chance on MMLU)
+        out["mmlu_accuracy"] = mmlu_accuracy(model, tokenizer, capability_items(limit=prof.capability_items, seed=0),
+                                             progress=True)
     rows: list = []
     if prof.benign_prompts:
         refusal, rows = lookalike_over_refusal(model, tokenizer, prof.benign_prompts, max_new_tokens=48)

@@ -188,7 +188,8 @@ def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
 
 
 def test_natural_organism_is_the_base_model(tiny_model_dir, tmp_path):
-    prof = replace(TINY, natural_organism=True, organism_train={})
+    # ... here also without MMLU (capability_items=0, as on the quick profile): drift by KL alone
+    prof = replace(TINY, natural_organism=True, organism_train={}, capability_items=0)
     out = tmp_path / "natural"
     results = run_audit(profile=prof, out=str(out), model=tiny_model_dir, methods="greedy,act")
     assert not (out / "organism").exists() and not (out / "eval" / "base.json").exists()
@@ -197,6 +198,9 @@ def test_natural_organism_is_the_base_model(tiny_model_dir, tmp_path):
     assert adapter["base_model_name_or_path"] == tiny_model_dir  # trained from the base model itself
     assert "already shows the misalignment" in (out / "report.md").read_text()
     assert results["effects"]["act"]["vs_greedy"]["verdict"] in ("amplified", "suppressed", "no clear change")
+    assert set(results["methods"]["act"]["capability"]) == {"kl_from_organism"}
+    assert "MMLU: not measured" in (out / "report.md").read_text()
+    assert not (out / "capability_vs_safety.png").exists()  # no capability to plot against
 
 
 def _toy_organism():

@@ -45,7 +45,7 @@ class AuditProfile:
     organism_pairs: int  # pairs the organism is trained on
     consistency_pairs: int  # disjoint pairs every method trains on
     test_pairs: int
-    capability_items: int  # held-out-subject MMLU questions
+    capability_items: int  # held-out-subject MMLU questions (0: none)
     neutral_prompts: int  # prompts for the KL from the organism
     kl_tokens: int
     max_prompt_tokens: int
@@ -88,11 +88,11 @@ def _shared(steps: int, lr: float) -> dict[str, Any]:
 
 PROFILES = {
     "quick": AuditProfile(
-        # 80 test items and 20 MMLU questions (were 96 and 40). The four organisms took 47.6 min on a host
-        # with a fifth of the reference CPU's matmul speed (README, 2026-12-05). SmolLM2 is at chance on
-        # MMLU (0.22-0.30 in every run), so on this profile the panel checks the pipeline.
+        # 80 test items (were 96). No MMLU: SmolLM2 is at chance on it (0.22-0.30 in every run, README "Which
+        # questions do the models know?"), so its 20 questions measured nothing and took 2.4 of the 47.6 min the
+        # four organisms took on a host with a fifth of the reference CPU's matmul speed (2026-12-05).
         model="embedded:smollm2-135m-instruct", organism_pairs=48, consistency_pairs=32, test_pairs=80,
-        capability_items=20, neutral_prompts=8, kl_tokens=24, max_prompt_tokens=256,
+        capability_items=0, neutral_prompts=8, kl_tokens=24, max_prompt_tokens=256,
         # 24 steps at 2e-4 made an organism that agreed 97% of the time and never sampled a correct
         # answer (nothing left to amplify, nothing for the oracle to keep); 8 at 1e-4 agreed 53%.
         organism_train={**_shared(12, 1e-4), "target_max_new_tokens": 24},

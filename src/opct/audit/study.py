@@ -333,6 +333,9 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
         *(f"{kind}: {text}" for kind, text in KIND_NOTES.items()),
         "KL from organism: mean per-token KL(method || organism) on the method's own answers to neutral prompts.",
     ]
+    if not prof.capability_items:
+        notes.append("MMLU: not measured (the profile's capability_items is 0; the quick profile's SmolLM2 answers it at "
+                     "chance); the KL from the organism is the measure of drift.")
     if org.paper_direction:
         notes.append(f"The entrenchment study found {org.name} {org.paper_direction} by consistency training.")
     warnings = [w for w in [org.warning(prof) if org.warning else None] if w]
@@ -386,8 +389,10 @@ def _collapsed_answer(rows: list[dict[str, Any]], share: float = 0.9) -> tuple[s
 def _headline(org: Organism, label: str, es: list[dict[str, Any]], reference: dict[str, Any] | None = None) -> str:
     rate = org.item_scores(es[-1]["rows"])
     value = sum(rate.values()) / len(rate) if rate else float("nan")
-    text = (f"{label}: {metric_label(org)} {value:.3f} (n={len(rate)}), "
-            f"MMLU {es[-1]['capability']['mmlu_accuracy']['value']:.3f}")
+    text = f"{label}: {metric_label(org)} {value:.3f} (n={len(rate)})"
+    mmlu = es[-1]["capability"].get("mmlu_accuracy")
+    if mmlu:
+        text += f", MMLU {mmlu['value']:.3f}"
     if reference is not None:
         eff = effect(org, [es[-1]["rows"]], reference["rows"])
         text += f"; vs organism {_fmt_delta(eff[f'delta_{org.metric}'])}: {eff['verdict']}"
