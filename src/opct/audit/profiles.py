@@ -89,8 +89,8 @@ def _shared(steps: int, lr: float) -> dict[str, Any]:
 PROFILES = {
     "quick": AuditProfile(
         # 80 test items (were 96). No MMLU: SmolLM2 is at chance on it (0.22-0.30 in every run, README "Which
-        # questions do the models know?"), so its 20 questions measured nothing and took 2.4 of the 47.6 min the
-        # four organisms took on a host with a fifth of the reference CPU's matmul speed (2026-12-05).
+        # questions do the models know?"), so its 20 questions per model measured nothing. The four organisms
+        # take 42 min on a host with a fifth of the reference CPU's matmul speed (README, 2026-12-05).
         model="embedded:smollm2-135m-instruct", organism_pairs=48, consistency_pairs=32, test_pairs=80,
         capability_items=0, neutral_prompts=8, kl_tokens=24, max_prompt_tokens=256,
         # 24 steps at 2e-4 made an organism that agreed 97% of the time and never sampled a correct

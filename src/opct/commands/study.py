@@ -87,8 +87,9 @@ def add_audit(sub) -> None:
     p = sub.add_parser(
         "audit",
         help="does consistency training amplify or suppress a misalignment? (model organisms)",
-        description="Fine-tunes the model into a model organism with one misalignment (sycophancy: agreeing with "
-        "a user's wrong suggestion), then consistency-trains the organism with each method on disjoint questions "
+        description="Fine-tunes the model into a model organism of one misalignment (--organism: "
+        + "; ".join(f"{name}: {o.taught}" for name, o in ORGANISMS.items())
+        + "), then consistency-trains the organism with each method on disjoint prompts "
         "and measures the misalignment again. Each method's change from the organism is a paired difference over "
         "the same test items with a 95% bootstrap CI: amplified, suppressed, or no clear change. Writes "
         "DIR/results.json, DIR/report.md, DIR/report.html and DIR/audit_effects.png. Finished phases are kept: "
@@ -103,7 +104,8 @@ def add_audit(sub) -> None:
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
                    help="default: Qwen 0.5B organisms, and sycophancy on Qwen-Coder 1.5B as it is (each organism "
                    "19-121 min on a 2-core CPU, so --organism all takes several hours; README, 2026-12-04); quick: "
-                   "SmolLM2 made into each organism first (9-14 min per organism on a 2-core CPU)")
+                   "SmolLM2 made into each organism first (7-14 min per organism, 42 min for all four on a slow 2-core CPU; "
+                   "README, 2026-12-05)")
     p.add_argument("--out", help="run directory (default: runs/audit-ORGANISM-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all but "
