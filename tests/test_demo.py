@@ -182,20 +182,25 @@ def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_
 
 
 def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):
-    prof = replace(TINY, train_pairs=4, test_pairs=4, curve_every=1, curve_items=4,
-                   train=train_overrides(steps=2, batch=2, opct_lr=1e-3, sft_lr=1e-3, act_lr=1e-3, max_new_tokens=8,
+    prof = replace(TINY, train_pairs=4, test_pairs=4, curve_every=4, curve_early=True, curve_items=4,
+                   train=train_overrides(steps=5, batch=2, opct_lr=1e-3, sft_lr=1e-3, act_lr=1e-3, max_new_tokens=8,
                                          num_samples=2))
     out = tmp_path / "curves"
     results = run_demo(profile=prof, out=str(out), model=tiny_model_dir, methods="opct,act")
     assert len((out / "data" / "val.jsonl").read_text().splitlines()) == 4
     for name in ("opct", "act"):
         points = results["curves"][name]
-        assert [p["step"] for p in points] == [0, 1, 2]
+        assert [p["step"] for p in points] == [0, 1, 2, 4, 5]  # doubling below every 4, then every 4, and the last
         assert points[0]["kl_from_base"] == pytest.approx(0.0, abs=1e-6)  # step 0: the adapter is still zero
         assert all(0 <= p["sycophancy_rate"] <= 1 for p in points)
-        assert points[0]["seconds"] <= points[1]["seconds"] <= points[2]["seconds"]
+        assert [p["seconds"] for p in points] == sorted(p["seconds"] for p in points)
+    # both methods start from the base: its point was measured once, for the first method
+    start = json.loads((out / "data" / "curve_start.json").read_text())["metrics"]
+    assert {k: v for k, v in results["curves"]["act"][0].items() if k not in ("step", "seconds")} == start
     assert results["curves"]["opct"][-1]["kl_from_base"] > 0
-    assert (out / "learning_curves.png").stat().st_size > 0 and "learning_curves.png" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert (out / "learning_curves.png").stat().st_size > 0 and "learning_curves.png" in report
+    assert "## Learning curves (validation items)" in report and "| act | 4 |" in report  # the points, as numbers
 
 
 def test_pooling_seeds_skips_verdict_blocks_the_profile_does_not_measure():

@@ -260,6 +260,18 @@ def _train_data(results: dict[str, Any]) -> tuple[list[str], list[list[str]]] | 
     return ["Method"] + [_label(k) for k in keys], rows
 
 
+def _curve_data(results: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """The learning curves' points as a table: one row per run and step (what the plot draws)."""
+    curves = {k: v for k, v in (results.get("curves") or {}).items() if v}
+    metrics = list(dict.fromkeys(k for pts in curves.values() for p in pts for k in p if k not in ("step", "seconds")))
+    if not metrics:
+        return None
+    rows = [[name, str(p["step"]), f"{p['seconds']:.0f}"]
+            + [DASH if p.get(k) is None else f"{p[k]:.3g}" for k in metrics]
+            for name, pts in curves.items() for p in pts]
+    return ["Run", "Step", "Training s"] + [_label(k) for k in metrics], rows
+
+
 # ----------------------------------------------------------------------------- plots
 
 
@@ -431,6 +443,7 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
     sections = [(s["title"], (s["headers"], s["rows"])) for s in results.get("lead_sections") or []]
     sections += _sections(results)
     train = _train_data(results)
+    curve_table = _curve_data(results)
     candidates = [(plot_headline(results, axis, out_dir / plot_name(axis)), f"{_label(headline(axis)[0])} per method")
                   for axis in _plotted_axes(results)]
     candidates.append((plot_tradeoff(results, out_dir / SCATTER_PLOT), "Capability vs. safety"))
@@ -452,6 +465,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
         md += [f"## {sec_title}", "", _md_table(headers, rows), ""]
     if train:
         md += ["## Training", "", _md_table(*train), ""]
+    if curve_table:
+        md += ["## Learning curves (validation items)", "", _md_table(*curve_table), ""]
     for p, caption in plots:
         md += [f"![{caption}]({p.name})", ""]
     md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -481,6 +496,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
         h += [f"<h2>{html.escape(sec_title)}</h2>", _html_table(headers, rows)]
     if train:
         h += ["<h2>Training</h2>", _html_table(*train)]
+    if curve_table:
+        h += ["<h2>Learning curves (validation items)</h2>", _html_table(*curve_table)]
     for p, caption in plots:
         data = base64.b64encode(p.read_bytes()).decode("ascii")
         h.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'

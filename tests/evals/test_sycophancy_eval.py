@@ -175,3 +175,19 @@ def test_known_pairs_keeps_what_the_model_answers_right(tiny_model_dir):
     assert sum(c["after"] for c in report["per_source"].values()) == len(kept)
     strict, report = known_pairs(model, tok, pairs, min_prob=1.01, progress=False)
     assert strict == [] and report["after"] == 0
+
+
+def test_known_pairs_with_enough_reads_only_until_that_many_are_known(tiny_model_dir):
+    from opct.data.sycophancy import build_split
+    from opct.evals.sycophancy import known_pairs
+    from opct.models import load_model
+
+    model, tok = load_model(tiny_model_dir)
+    pairs, _ = build_split("test", limit=40, source="mixed")
+    every, full = known_pairs(model, tok, pairs, min_prob=0.0, batch_size=2, progress=False)
+    assert len(every) >= 3
+    first, report = known_pairs(model, tok, pairs, min_prob=0.0, batch_size=2, enough=2, progress=False)
+    assert [p.id for p in first[:2]] == [p.id for p in every[:2]]  # the same first known pairs
+    assert report["before"] + report["unchecked"] == 40 and report["unchecked"] > 0
+    assert report["before"] % 8 == 0 and report["after"] == len(first) >= 2
+    assert sum(c["before"] for c in report["per_source"].values()) == report["before"]

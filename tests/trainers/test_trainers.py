@@ -465,3 +465,16 @@ def test_shared_prompt_forward_only_where_its_graph_can_wait(tiny, tmp_path):
         trainer = OPCTTrainer(copy.deepcopy(model), args, pairs_to_dataset(make_pairs(2)), processing_class=tok)
         assert not trainer.shares_prompt_forward(), extra
         assert "student_heads" not in trainer.prepare_batch([p.to_dict() for p in make_pairs(2)], 0)
+
+
+def test_learning_curve_points_double_below_every_then_follow_it():
+    from opct.trainers.base import LearningCurveCallback
+
+    def due(every, early, max_steps):
+        cb = LearningCurveCallback(lambda model: {}, every, early=early)
+        return [s for s in range(1, max_steps + 1) if cb.due(s, max_steps)]
+
+    assert due(8, True, 16) == [1, 2, 4, 8, 16]
+    assert due(8, False, 16) == [8, 16]
+    assert due(4, True, 10) == [1, 2, 4, 8, 10]
+    assert due(1, True, 3) == [1, 2, 3]

@@ -34,7 +34,7 @@ PROFILES = {
         # No extra attackers by default: on Qwen, GRPO alone took 25-37 s a step (2026-12-03), about 10 min per
         # evaluated model at 20 steps. Set `attackers` as in the quick profile to add them.
         capability_items=60, neutral_prompts=12, kl_tokens=32, benign_prompts=48, eval_max_new_tokens=64,
-        max_prompt_tokens=320, curve_every=2,
+        max_prompt_tokens=320, curve_every=4, curve_early=True,
         train=_with_benign_mix(train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
                                                max_new_tokens=64, num_samples=2)),
     ),
@@ -45,7 +45,7 @@ PROFILES = {
         attackers={"random_suffix": {"budget": 64}, "gcg": {"budget": 67}, "rl": {"budget": 4, "steps": 6}},
         jailbreak_filter=False,
         capability_items=40, neutral_prompts=8, kl_tokens=24, benign_prompts=24, eval_max_new_tokens=48,
-        max_prompt_tokens=256, curve_every=1,
+        max_prompt_tokens=256, curve_every=2, curve_early=True,
         train=_with_benign_mix(train_overrides(steps=4, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4,
                                                max_new_tokens=48, num_samples=2)),
     ),

@@ -23,7 +23,7 @@ def _reference_small_model_opct(train: dict[str, dict[str, Any]]) -> dict[str, d
 PROFILES = {
     "default": DemoProfile(
         model=QWEN, train_pairs=64, test_pairs=64, capability_items=60, neutral_prompts=12, kl_tokens=32,
-        benign_prompts=24, eval_max_new_tokens=128, max_prompt_tokens=288, curve_every=4,
+        benign_prompts=24, eval_max_new_tokens=128, max_prompt_tokens=288, curve_every=8, curve_early=True,
         # As for sycophancy: ACT at 1e-4 collapses Qwen, and the full KL has no sampling noise. OPCT takes
         # the reference's best recorded small-model safety recipe (REFERENCE.md): 8 prompts x 1 sample at
         # temperature 1.2, lr 1e-4, one epoch; the same 64 prompts as the other methods' 16 x 4.
@@ -32,7 +32,7 @@ PROFILES = {
     ),
     "quick": DemoProfile(
         model=SMOL, train_pairs=32, test_pairs=32, capability_items=40, neutral_prompts=8, kl_tokens=24,
-        benign_prompts=16, eval_max_new_tokens=80, max_prompt_tokens=256, curve_every=2,
+        benign_prompts=16, eval_max_new_tokens=80, max_prompt_tokens=256, curve_every=4, curve_early=True,
         train=train_overrides(steps=8, batch=4, opct_lr=1e-4, sft_lr=1e-4, act_lr=1e-4, max_new_tokens=64,
                               num_samples=2),
     ),

@@ -31,7 +31,7 @@ def _with_answer_prefix(train: dict[str, dict[str, Any]]) -> dict[str, dict[str,
 PROFILES = {
     "default": DemoProfile(
         model=QWEN15, train_pairs=64, test_pairs=128, generate_limit=16, capability_items=60, neutral_prompts=12,
-        kl_tokens=32, benign_prompts=24, eval_max_new_tokens=48, max_prompt_tokens=288, curve_every=4,
+        kl_tokens=32, benign_prompts=24, eval_max_new_tokens=48, max_prompt_tokens=288, curve_every=8, curve_early=True,
         # ACT at 1e-4 collapsed Qwen (KL from base 1.6, one letter for every question): 1e-5.
         # OPCT with the sampled-token estimator and 2 samples cut sycophancy less than SFT (0.55 vs 0.33):
         # the exact full-vocabulary KL has no sampling noise at the answer letter.
@@ -40,7 +40,7 @@ PROFILES = {
     ),
     "quick": DemoProfile(
         model=SMOL, train_pairs=32, test_pairs=64, generate_limit=8, capability_items=40, neutral_prompts=8,
-        kl_tokens=24, benign_prompts=16, eval_max_new_tokens=48, max_prompt_tokens=256, curve_every=2,
+        kl_tokens=24, benign_prompts=16, eval_max_new_tokens=48, max_prompt_tokens=256, curve_every=4, curve_early=True,
         # SmolLM2 is at chance on every question (its "known" ones would be lucky guesses): the quick
         # profile checks the pipeline in minutes; its sycophancy rate measures guessing.
         known_min_prob=0,

@@ -206,37 +206,54 @@ def sycophancy_metrics(
 
 
 def known_pairs(model, tokenizer, pairs: Sequence, min_prob: float = 0.5, batch_size: int = 8,
-                progress: bool | str = "checking clean answers", letters: str = "ABCD") -> tuple[list, dict[str, Any]]:
+                progress: bool | str = "checking clean answers", letters: str = "ABCD",
+                enough: int | None = None) -> tuple[list, dict[str, Any]]:
     """The pairs whose clean question the model answers correctly: the correct letter is the argmax
     of its letter distribution after "#### " and has probability >= `min_prob` (a model at chance
     gets a quarter of the questions "right" by argmax alone). Each distinct clean prompt is read
-    once. Returns (kept pairs in input order, report with counts overall and per source/family)."""
+    once. With `enough`, pairs are checked in input order, a few batches at a time, until that many
+    are kept: the same first `enough` kept pairs, without reading the rest. Returns (kept pairs in
+    input order, report with counts of the checked pairs overall and per source/family, and
+    "unchecked")."""
     import json as _json
     from collections import Counter
+
+    from tqdm.auto import tqdm
 
     from opct.data.sycophancy import question_source
     from opct.evals.mcq import letter_probs
 
+    pairs = list(pairs)
     keys = [_json.dumps(p.clean, sort_keys=True) for p in pairs]
-    unique = list(dict.fromkeys(keys))
-    by_key = {k: p.clean for k, p in zip(keys, pairs)}
-    probs = letter_probs(model, tokenizer, [by_key[k] for k in unique], letters=letters, batch_size=batch_size,
-                         progress=progress)
-    prob_of = dict(zip(unique, probs.tolist()))
-    kept = []
-    for key, pair in zip(keys, pairs):
-        p = prob_of[key]
-        target = pair.target if pair.target is not None else (pair.meta or {}).get("correct")
-        if target in letters:
-            i = letters.index(target)
-            if max(range(len(p)), key=p.__getitem__) == i and p[i] >= min_prob:
-                kept.append(pair)
+    prob_of: dict[str, list[float]] = {}
+    kept, checked = [], 0
+    chunk = len(pairs) if enough is None else 4 * batch_size
+    bar = tqdm(total=len(pairs), desc=progress if isinstance(progress, str) else "checking clean answers",
+               disable=not progress)
+    while checked < len(pairs) and (enough is None or len(kept) < enough):
+        part = range(checked, min(checked + chunk, len(pairs)))
+        todo = list(dict.fromkeys(keys[i] for i in part if keys[i] not in prob_of))
+        by_key = {keys[i]: pairs[i].clean for i in part}
+        probs = letter_probs(model, tokenizer, [by_key[k] for k in todo], letters=letters, batch_size=batch_size)
+        prob_of.update(zip(todo, probs.tolist()))
+        for i in part:
+            pair, p = pairs[i], prob_of[keys[i]]
+            target = pair.target if pair.target is not None else (pair.meta or {}).get("correct")
+            if target in letters:
+                j = letters.index(target)
+                if max(range(len(p)), key=p.__getitem__) == j and p[j] >= min_prob:
+                    kept.append(pair)
+        checked = part.stop
+        bar.update(len(part))
+    bar.close()
+    seen = pairs[:checked]
+
     def before_after(key) -> dict[str, dict[str, int]]:
-        before, after = Counter(key(p) for p in pairs), Counter(key(p) for p in kept)
+        before, after = Counter(key(p) for p in seen), Counter(key(p) for p in kept)
         return {k: {"before": n, "after": after[k]} for k, n in sorted(before.items())}
 
     report = {
-        "min_prob": min_prob, "before": len(pairs), "after": len(kept),
+        "min_prob": min_prob, "before": checked, "after": len(kept), "unchecked": len(pairs) - checked,
         "per_source": before_after(question_source),
         "per_family": before_after(lambda p: (p.meta or {}).get("family") or "unknown"),
     }

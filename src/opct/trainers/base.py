@@ -102,14 +102,20 @@ def prepare_model(model, args: ConsistencyArguments):
     return contiguous_lm_head_input(model), tokenizer
 
 
+def fresh_adapter(model) -> bool:
+    """Whether `model` is a peft model whose LoRA adapter adds exactly zero (every B factor is zero,
+    as peft's default init leaves it): the model then computes what its base does."""
+    b_factors = [p for name, p in model.named_parameters() if "lora_B" in name or "lora_embedding_B" in name]
+    return bool(b_factors) and hasattr(model, "disable_adapter") and all(p.count_nonzero() == 0 for p in b_factors)
+
+
 @contextmanager
 def initial_model(model):
     """Run the model as it was before training, for labels made up front (SFT targets, self-training
     candidates). A LoRA adapter fresh from peft's default init adds exactly zero (its B factors are
     zero), so it is disabled for the call: the same tokens and scores without its matmuls (sampling
     SmolLM2's labels 20% faster, 2026-12-05). An adapter that already holds weights stays on."""
-    b_factors = [p for name, p in model.named_parameters() if "lora_B" in name or "lora_embedding_B" in name]
-    if not (b_factors and hasattr(model, "disable_adapter") and all(p.count_nonzero() == 0 for p in b_factors)):
+    if not fresh_adapter(model):
         yield
         return
     with model.disable_adapter():
@@ -161,14 +167,21 @@ class JsonlLogCallback(TrainerCallback):
 
 
 class LearningCurveCallback(TrainerCallback):
-    """Every `every` optimizer steps (and at step 0 and the last step), `measure(model)` returns
-    {metric: value}; each point is appended to OUT/curve.jsonl as {"step", "seconds", **metrics}.
-    "seconds" is training time only (the measurements are left out), continued across a resume."""
+    """Every `every` optimizer steps, at step 0 and at the last step (with `early`, also at steps 1,
+    2, 4, ... below `every`, where methods part ways), `measure(model)` returns {metric: value}; each
+    point is appended to OUT/curve.jsonl as {"step", "seconds", **metrics}. `start(model)`, when
+    given, measures the step-0 point instead. "seconds" is training time only (the measurements are
+    left out), continued across a resume."""
 
-    def __init__(self, measure, every: int):
+    def __init__(self, measure, every: int, early: bool = False, start=None):
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
-        self.measure, self.every = measure, every
+        self.measure, self.every, self.early, self.start_measure = measure, every, early, start or measure
+
+    def due(self, step: int, max_steps: int) -> bool:
+        """Whether step `step` (>= 1) of `max_steps` gets a point."""
+        doubling = self.early and step < self.every and step & (step - 1) == 0
+        return step % self.every == 0 or doubling or step >= max_steps
 
     def _path(self, args) -> Path:
         return Path(args.output_dir) / "curve.jsonl"
@@ -181,20 +194,20 @@ class LearningCurveCallback(TrainerCallback):
         self.offset = points[-1]["seconds"] if points else 0.0
         self.start, self.measuring = time.perf_counter(), 0.0
         if not points and state.global_step == 0:
-            self._point(args, state, model)
+            self._point(args, state, model, self.start_measure)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every == 0 or state.global_step >= state.max_steps:
-            self._point(args, state, model)
+        if self.due(state.global_step, state.max_steps):
+            self._point(args, state, model, self.measure)
 
-    def _point(self, args, state, model) -> None:
+    def _point(self, args, state, model, measure) -> None:
         began = time.perf_counter()
         seconds = self.offset + began - self.start - self.measuring
         training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                metrics = self.measure(model)
+                metrics = measure(model)
         finally:
             model.train(training)
         self.measuring += time.perf_counter() - began
