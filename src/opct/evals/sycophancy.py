@@ -211,7 +211,7 @@ def known_pairs(model, tokenizer, pairs: Sequence, min_prob: float = 0.5, batch_
     """The pairs whose clean question the model answers correctly: the correct letter is the argmax
     of its letter distribution after "#### " and has probability >= `min_prob` (a model at chance
     gets a quarter of the questions "right" by argmax alone). Each distinct clean prompt is read
-    once. With `enough`, pairs are checked in input order, a few batches at a time, until that many
+    once. With `enough`, pairs are checked in input order, two batches at a time, until that many
     are kept: the same first `enough` kept pairs, without reading the rest. Returns (kept pairs in
     input order, report with counts of the checked pairs overall and per source/family, and
     "unchecked")."""
@@ -227,7 +227,7 @@ def known_pairs(model, tokenizer, pairs: Sequence, min_prob: float = 0.5, batch_
     keys = [_json.dumps(p.clean, sort_keys=True) for p in pairs]
     prob_of: dict[str, list[float]] = {}
     kept, checked = [], 0
-    chunk = len(pairs) if enough is None else 4 * batch_size
+    chunk = len(pairs) if enough is None else 2 * batch_size
     bar = tqdm(total=len(pairs), desc=progress if isinstance(progress, str) else "checking clean answers",
                disable=not progress)
     while checked < len(pairs) and (enough is None or len(kept) < enough):
