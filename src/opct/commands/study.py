@@ -17,7 +17,9 @@ def add_demo(sub) -> None:
         "DIR/report.md and DIR/report.html. Axes: sycophancy (MMLU and everyday questions the base model answers "
         "right, with a user's wrong suggestion), jailbreak "
         "(held-out behaviours under held-out wrappers and an adaptive wrapper-search attacker), safety (warning "
-        "about hazards nobody mentioned). With --seeds N every method is trained N times and the report says, per "
+        "about hazards nobody mentioned). Each training run's learning curve (the axis's metric on validation items "
+        "never tested on, and the KL drift from the base, at steps 1, 2, 4, ... then every few steps) is plotted "
+        "and tabled in the report. With --seeds N every method is trained N times and the report says, per "
         "verdict metric, whether OPCT beats SFT (yes / no / tied / unclear) from a paired comparison over items and seeds. "
         "Finished phases are kept: after Ctrl-C or a kill, rerun with --resume (more seeds may be added then).",
         epilog="profiles: " + "; ".join(f"{name}/{k}: {v.describe()}" for name, ax in AXES.items()
