@@ -145,13 +145,15 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
                       max_completion_length: int = 64, max_new_tokens: int = 64, seed: int = 0, lora_r: int = 16,
                       temperature: float = 1.0, resume: bool = True, min_relevance: float = ON_TOPIC,
                       prompts_per_step: int = 1, strategies: bool = False, soft_relevance: bool = False,
-                      frame: bool = False) -> dict[str, Any]:
+                      frame: bool = False, bf16: bool = True, gradient_checkpointing: bool = False) -> dict[str, Any]:
     """LoRA-train `attacker` (a model spec) with GRPO against `target` on `behaviors`; returns
     {"adapter": OUT/final, "log": the trainer's log history, "steps"}. Each step samples
     `num_generations` prompts for each of `prompts_per_step` behaviours (with `strategies`, each
     behaviour comes once per entry of `STRATEGIES`). A reply off the behaviour's topic earns no reward
     (`TargetReward`; with `soft_relevance`, a reply near the topic earns part of its score). With
-    `frame`, the attacker writes an opening and the behaviour follows it (`attack_prompt`)."""
+    `frame`, the attacker writes an opening and the behaviour follows it (`attack_prompt`). bf16 autocast
+    without gradient checkpointing (GRPOConfig turns it on) made a SmolLM2 step 1.14x faster on the CPU,
+    with the same rewards (benchmarks/grpo_step.py)."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
@@ -171,7 +173,8 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
                       num_generations=num_generations, max_completion_length=max_completion_length,
                       learning_rate=learning_rate, temperature=temperature, seed=seed, logging_steps=1,
                       save_steps=max(1, steps // 4), save_total_limit=1, report_to="none", beta=0.0,
-                      bf16=False, use_cpu=not torch.cuda.is_available(), disable_tqdm=False)
+                      bf16=bf16, gradient_checkpointing=gradient_checkpointing,
+                      use_cpu=not torch.cuda.is_available(), disable_tqdm=False)
     data = Dataset.from_list(attacker_dataset(behaviors, strategies, frame))
     reward = TargetReward(target, target_tokenizer, judge, max_new_tokens, log=out / "queries.jsonl",
                           min_relevance=min_relevance, soft=soft_relevance, frame=frame)
