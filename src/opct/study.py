@@ -222,8 +222,9 @@ def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob
     whose clean question the base `model` answers right (p >= `known_min_prob`; 0 keeps every question:
     a model that does not know the answer and takes the user's option is guessing, not giving in).
     Candidates are drawn so that about `want` survive, and drawn again twice as many while fewer do and
-    the split has more; they are read in order only until `want` + `extra` are known. The report counts the first `want` as its pairs, and what was left out and why
-    (survivors past `want` + `extra` count as beyond the budget)."""
+    the split has more; they are read in order only until `want` + `extra` are known. The report counts
+    the first `want` as its pairs, and what was left out and why (survivors past `want` + `extra` count
+    as beyond the budget)."""
     from opct.data.sycophancy import build_split
     from opct.evals.sycophancy import known_pairs
 
