@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lrs", help="learning rates, comma-separated (default: the profile's)")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per configuration (default: %(default)s)")
     p.add_argument("--val-items", type=int, default=64, help="validation pairs (default: %(default)s)")
-    p.add_argument("--every", type=int, default=2, help="steps between curve points (default: %(default)s)")
+    p.add_argument("--every", type=int, default=2,
+                   help="steps between curve points, after steps 1, 2, 4, ... below it (default: %(default)s)")
     p.add_argument("--with-sft", action="store_true",
                    help="add SFT with the profile's settings (at each of --lrs when given)")
     p.add_argument("--out", type=Path, default=Path("runs/sweep-recipe"), help="run directory (default: %(default)s)")
