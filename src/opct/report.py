@@ -260,10 +260,16 @@ def _train_data(results: dict[str, Any]) -> tuple[list[str], list[list[str]]] | 
     return ["Method"] + [_label(k) for k in keys], rows
 
 
-def _curve_data(results: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
-    """The learning curves' points as a table: one row per run and step (what the plot draws)."""
+def _curves(results: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """The runs with learning-curve points, and the metrics their points hold (in first-seen order)."""
     curves = {k: v for k, v in (results.get("curves") or {}).items() if v}
     metrics = list(dict.fromkeys(k for pts in curves.values() for p in pts for k in p if k not in ("step", "seconds")))
+    return curves, metrics
+
+
+def _curve_data(results: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """The learning curves' points as a table: one row per run and step (what the plot draws)."""
+    curves, metrics = _curves(results)
     if not metrics:
         return None
     rows = [[name, str(p["step"]), f"{p['seconds']:.0f}"]
@@ -382,8 +388,7 @@ def plot_curves(results: dict[str, Any], path: str | Path) -> Path | None:
     """Learning curves from results["curves"] ({run name: [{"step", "seconds", metric: value}]}):
     one row per metric, against step (left) and training seconds (right); one colour per method,
     one line style per seed. None (nothing written) when there are no curves."""
-    curves = {k: v for k, v in (results.get("curves") or {}).items() if v}
-    metrics = list(dict.fromkeys(k for pts in curves.values() for p in pts for k in p if k not in ("step", "seconds")))
+    curves, metrics = _curves(results)
     if not metrics:
         return None
     fig = _new_figure((10.0, 2.8 * len(metrics)))

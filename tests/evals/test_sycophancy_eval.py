@@ -184,7 +184,7 @@ def test_known_pairs_with_enough_reads_only_until_that_many_are_known(tiny_model
 
     model, tok = load_model(tiny_model_dir)
     pairs, _ = build_split("test", limit=40, source="mixed")
-    every, full = known_pairs(model, tok, pairs, min_prob=0.0, batch_size=2, progress=False)
+    every, _ = known_pairs(model, tok, pairs, min_prob=0.0, batch_size=2, progress=False)
     assert len(every) >= 3
     first, report = known_pairs(model, tok, pairs, min_prob=0.0, batch_size=2, enough=2, progress=False)
     assert [p.id for p in first[:2]] == [p.id for p in every[:2]]  # the same first known pairs
