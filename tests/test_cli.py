@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,22 @@ def test_train_writes_run_refuses_rerun_and_resumes(tiny_model_dir, pair_file, t
     steps = [r["step"] for r in log_records(out) if "loss" in r]
     assert steps == [1, 2, 3]  # step 3 appended, steps 1-2 not redone
     assert json.loads((out / "opct_config.json").read_text())["config"]["max_steps"] == 3
+
+
+def test_train_hides_library_deprecation_noise(tiny_model_dir, pair_file, tmp_path, capsys):
+    # TRL's configs set transformers' deprecated `gradient_checkpointing`, which warns on every config.
+    from transformers import TrainingArguments
+
+    with pytest.warns(FutureWarning, match="gradient_checkpointing"):
+        TrainingArguments(output_dir=str(tmp_path / "x"), gradient_checkpointing=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = run_cli(capsys, "train", "sft", "--model", tiny_model_dir, "--pairs", pair_file,
+                               "--out", tmp_path / "run", "--max-steps", "1", "--batch-size", "2", "--set",
+                               "target_max_new_tokens=4", "--set", "lora_r=4", "--set", "disable_tqdm=true")
+    assert code == 0, err
+    noise = [str(w.message) for w in caught if "gradient_checkpointing" in str(w.message)]
+    assert not noise, noise
 
 
 def test_bad_config_key(tmp_path, pair_file, capsys):

@@ -6,9 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from opct.commands.train import EPILOG_MODELS
 from opct.errors import UserError
+
+# Library noise a user can do nothing about, repeated for every model and trainer in a run: TRL's
+# configs and peft still use transformers' deprecated `gradient_checkpointing` names, and peft cannot
+# find a hub config for an embedded model's name (its vocabulary is unchanged, as peft then assumes).
+QUIET_WARNINGS = ((FutureWarning, r"`(is_)?gradient_checkpointing` is deprecated"),
+                  (UserWarning, r"Could not find a config file in embedded:"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for category, message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
     parser = build_parser()
     a = parser.parse_args(argv)
     if not getattr(a, "func", None):
