@@ -18,3 +18,14 @@ def test_static_scores_are_per_behaviour_so_the_verdict_resamples_behaviours():
                              {"behavior_id": "b2", "cracked": False, "best_score": 0.1},
                              {"behavior_id": "b3", "cracked": False, "best_score": None}]}
     assert item_scores(adaptive, "adaptive") == {"b1": 0.0, "b2": 1.0}
+
+
+def test_summary_names_only_the_attackers_that_ran():
+    from opct.axes import AXES
+
+    axis = AXES["jailbreak"]
+    line = axis.summary({"static": {"attack_success_rate": {"value": 0.25, "n": 36}},
+                         "adaptive": {"defense_success_rate": {"value": 0.5, "n": 12}},
+                         "gcg": {"defense_success_rate": {"value": None, "n": None}}})
+    assert line == ("ASR, held-out wrapper families 0.250 (n=36), defense success, adaptive attacker 0.500 (n=12), "
+                    "defense success, white-box GCG attacker - (n=-)")

@@ -62,10 +62,13 @@ class Axis:
         return self.score(rows), rows
 
     def summary(self, metrics: dict[str, Any]) -> str:
-        """One line with the headline of every verdict block."""
+        """One line with the headline of every verdict block that was measured (an attacker the
+        profile did not run has no block)."""
         parts = []
         for v in self.verdicts:
-            m = metrics.get(v.mode, {}) if v.mode else metrics
+            if v.mode and v.mode not in metrics:
+                continue
+            m = metrics[v.mode] if v.mode else metrics
             parts.append(f"{v.title} {_value(m.get(v.metric))} (n={_n(m.get(v.metric))})")
         return ", ".join(parts)
 
