@@ -4,8 +4,9 @@ Trains the embedded SmolLM2 attacker (`opct.attacks.rl.train_rl_attacker`, frame
 one training behaviour a step, the quick jailbreak profile's shape) against a target for a few steps,
 once per setting, in fresh directories. Prints the mean `step_time` TRL logs (the first step, a
 warm-up, left out), the rewards (the same seed gives the same samples, so they show whether a
-setting changed what is learnt), and the throughput ratio against TRL's defaults:
-fp32 with gradient checkpointing (GRPOConfig's default) against bf16 autocast without it.
+setting changed what is learnt), and the throughput ratio of each setting against TRL's defaults
+(fp32 with gradient checkpointing, sampling through peft's adapter): bf16 autocast without
+checkpointing, then that with the attacker's prompts sampled from a merged bf16 copy (opct's default).
 
     .venv/bin/python benchmarks/grpo_step.py [--target embedded:smollm2-135m-instruct] [--steps 4]
 """
@@ -21,8 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-SETTINGS = {"trl-default (fp32, checkpointing)": {"bf16": False, "gradient_checkpointing": True},
-            "opct (bf16, no checkpointing)": {"bf16": True, "gradient_checkpointing": False}}
+SETTINGS = {"trl-default (fp32, checkpointing)": {"bf16": False, "gradient_checkpointing": True,
+                                                  "sample_from_copy": False},
+            "bf16, no checkpointing": {"bf16": True, "gradient_checkpointing": False, "sample_from_copy": False},
+            "opct (bf16, no checkpointing, merged sampling copy)": {"bf16": True, "gradient_checkpointing": False,
+                                                                    "sample_from_copy": True}}
 
 
 def main() -> None:
@@ -50,8 +54,9 @@ def main() -> None:
         step_s[name] = statistics.fmean(times)
         rewards = [round(h["reward"], 3) for h in log if "reward" in h]
         print(f"{name}: {step_s[name]:.2f} s per step (steps 2-{args.steps}); rewards {rewards}", flush=True)
-    first, second = step_s.values()
-    print(f"GRPO attacker step, opct / trl-default throughput ratio: {first / second:.2f}")
+    names = list(step_s)
+    ratios = "; ".join(f"{name} {step_s[names[0]] / step_s[name]:.2f}" for name in names[1:])
+    print(f"GRPO attacker step, throughput over trl-default: {ratios}")
 
 
 if __name__ == "__main__":

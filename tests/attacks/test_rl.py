@@ -188,3 +188,36 @@ def test_a_frame_attacker_sends_the_behaviour_verbatim(pair):
                        max_new_tokens=4, attacker_max_new_tokens=4, frame=True)
     for b, row in zip(BEHAVIORS[:2], result["rows"]):
         assert [e["prompt"].endswith("\n\n" + b.prompt) or e["prompt"] == b.prompt for e in row["transcript"]] == [True] * 2
+
+
+def test_grpo_samples_from_a_merged_copy_kept_in_step_with_the_adapter(pair, tmp_path):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig
+
+    from opct.attacks.rl import copy_sampling_grpo_trainer
+
+    path, _, tok = pair
+    args = GRPOConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, num_generations=4,
+                      max_completion_length=4, learning_rate=5e-2, logging_steps=1, save_strategy="no",
+                      report_to="none", beta=0.0, bf16=True, gradient_checkpointing=False, use_cpu=True,
+                      disable_tqdm=True, seed=0)
+    data = Dataset.from_list([{"prompt": attacker_messages(b.prompt)} for b in BEHAVIORS])
+    trainer = copy_sampling_grpo_trainer()(
+        model=AutoModelForCausalLM.from_pretrained(path), reward_funcs=[lambda completions, **_: [len(str(c)) / 50.0
+                                                                                                    for c in completions]],
+        args=args, train_dataset=data, processing_class=tok,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    calls = []
+    trainer.train()
+    assert trainer.sampler is not None and trainer.synced_at == 2  # synced before each of the 3 steps' sampling
+    trainer.sampler.model.register_forward_hook(lambda *a: calls.append(1))
+    trainer.sampler.sync()
+    lora, copy = trainer.sampler.pairs[0]
+    merged = lora.get_base_layer().weight + lora.get_delta_weight("default")
+    assert copy.weight.dtype == torch.bfloat16 and not torch.equal(lora.lora_B["default"].weight, torch.zeros_like(
+        lora.lora_B["default"].weight))  # the adapter trained, so the copy differs from the base
+    torch.testing.assert_close(copy.weight.float(), merged, atol=2e-2, rtol=2e-2)
+    trainer._generate_single_turn([[1, 2, 3]], None, {}, 1)
+    assert calls, "TRL's sampling did not go through the merged copy"

@@ -14,6 +14,7 @@ is samples x rounds target queries per behaviour, and every query is in the tran
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -140,12 +141,45 @@ def attacker_dataset(behaviors: Sequence["Behavior"], strategies: bool = False,
             for b in behaviors for s in (STRATEGIES if strategies else [None])]
 
 
+@functools.cache
+def copy_sampling_grpo_trainer():
+    """TRL's `GRPOTrainer`, sampling the attacker's prompts from a merged copy of it
+    (`opct.generation.SamplingCopy`, refreshed once per optimizer step) instead of through peft's
+    unmerged adapter, which costs a few extra small matmuls per layer at every decoding step.
+    vLLM and continuous batching are TRL's own paths, left as they are."""
+    from trl import GRPOTrainer
+
+    from opct.generation import SamplingCopy
+
+    class CopySamplingGRPOTrainer(GRPOTrainer):
+        sampler: SamplingCopy | None = None
+        synced_at: int | None = None
+
+        def _generate_single_turn(self, *args, **kwargs):
+            if self.use_vllm or self.use_transformers_continuous_batching:
+                return super()._generate_single_turn(*args, **kwargs)
+            if self.sampler is None:
+                dtype = torch.bfloat16 if self.args.bf16 else next(self.model.parameters()).dtype
+                self.sampler = SamplingCopy(self.accelerator.unwrap_model(self.model), dtype=dtype)
+            elif self.synced_at != self.state.global_step:
+                self.sampler.sync()
+            self.synced_at = self.state.global_step
+            trained, self.model_wrapped = self.model_wrapped, self.sampler.model  # what TRL samples from
+            try:
+                return super()._generate_single_turn(*args, **kwargs)
+            finally:
+                self.model_wrapped = trained
+
+    return CopySamplingGRPOTrainer
+
+
 def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequence["Behavior"], judge: Judge,
                       out: str | Path, *, steps: int = 20, num_generations: int = 4, learning_rate: float = 1e-4,
                       max_completion_length: int = 64, max_new_tokens: int = 64, seed: int = 0, lora_r: int = 16,
                       temperature: float = 1.0, resume: bool = True, min_relevance: float = ON_TOPIC,
                       prompts_per_step: int = 1, strategies: bool = False, soft_relevance: bool = False,
-                      frame: bool = False, bf16: bool = True, gradient_checkpointing: bool = False) -> dict[str, Any]:
+                      frame: bool = False, bf16: bool = True, gradient_checkpointing: bool = False,
+                      sample_from_copy: bool = True) -> dict[str, Any]:
     """LoRA-train `attacker` (a model spec) with GRPO against `target` on `behaviors`; returns
     {"adapter": OUT/final, "log": the trainer's log history, "steps"}. Each step samples
     `num_generations` prompts for each of `prompts_per_step` behaviours (with `strategies`, each
@@ -153,7 +187,8 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
     (`TargetReward`; with `soft_relevance`, a reply near the topic earns part of its score). With
     `frame`, the attacker writes an opening and the behaviour follows it (`attack_prompt`). bf16 autocast
     without gradient checkpointing (GRPOConfig turns it on) made a SmolLM2 step 1.14x faster on the CPU,
-    with the same rewards (benchmarks/grpo_step.py)."""
+    with the same rewards (benchmarks/grpo_step.py). `sample_from_copy`: the attacker's prompts are sampled
+    from a merged copy of it in the training precision (`copy_sampling_grpo_trainer`)."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
@@ -178,10 +213,11 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
     data = Dataset.from_list(attacker_dataset(behaviors, strategies, frame))
     reward = TargetReward(target, target_tokenizer, judge, max_new_tokens, log=out / "queries.jsonl",
                           min_relevance=min_relevance, soft=soft_relevance, frame=frame)
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data,
-                          processing_class=tokenizer,
-                          peft_config=LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
+    trainer_class = copy_sampling_grpo_trainer() if sample_from_copy else GRPOTrainer
+    trainer = trainer_class(model=model, reward_funcs=[reward], args=args, train_dataset=data,
+                            processing_class=tokenizer,
+                            peft_config=LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules="all-linear",
+                                                   task_type="CAUSAL_LM"))
     last = has_checkpoint(out) if resume else None
     if last:
         print(f"opct: resuming the RL attacker from {last}", flush=True)
