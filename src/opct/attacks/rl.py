@@ -185,10 +185,11 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
     `num_generations` prompts for each of `prompts_per_step` behaviours (with `strategies`, each
     behaviour comes once per entry of `STRATEGIES`). A reply off the behaviour's topic earns no reward
     (`TargetReward`; with `soft_relevance`, a reply near the topic earns part of its score). With
-    `frame`, the attacker writes an opening and the behaviour follows it (`attack_prompt`). bf16 autocast
-    without gradient checkpointing (GRPOConfig turns it on) made a SmolLM2 step 1.14x faster on the CPU,
-    with the same rewards (benchmarks/grpo_step.py). `sample_from_copy`: the attacker's prompts are sampled
-    from a merged copy of it in the training precision (`copy_sampling_grpo_trainer`)."""
+    `frame`, the attacker writes an opening and the behaviour follows it (`attack_prompt`). On the CPU a
+    SmolLM2 step is 1.13x faster than TRL's defaults under bf16 autocast without gradient checkpointing
+    (GRPOConfig turns it on), and 1.46x with `sample_from_copy` as well: the attacker's prompts sampled
+    from a merged copy of it in the training precision (`copy_sampling_grpo_trainer`;
+    benchmarks/grpo_step.py)."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
