@@ -69,6 +69,7 @@ def suffix_vocabulary(tokenizer) -> list[int]:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def target_logprobs(model, tokenizer, prompts: Sequence[str], target: str) -> tuple[list[float], list[bool]]:
     """For each user prompt: the summed log-probability of `target` as the start of the reply, and
     whether greedy decoding would start with it (every target token the argmax given the ones before).
@@ -78,17 +79,17 @@ def target_logprobs(model, tokenizer, prompts: Sequence[str], target: str) -> tu
     heads = [render_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
     ids, mask = right_pad([h + target_ids for h in heads], pad_id(tokenizer))
     device = next(model.parameters()).device
+    # only the positions that predict the target: the output layer over every position was about a
+    # fifth of a pass on the embedded models (large vocabularies, small bodies)
+    cols = torch.tensor([[len(h) - 1 + t for t in range(len(target_ids))] for h in heads], device=device)
     with autocast_context(device):
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                       position_ids=position_ids_from_mask(mask).to(device)).logits.float()
-    logps, hits = [], []
-    for row, head in enumerate(heads):
-        cols = torch.arange(len(head) - 1, len(head) - 1 + len(target_ids), device=device)
-        lp = torch.log_softmax(logits[row, cols], dim=-1)
-        want = torch.tensor(target_ids, device=device)
-        logps.append(float(lp.gather(-1, want[:, None]).sum()))
-        hits.append(bool((lp.argmax(-1) == want).all()))
-    return logps, hits
+                       position_ids=position_ids_from_mask(mask).to(device), logits_to_keep=cols).logits.float()
+    lp = torch.log_softmax(logits, dim=-1)  # [prompts, target tokens, vocabulary]
+    want = torch.tensor(target_ids, device=device).expand(len(heads), -1)
+    logps = lp.gather(-1, want[..., None]).squeeze(-1).sum(-1)
+    hits = (lp.argmax(-1) == want).all(-1)
+    return logps.tolist(), hits.tolist()
 
 
 def random_search_suffix(model, tokenizer, request: str, *, budget: int = 256, target: str = AFFIRMATIVE,
