@@ -203,15 +203,17 @@ def test_grpo_samples_from_a_merged_copy_kept_in_step_with_the_adapter(pair, tmp
                       max_completion_length=4, learning_rate=5e-2, logging_steps=1, save_strategy="no",
                       report_to="none", beta=0.0, bf16=True, gradient_checkpointing=False, use_cpu=True,
                       disable_tqdm=True, seed=0)
+    def length_reward(completions, **_):
+        return [len(str(c)) / 50.0 for c in completions]
+
     data = Dataset.from_list([{"prompt": attacker_messages(b.prompt)} for b in BEHAVIORS])
     trainer = copy_sampling_grpo_trainer()(
-        model=AutoModelForCausalLM.from_pretrained(path), reward_funcs=[lambda completions, **_: [len(str(c)) / 50.0
-                                                                                                    for c in completions]],
-        args=args, train_dataset=data, processing_class=tok,
+        model=AutoModelForCausalLM.from_pretrained(path), reward_funcs=[length_reward], args=args,
+        train_dataset=data, processing_class=tok,
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
-    calls = []
     trainer.train()
     assert trainer.sampler is not None and trainer.synced_at == 2  # synced before each of the 3 steps' sampling
+    calls = []
     trainer.sampler.model.register_forward_hook(lambda *a: calls.append(1))
     trainer.sampler.sync()
     lora, copy = trainer.sampler.pairs[0]
