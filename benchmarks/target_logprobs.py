@@ -2,8 +2,8 @@
 
 `opct.attacks.whitebox.target_logprobs` scores a batch of candidate suffixes by the log-probability
 that the reply starts with "Sure, here is". It used to compute logits at every position of every
-prompt (and a graph for them); it now asks the model only for the positions that predict the target
-tokens (`logits_to_keep`), without a graph. This times both on the same 16 candidates (the request in
+prompt; it now asks the model only for the positions that predict the target tokens
+(`logits_to_keep`). Both run without a graph, as the function always did. This times both on the same 16 candidates (the request in
 opct's instruction template, each with its own random 20-token suffix), checks that they agree, and
 prints the throughput ratio.
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def every_position(model, tokenizer, prompts, target):
-    """The earlier implementation: logits at every position, with a graph when weights need grads."""
+    """The earlier implementation: logits at every position."""
     import torch
 
     from opct.chat import pad_id, position_ids_from_mask, render_prompt, right_pad
@@ -33,7 +33,7 @@ def every_position(model, tokenizer, prompts, target):
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     heads = [render_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
     ids, mask = right_pad([h + target_ids for h in heads], pad_id(tokenizer))
-    with autocast_context("cpu"):
+    with torch.no_grad(), autocast_context("cpu"):
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits.float()
     logps, hits = [], []
     for row, head in enumerate(heads):

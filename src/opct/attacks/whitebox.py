@@ -69,7 +69,6 @@ def suffix_vocabulary(tokenizer) -> list[int]:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def target_logprobs(model, tokenizer, prompts: Sequence[str], target: str) -> tuple[list[float], list[bool]]:
     """For each user prompt: the summed log-probability of `target` as the start of the reply, and
     whether greedy decoding would start with it (every target token the argmax given the ones before).
@@ -79,8 +78,8 @@ def target_logprobs(model, tokenizer, prompts: Sequence[str], target: str) -> tu
     heads = [render_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
     ids, mask = right_pad([h + target_ids for h in heads], pad_id(tokenizer))
     device = next(model.parameters()).device
-    # only the positions that predict the target: the output layer over every position was about a
-    # fifth of a pass on the embedded models (large vocabularies, small bodies)
+    # only the positions that predict the target: the output layer over every position was a tenth
+    # (SmolLM2) to a third (Qwen 0.5B) of a pass (benchmarks/target_logprobs.py)
     cols = torch.tensor([[len(h) - 1 + t for t in range(len(target_ids))] for h in heads], device=device)
     with autocast_context(device):
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
