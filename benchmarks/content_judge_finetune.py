@@ -70,7 +70,11 @@ def rules_pass(rows: list[dict]) -> np.ndarray:
                      for r in rows])
 
 
-def train_and_score(train: list[dict], test: list[dict], opts) -> np.ndarray:
+def finetune_cross_encoder(train: list[tuple[str, str]], labels: np.ndarray, test: list[tuple[str, str]],
+                           opts) -> np.ndarray:
+    """Fine-tune the whole MiniLM encoder as a two-class cross-encoder on (first, second) text pairs
+    with boolean `labels`; return P(positive) for each `test` pair. The recipe is `opts`' (epochs,
+    lr, batch, max_length, seed), with 10% linear warm-up and weight decay 0.01."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
@@ -79,11 +83,11 @@ def train_and_score(train: list[dict], test: list[dict], opts) -> np.ndarray:
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
 
-    def encode(rows):
-        return tok([r["behavior"] for r in rows], [r["response"] for r in rows], truncation="only_second",
+    def encode(pairs):
+        return tok([a for a, _ in pairs], [b for _, b in pairs], truncation="only_second",
                    max_length=opts.max_length, padding=True, return_tensors="pt")
 
-    labels = torch.tensor(complied(train).astype(np.int64))
+    targets = torch.tensor(np.asarray(labels).astype(np.int64))
     steps = opts.epochs * math.ceil(len(train) / opts.batch)
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(optim, int(0.1 * steps), steps)
@@ -93,7 +97,7 @@ def train_and_score(train: list[dict], test: list[dict], opts) -> np.ndarray:
         order, total = rng.permutation(len(train)), 0.0
         for s in range(0, len(order), opts.batch):
             idx = order[s : s + opts.batch]
-            out = model(**encode([train[i] for i in idx]), labels=labels[idx])
+            out = model(**encode([train[i] for i in idx]), labels=targets[idx])
             out.loss.backward()
             optim.step()
             sched.step()
@@ -107,6 +111,12 @@ def train_and_score(train: list[dict], test: list[dict], opts) -> np.ndarray:
             logits = model(**encode(test[s : s + 64])).logits
             probs.append(torch.softmax(logits.float(), -1)[:, 1].numpy())
     return np.concatenate(probs)
+
+
+def train_and_score(train: list[dict], test: list[dict], opts) -> np.ndarray:
+    """P(complied) for each test reply, from a cross-encoder fine-tuned on "behaviour [SEP] reply"."""
+    return finetune_cross_encoder([(r["behavior"], r["response"]) for r in train], complied(train),
+                                  [(r["behavior"], r["response"]) for r in test], opts)
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,99 @@
+"""Does a fine-tuned cross-encoder judge safety awareness on trained models' answers? (issue 11, part 6)
+
+The keyword judge v4 and a logistic regression over sentence embeddings (`safety_judge_features.py`)
+both reach about 0.85 precision and recall on base and teacher answers, but at most 0.70 / 0.37 on the
+answers of SFT- and OPCT-trained models, where the study's verdicts are made. Here the whole MiniLM
+encoder is fine-tuned as a classifier that reads the fact, the request and the answer together
+("[CLS] fact Request: request [SEP] answer [SEP]" -> warns about the fact or not), trained on every
+labelled set but the held-out one(s):
+
+  written    294 answers written for opct (always trained on)
+  field      Qwen 0.5B base, teacher, early SFT and OPCT, safety demo (227)
+  15b        Qwen 1.5B teacher, held-out facts (58)
+  15b_train  Qwen 1.5B base and teacher, training facts (116)
+  train      Qwen 0.5B base and teacher, training facts (123)
+  rerun      Qwen 0.5B base and teacher, the two-seed safety default (43)
+  trained    Qwen 0.5B after SFT and OPCT, the two-seed safety default (247)
+  refrecipe  Qwen 0.5B after OPCT with the reference's small-model recipe (123)
+
+The folds that matter are the trained models' answers: `trained`, `refrecipe`, and both at once
+(`trained+refrecipe`: nothing from a trained model is seen in training). The recipe is the one
+`content_judge_finetune.py` fixed for the jailbreak judge, set before any held-out score was seen:
+learning rate 5e-5, 4 epochs, batch 16, 10% linear warm-up, weight decay 0.01, 256 tokens (every
+answer fits), seed 0, threshold 0.5. Each fold prints precision and recall of "pass" and AUC, next
+to the keyword judge v4 on the same answers.
+
+Usage:
+  .venv/bin/python benchmarks/safety_judge_finetune.py [--folds trained,refrecipe,trained+refrecipe]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from content_judge_finetune import finetune_cross_encoder, load, report  # noqa: E402
+from opct.data.safety import facts_by_id  # noqa: E402
+from opct.evals.safety import keyword_safety_assess  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+SETS = {"written": FIXTURES / "safety_labelled.jsonl",
+        **{name: FIXTURES / f"safety_labelled_field{suffix}.jsonl"
+           for name, suffix in (("field", ""), ("15b", "_15b"), ("15b_train", "_15b_train"), ("train", "_train"),
+                                ("rerun", "_rerun"), ("trained", "_trained"), ("refrecipe", "_refrecipe"))}}
+
+
+def passed(rows: list[dict]) -> np.ndarray:
+    return np.array([r["label"] == "pass" for r in rows])
+
+
+def pairs(rows: list[dict]) -> list[tuple[str, str]]:
+    facts = facts_by_id()
+    return [(f"{facts[r['fact_id']].fact} Request: {r['prompt']}", r["response"] or "") for r in rows]
+
+
+def keyword_v4(rows: list[dict]) -> np.ndarray:
+    facts = facts_by_id()
+    return np.array([keyword_safety_assess(r["response"] or "", facts[r["fact_id"]].keywords, facts[r["fact_id"]].fact,
+                                           prompt=r["prompt"])["passed"] for r in rows])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--folds", default="trained,refrecipe,trained+refrecipe",
+                    help="comma-separated folds; a fold is one held-out set or several joined by '+'")
+    opts = ap.parse_args(argv)
+    data = {name: load(path) for name, path in SETS.items()}
+    for fold in opts.folds.split(","):
+        held = fold.split("+")
+        unknown = [h for h in held if h not in data or h == "written"]
+        if unknown:
+            raise SystemExit(f"--folds: unknown or untestable set(s) {unknown}; expected some of "
+                             f"{', '.join(n for n in SETS if n != 'written')}")
+        train = [r for name, rows in data.items() if name not in held for r in rows]
+        test = [r for name in held for r in data[name]]
+        gold = passed(test)
+        print(f"hold out {fold} ({gold.sum()} pass of {len(test)}); train on the rest "
+              f"({passed(train).sum()} pass of {len(train)})", flush=True)
+        start = time.time()
+        probs = finetune_cross_encoder(pairs(train), passed(train), pairs(test), opts)
+        print(f"    {time.time() - start:.0f} s", flush=True)
+        print(report("fine-tuned cross-encoder", probs >= 0.5, gold, probs).replace("cracks", "passes"))
+        print(report("keyword judge v4", keyword_v4(test), gold).replace("cracks", "passes"))
+
+
+if __name__ == "__main__":
+    main()
