@@ -128,11 +128,12 @@ def test_a_repeated_prompt_is_decoded_once_when_greedy():
     model = build_tiny_model(tok)
     a, b = ([{"role": "user", "content": text}] for text in ("Name a colour.", "Count to three, slowly please."))
 
-    def prefilled_rows(prompts, **kw):
-        rows = []
-        hook = model.register_forward_pre_hook(lambda m, args, k: rows.append(k["input_ids"].shape[0]), with_kwargs=True)
+    def prefilled_rows(prompts, **kw):  # rows of the forwards over more than one position: the prefills
+        shapes = []
+        hook = model.register_forward_pre_hook(lambda m, args, k: shapes.append(k["input_ids"].shape), with_kwargs=True)
         try:
-            return generate(model, tok, prompts, max_new_tokens=5, bf16=False, **kw), rows[0]
+            return generate(model, tok, prompts, max_new_tokens=5, bf16=False, **kw), sum(
+                rows for rows, width in shapes if width > 1)
         finally:
             hook.remove()
 

@@ -124,3 +124,53 @@ def test_generation_with_shared_prefix_matches_plain(setup):
     torch.manual_seed(3)
     sampled = generate_ids(model, tok, prompts, num_samples=k, max_new_tokens=8, temperature=1.0, bf16=False)
     assert len(sampled) == len(prompts) * k and all(c.token_ids for c in sampled)
+
+
+def test_length_groups_keep_padding_within_slack():
+    from opct.prefix import length_groups
+
+    assert length_groups([]) == []
+    assert length_groups([10, 10, 10]) == [[0, 1, 2]]
+    groups = length_groups([800, 60, 64, 400, 410, 62], slack=0.1)
+    assert groups == [[1, 5, 2], [3, 4], [0]]  # shortest first; every index once
+    for group in groups:
+        lengths = [[800, 60, 64, 400, 410, 62][i] for i in group]
+        assert len(lengths) * max(lengths) <= 1.1 * sum(lengths)
+
+
+def test_grouped_prefill_equals_one_padded_batch_and_keeps_dtypes(setup):
+    from opct.generation import autocast_context
+    from opct.prefix import grouped_head_kv, head_kv
+
+    tok, model, prompts, _, _ = setup
+    heads = [p[:-1] for p in prompts] + [prompts[0][:-1] + [5] * 40]  # lengths far apart: several groups
+    with torch.no_grad(), autocast_context("cpu", True):
+        ref, ref_mask = head_kv(model, heads, pad_id(tok))
+        got, got_mask = grouped_head_kv(model, heads, pad_id(tok))
+    assert torch.equal(ref_mask, got_mask)
+    real = ref_mask.bool()
+    for (rk, rv), (gk, gv) in zip(ref, got):
+        assert (gk.dtype, gv.dtype) == (rk.dtype, rv.dtype)  # keys fp32 out of RoPE, values bf16
+        for row in range(len(heads)):
+            assert torch.allclose(rk[row][:, real[row]].float(), gk[row][:, real[row]].float(), atol=2e-2)
+            assert torch.allclose(rv[row][:, real[row]].float(), gv[row][:, real[row]].float(), atol=2e-2)
+
+
+def test_static_decoding_cache_gives_plain_generate_tokens(setup):
+    from transformers import StaticCache
+
+    from opct.chat import left_pad
+    from opct.prefix import prefilled_cache
+
+    tok, model, prompts, _, _ = setup
+    assert len({len(p) for p in prompts}) > 1  # mixed lengths: grouped prefill, left-padded cache
+    assert isinstance(prefilled_cache(model, prompts, 1, pad_id(tok), room=9)[2], StaticCache)
+    ids, mask = left_pad(prompts, pad_id(tok))
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                             pad_token_id=pad_id(tok), eos_token_id=tok.eos_token_id)
+    plain = [row[ids.shape[1]:].tolist() for row in out]
+    got = generate_ids(model, tok, prompts, max_new_tokens=8, temperature=0, bf16=False)
+    for p, c in zip(plain, got):
+        assert c.token_ids == p[: len(c.token_ids)] and all(t == pad_id(tok) for t in p[len(c.token_ids):])

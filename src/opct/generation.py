@@ -128,10 +128,10 @@ def generate_ids(
     heads_kv=None,
 ) -> list[Completion]:
     """One batch: `num_samples` completions per prompt (greedy when temperature == 0), in the
-    order prompt 0's samples, prompt 1's, ... With several samples each prompt is prefilled once
-    and its KV cache repeated (`opct.prefix.prefilled_cache`); `heads_kv` is that prefill already
-    made (every prompt but its last token, `opct.prefix.detached_kv`). Decoding stops when every
-    row has finished."""
+    order prompt 0's samples, prompt 1's, ... The prompts are prefilled first, each once (those of
+    similar length together), into a cache written in place, and the KV repeated for the samples
+    (`opct.prefix.prefilled_cache`); `heads_kv` is that prefill already made (every prompt but its
+    last token, `opct.prefix.detached_kv`). Decoding stops when every row has finished."""
     from opct.prefix import prefilled_cache
 
     device = next(model.parameters()).device
@@ -147,9 +147,10 @@ def generate_ids(
     model.eval()
     try:
         with autocast_context(device, bf16), weights_cast_once(model, bf16):
-            if heads_kv is not None or (num_samples > 1 and min(len(p) for p in prompt_ids) > 1):
-                ids, mask, cache = prefilled_cache(model, prompt_ids, num_samples, pad_id(tokenizer), heads_kv)
-                kwargs["cache"] = cache
+            if heads_kv is not None or min(len(p) for p in prompt_ids) > 1:
+                ids, mask, cache = prefilled_cache(model, prompt_ids, num_samples, pad_id(tokenizer), heads_kv,
+                                                   room=max_new_tokens + 1)
+                kwargs.update(cache=cache, disable_compile=True)
             else:
                 ids, mask = left_pad([p for p in prompt_ids for _ in range(num_samples)], pad_id(tokenizer))
                 ids, mask = ids.to(device), mask.to(device)

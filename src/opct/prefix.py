@@ -27,6 +27,7 @@ import torch
 from opct.chat import left_pad, position_ids_from_mask
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values): [B, heads, L, dim]
+PADDING_SLACK = 0.1  # `length_groups`: padding allowed per group, as a share of its real tokens
 
 
 def _heads_and_lasts(prompts: list[list[int]]) -> tuple[list[list[int]], torch.Tensor]:
@@ -53,6 +54,38 @@ def head_kv(model, heads: list[list[int]], pad: int) -> tuple[KV, torch.Tensor]:
     out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                 use_cache=True, logits_to_keep=1)
     return _kv_of(out.cache), mask
+
+
+def length_groups(lengths: list[int], slack: float = PADDING_SLACK) -> list[list[int]]:
+    """Indices of `lengths` in groups of similar length (shortest first): a group grows while its
+    padded size stays within `slack` of its real tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        if group and (len(group) + 1) * lengths[i] <= (1 + slack) * (sum(lengths[j] for j in group) + lengths[i]):
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def grouped_head_kv(model, heads: list[list[int]], pad: int, slack: float = PADDING_SLACK) -> tuple[KV, torch.Tensor]:
+    """`head_kv` without computing much padding: heads of similar length run together
+    (`length_groups`), then their KV is stacked left-padded in the given order. Prompts of mixed
+    lengths are common in evaluation (jailbreak wrappers run from 60 to 800 tokens), where one padded
+    batch spent most of its prefill on padding (benchmarks/README.md, "Prefill by length")."""
+    groups = length_groups([len(h) for h in heads], slack)
+    if len(groups) == 1:
+        return head_kv(model, heads, pad)
+    rows: list[KV | None] = [None] * len(heads)
+    for group in groups:
+        kv, mask = head_kv(model, [heads[i] for i in group], pad)
+        width = mask.shape[1]
+        for r, i in enumerate(group):
+            start = width - len(heads[i])
+            rows[i] = [(a[r:r + 1, :, start:], b[r:r + 1, :, start:]) for a, b in kv]
+    return _stack_left_padded(rows, [len(h) for h in heads])
 
 
 def repeat_kv(kv: KV, mask: torch.Tensor, k: int) -> tuple[KV, torch.Tensor]:
@@ -157,13 +190,17 @@ class PrefixCache:
 
 
 def _stack_left_padded(rows: list[KV], lengths: list[int]) -> tuple[KV, torch.Tensor]:
+    """One-row KV caches stacked into a left-padded batch. Keys and values keep their own dtypes:
+    under bf16 autocast the keys come out of RoPE in fp32 and the values in bf16, and values upcast
+    to fp32 made decoding over the cache 3x slower (SmolLM2, 2026-12-05)."""
     width = max(lengths)
-    first = rows[0][0][0]
-    mask = torch.zeros(len(rows), width, dtype=torch.long, device=first.device)
+    device = rows[0][0][0].device
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
     out: KV = []
     for layer in range(len(rows[0])):
-        keys = first.new_zeros((len(rows), first.shape[1], width, rows[0][layer][0].shape[-1]))
-        values = first.new_zeros((len(rows), first.shape[1], width, rows[0][layer][1].shape[-1]))
+        k0, v0 = rows[0][layer]
+        keys = k0.new_zeros((len(rows), k0.shape[1], width, k0.shape[-1]))
+        values = v0.new_zeros((len(rows), v0.shape[1], width, v0.shape[-1]))
         for i, (row, n) in enumerate(zip(rows, lengths)):
             keys[i, :, width - n:] = row[layer][0][0]
             values[i, :, width - n:] = row[layer][1][0]
@@ -191,14 +228,35 @@ def detached_kv(heads_kv: tuple[KV, torch.Tensor], dtype: torch.dtype, start: in
             for a, b in kv], mask[:, first:]
 
 
+def decoding_cache(model, kv: KV, room: int):
+    """A cache for `generate` that holds `kv` and has room for `room` more tokens: transformers'
+    `StaticCache`, written in place, when every layer attends to the whole sequence (a
+    `DynamicCache` otherwise). A DynamicCache grows by concatenation, copying all of itself at
+    every decoding step: over 32 jailbreak prompts of 60-400 tokens that was 38% of SmolLM2's
+    decoding time, and the static cache decoded 1.35-1.5x faster (benchmarks/README.md, "Prefill by
+    length"). Pass `disable_compile=True` to `generate`, which otherwise compiles for a static
+    cache on a GPU, once per shape."""
+    from transformers import StaticCache
+    from transformers.cache_utils import StaticLayer
+
+    cache = StaticCache(config=model.config, max_cache_len=kv[0][0].shape[2] + room)
+    if len(cache.layers) != len(kv) or any(type(layer) is not StaticLayer for layer in cache.layers):
+        return _cache_from(kv)
+    for index, (keys, values) in enumerate(kv):
+        cache.update(keys, values, index)
+    return cache
+
+
 @torch.no_grad()
 def prefilled_cache(model, prompts: list[list[int]], num_samples: int, pad: int,
-                    heads_kv: tuple[KV, torch.Tensor] | None = None):
-    """(input ids [B*k, W], attention mask, DynamicCache) for `model.generate`: every head run
-    once (or taken from `heads_kv`, detached, in the model's KV dtype) and repeated k times;
-    generate then only processes each prompt's last token."""
+                    heads_kv: tuple[KV, torch.Tensor] | None = None, room: int | None = None):
+    """(input ids [B*k, W], attention mask, cache) for `model.generate`: every head run once, with
+    heads of similar length together (`grouped_head_kv`; or taken from `heads_kv`, detached, in
+    the model's KV dtype) and repeated k times; generate then only processes each prompt's last
+    token. The cache is a DynamicCache, or with `room` (the tokens generate will add: the last
+    prompt token and the new ones) a `decoding_cache`."""
     heads, lasts = _heads_and_lasts(prompts)
-    kv, mask = heads_kv if heads_kv is not None else head_kv(model, heads, pad)
+    kv, mask = heads_kv if heads_kv is not None else grouped_head_kv(model, heads, pad)
     kv, mask = repeat_kv(kv, mask, num_samples)
     lasts = lasts.repeat_interleave(num_samples).to(mask.device)
     ids = torch.full(mask.shape, pad, dtype=torch.long)  # the heads, right-aligned to the cache's width
@@ -206,4 +264,4 @@ def prefilled_cache(model, prompts: list[list[int]], num_samples: int, pad: int,
         ids[row, mask.shape[1] - len(head):] = torch.tensor(head, dtype=torch.long)
     ids = torch.cat([ids.to(mask.device), lasts[:, None]], 1)
     full_mask = torch.cat([mask, torch.ones_like(lasts)[:, None]], 1)
-    return ids, full_mask, _cache_from(kv)
+    return ids, full_mask, (_cache_from(kv) if room is None else decoding_cache(model, kv, room))
