@@ -128,11 +128,14 @@ def generate_ids(
     heads_kv=None,
 ) -> list[Completion]:
     """One batch: `num_samples` completions per prompt (greedy when temperature == 0), in the
-    order prompt 0's samples, prompt 1's, ... The prompts are prefilled first, each once (those of
-    similar length together), into a cache written in place, and the KV repeated for the samples
-    (`opct.prefix.prefilled_cache`); `heads_kv` is that prefill already made (every prompt but its
-    last token, `opct.prefix.detached_kv`). Decoding stops when every row has finished."""
-    from opct.prefix import prefilled_cache
+    order prompt 0's samples, prompt 1's, ... With several samples, or prompts of mixed lengths
+    longer than the answers, the prompts are prefilled first, each once (those of similar length
+    together), and the KV repeated for the samples (`opct.prefix.prefilled_cache`); otherwise one
+    left-padded batch goes to `generate` (prefilling short prompts apart measured slower before
+    long answers: benchmarks/README.md, "Prefill by length"). `heads_kv` is that prefill already
+    made (every prompt but its last token, `opct.prefix.detached_kv`). Decoding stops when every
+    row has finished."""
+    from opct.prefix import length_groups, prefilled_cache
 
     device = next(model.parameters()).device
     eos = eos_ids(tokenizer, model)
@@ -147,7 +150,9 @@ def generate_ids(
     model.eval()
     try:
         with autocast_context(device, bf16), weights_cast_once(model, bf16):
-            if heads_kv is not None or min(len(p) for p in prompt_ids) > 1:
+            lengths = [len(p) for p in prompt_ids]
+            if heads_kv is not None or (min(lengths) > 1 and (num_samples > 1 or (
+                    max(lengths) > max_new_tokens and len(length_groups(lengths)) > 1))):
                 ids, mask, cache = prefilled_cache(model, prompt_ids, num_samples, pad_id(tokenizer), heads_kv,
                                                    room=max_new_tokens + 1)
                 kwargs.update(cache=cache, disable_compile=True)

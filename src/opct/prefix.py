@@ -230,16 +230,21 @@ def detached_kv(heads_kv: tuple[KV, torch.Tensor], dtype: torch.dtype, start: in
 
 def decoding_cache(model, kv: KV, room: int):
     """A cache for `generate` that holds `kv` and has room for `room` more tokens: transformers'
-    `StaticCache`, written in place, when every layer attends to the whole sequence (a
-    `DynamicCache` otherwise). A DynamicCache grows by concatenation, copying all of itself at
-    every decoding step: over 32 jailbreak prompts of 60-400 tokens that was 38% of SmolLM2's
-    decoding time, and the static cache decoded 1.35-1.5x faster (benchmarks/README.md, "Prefill by
+    `StaticCache`, written in place, when the prompts are at least `room` tokens wide and every
+    layer attends to the whole sequence; a `DynamicCache` otherwise. A DynamicCache grows by
+    concatenation, copying all of itself at every decoding step: over 32 jailbreak prompts of
+    60-400 tokens that was 38% of SmolLM2's decoding time, and the static cache decoded 1.35-1.5x
+    faster. A static cache attends over its whole length from the first step, which cost more than
+    it saved where the new tokens outnumber the prompt's (benchmarks/README.md, "Prefill by
     length"). Pass `disable_compile=True` to `generate`, which otherwise compiles for a static
     cache on a GPU, once per shape."""
     from transformers import StaticCache
     from transformers.cache_utils import StaticLayer
 
-    cache = StaticCache(config=model.config, max_cache_len=kv[0][0].shape[2] + room)
+    width = kv[0][0].shape[2]
+    if room > width:
+        return _cache_from(kv)
+    cache = StaticCache(config=model.config, max_cache_len=width + room)
     if len(cache.layers) != len(kv) or any(type(layer) is not StaticLayer for layer in cache.layers):
         return _cache_from(kv)
     for index, (keys, values) in enumerate(kv):
