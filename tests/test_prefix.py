@@ -160,10 +160,11 @@ def test_static_decoding_cache_gives_plain_generate_tokens(setup):
     from transformers import StaticCache
 
     from opct.chat import left_pad
-    from opct.prefix import prefilled_cache
+    from opct.prefix import length_groups, prefilled_cache
 
     tok, model, prompts, _, _ = setup
-    assert len({len(p) for p in prompts}) > 1  # mixed lengths: grouped prefill, left-padded cache
+    lengths = [len(p) for p in prompts]  # mixed and longer than 8: generate_ids prefills them by length
+    assert len(length_groups(lengths)) > 1 and max(lengths) > 8
     assert isinstance(prefilled_cache(model, prompts, 1, pad_id(tok), room=9)[2], StaticCache)
     ids, mask = left_pad(prompts, pad_id(tok))
     model.eval()
