@@ -62,7 +62,9 @@ def main() -> None:
     model, tok = load_model(a.model)
     model.requires_grad_(False)
     convs = [target_conversation(t) for t in texts]
-    rendered = sorted((render_prompt(tok, c) for c in convs), key=len)
+    order = sorted(range(len(convs)), key=lambda i: len(render_prompt(tok, convs[i])))
+    convs = [convs[i] for i in order]  # by length, so both sides cut the same batches
+    rendered = [render_prompt(tok, c) for c in convs]
     lengths = [len(r) for r in rendered]
     print(f"{a.model}: {len(rendered)} prompts of {lengths[0]}-{lengths[-1]} tokens (mean {sum(lengths) / len(lengths):.0f}), "
           f"{a.batch} per call, {a.new_tokens} new tokens, best of {a.repeats}", flush=True)
@@ -72,9 +74,9 @@ def main() -> None:
             start = time.perf_counter()
             if name == "transformers":
                 got = transformers_answers(model, tok, rendered, a.batch, a.new_tokens)
-            else:  # the same sorted prompts, so generate cuts the same batches
-                got = [o[0].token_ids for o in generate(model, tok, sorted(convs, key=lambda c: len(render_prompt(tok, c))),
-                                                        max_new_tokens=a.new_tokens, batch_size=a.batch)]
+            else:
+                got = [o[0].token_ids for o in generate(model, tok, convs, max_new_tokens=a.new_tokens,
+                                                        batch_size=a.batch)]
             took = time.perf_counter() - start
             seconds[name] = min(seconds.get(name, took), took)
             answers[name] = got

@@ -81,11 +81,15 @@ def grouped_head_kv(model, heads: list[list[int]], pad: int, slack: float = PADD
     rows: list[KV | None] = [None] * len(heads)
     for group in groups:
         kv, mask = head_kv(model, [heads[i] for i in group], pad)
-        width = mask.shape[1]
-        for r, i in enumerate(group):
-            start = width - len(heads[i])
-            rows[i] = [(a[r:r + 1, :, start:], b[r:r + 1, :, start:]) for a, b in kv]
+        for i, row in zip(group, _unpadded_rows(kv, mask, [len(heads[i]) for i in group])):
+            rows[i] = row
     return _stack_left_padded(rows, [len(h) for h in heads])
+
+
+def _unpadded_rows(kv: KV, mask: torch.Tensor, lengths: list[int]) -> list[KV]:
+    """Each row of a left-padded KV batch as a one-row KV without its padding (views)."""
+    width = mask.shape[1]
+    return [[(a[r:r + 1, :, width - n:], b[r:r + 1, :, width - n:]) for a, b in kv] for r, n in enumerate(lengths)]
 
 
 def repeat_kv(kv: KV, mask: torch.Tensor, k: int) -> tuple[KV, torch.Tensor]:
@@ -173,10 +177,8 @@ class PrefixCache:
         fresh: dict[tuple[int, ...], KV] = {}
         if missing:
             kv, mask = head_kv(model, [list(k) for k in missing], pad)
-            width = mask.shape[1]
-            for i, key in enumerate(missing):
-                start = width - len(key)
-                fresh[key] = [(a[i:i + 1, :, start:].clone(), b[i:i + 1, :, start:].clone()) for a, b in kv]
+            for key, row in zip(missing, _unpadded_rows(kv, mask, [len(k) for k in missing])):
+                fresh[key] = [(a.clone(), b.clone()) for a, b in row]  # not views: the padded batch is freed
         rows = []
         for key in keys:
             if key in self.entries:
