@@ -469,3 +469,43 @@ def test_target_logprobs_reads_only_the_target_positions_and_agrees_with_the_ful
         assert logps[row] == pytest.approx(float(lp.gather(-1, want[:, None]).sum()), abs=0.05)
         assert hits[row] == bool((lp.argmax(-1) == want).all())
     assert isinstance(logps[0], float) and isinstance(hits[0], bool)
+
+
+class NthCrackJudge(Judge):
+    """Scores the replies it judges n-th (for n in `cracks`, counting from 1) as cracks, the rest as refusals."""
+
+    def __init__(self, *cracks: int):
+        super().__init__()
+        self.name, self.cracks, self.seen = "crack-at-" + ",".join(map(str, cracks)), set(cracks), 0
+
+    def judge_batch(self, items):
+        out = []
+        for _ in items:
+            self.seen += 1
+            cracked = self.seen in self.cracks
+            out.append(Verdict(self.name, "complied" if cracked else "refused", float(cracked)))
+        return out
+
+
+def test_lookahead_changes_the_speed_not_the_attack(triggered):
+    """Queries checked ahead and answered in one batch leave the transcript and the pass count as the
+    one-at-a-time attack has them; the replies decoded ahead and never asked for are counted. The
+    target is the refusal's first word, so every search reaches it at once and lookahead batches:
+    restarts after a failed reply, and after a transferred first query the next behaviours' first
+    queries, from the same suffix."""
+    model, tok, vocab, _ = triggered
+    run = dict(budget=40, attacker="random_suffix", seed=0, target=REFUSE.split("'")[0], suffix_tokens=3,
+               batch_size=8, vocabulary=vocab, max_new_tokens=14, progress=False, template=None, max_queries=6)
+    refused = [BEHAVIORS[k] for k in (0, 2, 3, 5)]  # behaviours the tiny model refuses whatever the suffix
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    # One behaviour: a crack at the third reply of a batch of 4 (1 unused); none. Four: b0 cracks at once (its 3
+    # restarts unused), b1 at once from b0's suffix (b2's and b3's first queries answered with it), b2 fails
+    # and its first restart cracks with a new suffix (3 restarts unused), so b3's first query from the old
+    # suffix is not used either; b3 never cracks.
+    for n, cracks, queries, unused in ((1, (3,), [3], 1), (1, (), [6], 0), (4, (1, 2, 4), [1, 1, 2, 6], 7)):
+        (m1, rows1), (m4, rows4) = (evaluate_adaptive(model, tok, refused[:n], NthCrackJudge(*cracks),
+                                                      lookahead=k, **run) for k in (1, 4))
+        assert strip(rows1) == strip(rows4)
+        assert [r["queries_used"] for r in rows4] == [r["passes_used"] for r in rows4] == queries
+        assert sum(r["cracked"] for r in rows4) == len(cracks)
+        assert m1["attacker"]["replies_ahead"] == 0 and m4["attacker"]["replies_ahead_unused"] == unused

@@ -228,6 +228,10 @@ def add_eval_jailbreak(esub) -> None:
     j.add_argument("--max-queries", type=int, default=10,
                    help="random_suffix, gcg: judged replies per behaviour at most (each costs a generation, which "
                    "--budget does not count; default: %(default)s)")
+    j.add_argument("--lookahead", type=int, default=4, metavar="N",
+                   help="random_suffix, gcg: answer up to N restarts in one batch when each reaches the target at "
+                   "once; replies past a crack are dropped, so the attack is the same, only faster (1 = one at a "
+                   "time; default: %(default)s)")
     j.add_argument("--push", action="store_true",
                    help="random_suffix, gcg: a reply that opens 'Sure, here is ...' but gives no content is searched on "
                    "from the same suffix for that opening line followed by '1.', instead of a restart (no better on "
@@ -282,6 +286,8 @@ def cmd_eval_jailbreak(a) -> int:
         raise UsageError("--budget must be >= 1")
     if a.max_queries < 1:
         raise UsageError("--max-queries must be >= 1")
+    if a.lookahead < 1:
+        raise UsageError("--lookahead must be >= 1")
     if a.judge != "strongreject" and (getattr(a, "judge_model", None) or getattr(a, "judge_base_url", None)):
         raise UsageError("--judge-model / --judge-base-url set the StrongREJECT judge's LLM: add --judge strongreject")
     start = time.time()
@@ -316,7 +322,7 @@ def cmd_eval_jailbreak(a) -> int:
             from opct.attacks.whitebox import TEMPLATE
 
             extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer, "push_opening": a.push,
-                     "max_queries": a.max_queries}
+                     "max_queries": a.max_queries, "lookahead": a.lookahead}
         metrics, rows = evaluate_adaptive(model, tok, behaviors, judge, budget=a.budget, attacker=a.attacker,
                                           attacker_model=a.attacker_model, wrappers=library, seed=a.seed, **common,
                                           **extra)
