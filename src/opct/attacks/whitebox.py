@@ -270,7 +270,10 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
                 pushed = opening_target(reply.text, target) if push_opening and goal == target else None
                 goal = pushed or target
                 # pushed: go on from this suffix, which already gives the opening; else a fresh random start
-                start = (f["suffix_ids"] if attacker == "random_suffix" else f["suffix"]) if pushed else                     restart_start(b.id, len(transcript))
+                if pushed:
+                    start = f["suffix_ids"] if attacker == "random_suffix" else f["suffix"]
+                else:
+                    start = restart_start(b.id, len(transcript))
         scored = [e for e in transcript if e["score"] is not None]
         top = max(scored, key=lambda e: e["score"]) if scored else transcript[-1]
         rows.append({
