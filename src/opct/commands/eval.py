@@ -229,8 +229,9 @@ def add_eval_jailbreak(esub) -> None:
                    help="random_suffix, gcg: judged replies per behaviour at most (each costs a generation, which "
                    "--budget does not count; default: %(default)s)")
     j.add_argument("--lookahead", type=int, default=4, metavar="N",
-                   help="random_suffix, gcg: answer up to N restarts in one batch when each reaches the target at "
-                   "once; replies past a crack are dropped, so the attack is the same, only faster (1 = one at a "
+                   help="random_suffix, gcg: answer up to N likely next queries (this behaviour's restarts, or the "
+                   "next behaviours' first queries) in one batch where each reaches the target at once; a reply "
+                   "serves only the query it was made for, so the attack is the same, only faster (1 = one at a "
                    "time; default: %(default)s)")
     j.add_argument("--push", action="store_true",
                    help="random_suffix, gcg: a reply that opens 'Sure, here is ...' but gives no content is searched on "
