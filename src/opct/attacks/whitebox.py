@@ -15,7 +15,8 @@ opened with the target ("Sure, here is a tweet that ...:") and then looped or wa
 its opening instead: the next search, from the same suffix, targets that opening line plus "\n\n1."
 (`opening_target`), the start of a numbered answer.
 The suffix is text: the target sees exactly the decoded suffix, re-tokenised in its prompt.
-Restarts that reach the target at once are answered in batches (`lookahead`), the same attack faster.
+Queries likely to come next that reach the target at once are answered in one batch (`lookahead`): the
+same attack, faster.
 """
 
 from __future__ import annotations
