@@ -496,7 +496,7 @@ def test_lookahead_changes_the_speed_not_the_attack(triggered):
     model, tok, vocab, _ = triggered
     run = dict(budget=40, attacker="random_suffix", seed=0, target=REFUSE.split("'")[0], suffix_tokens=3,
                batch_size=8, vocabulary=vocab, max_new_tokens=14, progress=False, template=None, max_queries=6)
-    refused = [BEHAVIORS[k] for k in (0, 2, 3, 5)]  # behaviours the tiny model refuses whatever the suffix
+    refused = [BEHAVIORS[k] for k in (0, 2, 3, 5)]  # the tiny model refuses these under the suffixes drawn here
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     # One behaviour: a crack at the third reply of a batch of 4 (1 unused); none. Four: b0 cracks at once (its 3
     # restarts unused), b1 at once from b0's suffix (b2's and b3's first queries answered with it), b2 fails
