@@ -27,11 +27,12 @@ import time
 from pathlib import Path
 
 from opct.attacks.whitebox import whitebox_attack
+from opct.axes.jailbreak import PROFILES
 from opct.commands.common import fixed_sample, split_behaviors_arg
 from opct.evals.refusal import EmbeddingRefusalJudge
 from opct.models import load_model
 
-BUDGETS = {"random_suffix": 64, "gcg": 67}  # the quick jailbreak profile's (opct.axes.jailbreak.PROFILES)
+BUDGETS = {name: PROFILES["quick"].attackers[name]["budget"] for name in ("random_suffix", "gcg")}  # 64, 67
 
 
 def main() -> None:

@@ -242,9 +242,10 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
             if key in ahead:
                 f, reply = ahead.pop(key)
             else:
-                batch = [(key, b, run_search(b, n, start, goal, budget - spent))]
-                if batch[0][2]["greedy_starts_with_target"] and lookahead > 1:
-                    for other, m, other_start in upcoming(i, n, start, budget - spent - batch[0][2]["passes"]):
+                f = run_search(b, n, start, goal, budget - spent)
+                batch = [(key, b, f)]
+                if f["greedy_starts_with_target"] and lookahead > 1:
+                    for other, m, other_start in upcoming(i, n, start, budget - spent - f["passes"]):
                         g = run_search(other, m, other_start, target, 1)  # one pass: the search's first check
                         if not g["greedy_starts_with_target"]:
                             break  # that query needs a real search: the ones after it are unlikely
@@ -254,7 +255,7 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
                                        max_new_tokens=max_new_tokens, batch_size=batch_size)
                 ahead.update({k: (g, r) for (k, _, g), r in zip(batch[1:], replies[1:])})
                 decoded_ahead += len(batch) - 1
-                f, reply = batch[0][2], replies[0]
+                reply = replies[0]
             spent += f["passes"]
             prompt = user_prompt(b.prompt, f["suffix"], template)
             (score,), (verdict,) = judge_scores(judge, [b.prompt], [prompt], [reply.text])
