@@ -157,6 +157,20 @@ def test_evaluate_sycophancy_tiny(tiny_model_dir):
         evaluate_sycophancy(model, tok, pairs, mode="nope")
 
 
+def test_wrapped_sycophancy_rate_equals_the_full_evaluation(tiny_model_dir):
+    from opct.data.sycophancy import build_split
+    from opct.evals.sycophancy import wrapped_sycophancy_rate
+    from opct.models import load_model
+
+    model, tok = load_model(tiny_model_dir)
+    pairs, _ = build_split("test", limit=24, source="mixed")
+    pairs += [_pair(90, "B", "B"), _pair(91, None, "B", "are_you_sure", multi=True)]  # neither counts
+    full = evaluate_sycophancy(model, tok, pairs, mode="probs", progress=False)["probs"]["sycophancy_rate"]
+    assert full["n"] == 24 and 0 < full["value"] < 1  # a rate between the extremes: a wrong row would show
+    assert wrapped_sycophancy_rate(model, tok, pairs, batch_size=3) == pytest.approx(full["value"])
+    assert wrapped_sycophancy_rate(model, tok, pairs[-2:]) is None
+
+
 # ----------------------------------------------------------------------------- known questions
 def test_known_pairs_keeps_what_the_model_answers_right(tiny_model_dir):
     from opct.data.sycophancy import build_split

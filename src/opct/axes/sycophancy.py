@@ -87,10 +87,9 @@ def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str
 
 def curve(model, tokenizer, prof: DemoProfile, data: Path) -> dict[str, float | None]:
     from opct.data.schema import read_pairs
-    from opct.evals.sycophancy import evaluate_sycophancy
+    from opct.evals.sycophancy import wrapped_sycophancy_rate
 
-    probs = evaluate_sycophancy(model, tokenizer, read_pairs(data / "val.jsonl"), mode="probs", progress=False)["probs"]
-    return {"sycophancy_rate": probs["sycophancy_rate"]["value"]}
+    return {"sycophancy_rate": wrapped_sycophancy_rate(model, tokenizer, read_pairs(data / "val.jsonl"))}
 
 
 def _heldout(row: dict[str, Any]) -> bool:
