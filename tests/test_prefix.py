@@ -175,22 +175,3 @@ def test_static_decoding_cache_gives_plain_generate_tokens(setup):
     got = generate_ids(model, tok, prompts, max_new_tokens=8, temperature=0, bf16=False)
     for p, c in zip(plain, got):
         assert c.token_ids == p[: len(c.token_ids)] and all(t == pad_id(tok) for t in p[len(c.token_ids):])
-
-
-def test_next_token_logits_with_a_shared_head_equal_one_padded_batch(setup):
-    from opct.prefix import common_head_length, next_token_logits
-
-    tok, model, prompts, _, _ = setup
-    system = [{"role": "system", "content": "You answer questions about capitals, rivers and mountains."}]
-    seqs = [render_prompt(tok, system + [{"role": "user", "content": q}])
-            for q in ("Capital of France?", "Which river flows through the capital of Egypt, and how long is it?", "Hi")]
-    shared = common_head_length(seqs)
-    assert shared >= 8 and all(len(s) > shared for s in seqs)
-    assert common_head_length([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps its last token
-    with torch.no_grad():
-        plain = next_token_logits(model, seqs, pad_id(tok), min_shared=10**9)
-        got = next_token_logits(model, seqs, pad_id(tok))
-        alone = torch.cat([next_token_logits(model, [s], pad_id(tok)) for s in seqs])
-    assert torch.allclose(plain, alone, atol=1e-4)
-    assert torch.allclose(got, plain, atol=1e-4)
-    assert not torch.allclose(got[0], got[1], atol=1e-2)  # rows differ: a row's own tail decides

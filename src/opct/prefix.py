@@ -28,7 +28,6 @@ from opct.chat import left_pad, position_ids_from_mask
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values): [B, heads, L, dim]
 PADDING_SLACK = 0.1  # `length_groups`: padding allowed per group, as a share of its real tokens
-MIN_SHARED_HEAD = 8  # `next_token_logits`: fewer shared first tokens than this run with the rest
 
 
 def _heads_and_lasts(prompts: list[list[int]]) -> tuple[list[list[int]], torch.Tensor]:
@@ -55,38 +54,6 @@ def head_kv(model, heads: list[list[int]], pad: int) -> tuple[KV, torch.Tensor]:
     out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                 use_cache=True, logits_to_keep=1)
     return _kv_of(out.cache), mask
-
-
-def common_head_length(seqs: list[list[int]]) -> int:
-    """How many first tokens every sequence shares, leaving each at least its last token."""
-    first, n = seqs[0], min(len(s) for s in seqs) - 1
-    for i in range(max(n, 0)):
-        if any(s[i] != first[i] for s in seqs[1:]):
-            return i
-    return max(n, 0)
-
-
-def next_token_logits(model, seqs: list[list[int]], pad: int, min_shared: int = MIN_SHARED_HEAD) -> torch.Tensor:
-    """Next-token logits [B, V] after each sequence, from one left-padded batch (only the last
-    column's logits are computed). When the rows share at least `min_shared` first tokens (a chat
-    template's system prompt: a tenth of a sycophancy prompt's tokens), those run once and their KV
-    serves every row; the rest follows left-padded, so padding sits between the two and the
-    mask-derived positions skip it."""
-    device = next(model.parameters()).device
-    n = common_head_length(seqs) if len(seqs) > 1 else 0
-    if n < min_shared:
-        ids, mask = left_pad(seqs, pad)
-        ids, mask = ids.to(device), mask.to(device)
-        return model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                     logits_to_keep=1).logits[:, -1]
-    rows = len(seqs)
-    head = model(input_ids=torch.tensor([seqs[0][:n]], device=device), use_cache=True, logits_to_keep=1)
-    kv = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in _kv_of(head.cache)]
-    ids, tail_mask = left_pad([s[n:] for s in seqs], pad)
-    mask = torch.cat([torch.ones(rows, n, dtype=tail_mask.dtype), tail_mask], 1).to(device)
-    out = model(input_ids=ids.to(device), attention_mask=mask, position_ids=position_ids_from_mask(mask)[:, n:],
-                cache=_cache_from(kv), use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1]
 
 
 def length_groups(lengths: list[int], slack: float = PADDING_SLACK) -> list[list[int]]:

@@ -12,9 +12,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from opct.chat import pad_id, render_prompt
+from opct.chat import left_pad, pad_id, position_ids_from_mask, render_prompt
 from opct.generation import autocast_context
-from opct.prefix import next_token_logits
 
 
 class LetterTokenError(ValueError):
@@ -85,8 +84,7 @@ def letter_probs(
     restricted to the letter tokens, right after the generation prompt and `answer_prefix`.
 
     Batches are left-padded with an attention mask and mask-derived position ids (so padding
-    does not change a row's result) and sorted by length; rows come back in input order. The first
-    tokens every row of a batch shares (the system prompt) run once (`opct.prefix.next_token_logits`).
+    does not change a row's result) and sorted by length; rows come back in input order.
     bf16 autocast is used when `bf16` (weights stay as they are).
     """
     from tqdm.auto import tqdm
@@ -105,9 +103,15 @@ def letter_probs(
     try:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
+            input_ids, mask = left_pad([seqs[i] for i in batch], pad_id(tokenizer))
+            input_ids, mask = input_ids.to(device), mask.to(device)
             with autocast_context(device, bf16):
-                logits = next_token_logits(model, [seqs[i] for i in batch], pad_id(tokenizer))
-            picked = logits.float().index_select(-1, letter_index)
+                logits = model(
+                    input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                    logits_to_keep=1,  # only the next-token logits: no [B, T, V] tensor
+                ).logits
+            # left padding: every row's next-token logits sit in the last column
+            picked = logits[:, -1, :].float().index_select(-1, letter_index)
             out[batch] = picked.softmax(-1).cpu()
             bar.update(len(batch))
     finally:
