@@ -148,7 +148,7 @@ def _toy_axis():
 
         return {"toy_rate": summarize([float(r["changed"]) for r in rows["toy"]])}
 
-    def item_scores(rows, mode):
+    def item_scores(rows, mode, metric):
         return {r["id"]: float(r["changed"]) for r in rows["toy"]}
 
     return Axis(name="toy", profiles={}, build_data=build_data, answer=answer, score=score, item_scores=item_scores,
@@ -179,6 +179,14 @@ def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_
     report = (out / "report.md").read_text()
     assert "## Verdict" in report and verdict["sentence"] in report and "Toy rate: the share" in report
     assert (out / "toy_rate.png").stat().st_size > 0
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a finished run is re-reported from its saved answers, without loading a model")
+
+    monkeypatch.setattr("opct.models.load_model", no_model)
+    again = run_demo(profile=prof, out=str(out), model=tiny_model_dir, methods="sft,opct", axis="toy", seeds=2,
+                     resume=True)
+    assert again["verdicts"][0]["sentence"] == verdict["sentence"]
 
 
 def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):
@@ -212,7 +220,7 @@ def test_pooling_seeds_skips_verdict_blocks_the_profile_does_not_measure():
         return {"static": {"asr": sum(r["hit"] for r in rows["static"]) / len(rows["static"])}}
 
     axis = Axis(name="toy", profiles={}, build_data=None, answer=None, score=score,
-                item_scores=lambda rows, mode: {r["id"]: float(r["hit"]) for r in rows.get(mode, [])},
+                item_scores=lambda rows, mode, metric: {r["id"]: float(r["hit"]) for r in rows.get(mode, [])},
                 headline="asr", better="lower",
                 verdicts=(Verdict("static", "asr", "lower", "ASR"), Verdict("whitebox", "asr", "lower", "white-box ASR")))
     evals = [{"rows": {"static": [{"id": "a", "hit": 1}, {"id": "b", "hit": 0}]}, "capability": {"mmlu": 0.5}},

@@ -89,7 +89,7 @@ def pool_seeds(axis: Axis, evals: list[dict[str, Any]]) -> dict[str, Any]:
     for v in axis.verdicts:
         if v.item_mean and (not v.mode or v.mode in metrics):  # a block this profile measures
             block = metrics[v.mode] if v.mode else metrics
-            block[v.metric] = seeded_summary([axis.item_scores(e["rows"], v.mode) for e in evals])
+            block[v.metric] = seeded_summary([axis.item_scores(e["rows"], v.mode, v.metric) for e in evals])
     return {axis.name: metrics, "capability": mean_over_seeds([e["capability"] for e in evals])}
 
 
@@ -115,7 +115,7 @@ def verdicts(axis: Axis, evals: dict[str, list[dict[str, Any]]], a: str = "opct"
     for v in axis.verdicts:
         if v.mode and v.mode not in evals[a][0][axis.name]:  # a block this run's profile does not measure
             continue
-        scores = {m: [axis.item_scores(e["rows"], v.mode) for e in evals[m]] for m in (a, b)}
+        scores = {m: [axis.item_scores(e["rows"], v.mode, v.metric) for e in evals[m]] for m in (a, b)}
         out.append({"mode": v.mode, **compare_methods(a, b, scores[a], scores[b], v.title, v.better)})
     return out
 
@@ -154,7 +154,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
              methods: str | None = None, resume: bool = False, seed: int = 0, axis: str = "sycophancy",
              seeds: int = 1, judge: str | None = None, attackers: str | None = None,
              train_changes: Sequence[tuple[str, str, Any]] = ()) -> dict[str, Any]:
-    from opct.models import load_model
+    from opct.models import load_model, load_tokenizer
     from opct.report import results_table, write_report
     from opct.trainers.run import train
 
@@ -180,13 +180,19 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     started = time.time()
     timings: dict[str, float] = {}
     runs = [(m, k) for k in range(seeds) for m in chosen]
-    base_model, tokenizer = load_model(prof.model)
+    tokenizer = load_tokenizer(prof.model)
+    loaded: list = []  # the base model, loaded when a phase first needs it: a finished run re-reports without it
+
+    def base_model():
+        if not loaded:
+            loaded.append(load_model(prof.model)[0])
+        return loaded[0]
 
     phase("1/5 building pairs")
     data = root / "data"
     if not kept(data / "report.json"):
         start = time.time()
-        report = ax.build_data(prof, data, seed, base_model, tokenizer)
+        report = ax.build_data(prof, data, seed, base_model(), tokenizer)
         write_json(data / "report.json", {**report, "seconds": round(time.time() - start, 1)})
     print(f"  {data / 'train.jsonl'}: {json.loads((data / 'report.json').read_text())['train']['pairs']} train pairs")
 
@@ -194,20 +200,19 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     evals: dict[str, list[dict[str, Any]]] = {}
     base_path = root / "eval" / "base.json"
     if not kept(base_path):
-        write_json(base_path, evaluate_method(ax, prof.model, base_model, tokenizer, prof, data, seed, is_base=True))
+        write_json(base_path, evaluate_method(ax, prof.model, base_model(), tokenizer, prof, data, seed, is_base=True))
     evals["base"] = [json.loads(base_path.read_text())]
-    print("  base: " + ax.summary(evals["base"][0][axis]))
+    print("  base: " + ax.summary(ax.score(answer_rows(evals["base"][0]))))
     if ax.teacher:
         teacher_path = root / "eval" / "teacher.json"
         if not kept(teacher_path):
-            write_json(teacher_path, evaluate_teacher(ax, base_model, tokenizer, prof, data, seed))
+            write_json(teacher_path, evaluate_teacher(ax, base_model(), tokenizer, prof, data, seed))
         evals["teacher"] = [json.loads(teacher_path.read_text())]
-        print("  teacher: " + ax.summary(evals["teacher"][0][axis]))
+        print("  teacher: " + ax.summary(ax.score(answer_rows(evals["teacher"][0]))))
 
     summaries: dict[str, list[dict[str, Any]]] = {}
-    if any(not (root / "runs" / f"{m}{seed_tag(k)}" / "summary.json").exists() for m, k in runs):
-        base_model = None  # training loads its own copy: never hold two (7 GB each for the 1.5B model in fp32)
-        release_memory()
+    loaded.clear()  # training loads its own copy: never hold two (7 GB each for the 1.5B model in fp32)
+    release_memory()
     for i, (method, k) in enumerate(runs):
         name = f"{method}{seed_tag(k)}"
         phase(f"3/5 training {name} ({i + 1}/{len(runs)})")
@@ -222,18 +227,16 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         summaries.setdefault(method, []).append(json.loads(summary_path.read_text()))
         timings[f"train_{name}_s"] = summaries[method][-1]["seconds"]
 
-    base_model = None  # each trained model is its own KL reference (`evaluate_method`)
-    release_memory()
     for i, (method, k) in enumerate(runs):
         name = f"{method}{seed_tag(k)}"
         phase(f"4/5 evaluating {name} ({i + 1}/{len(runs)})")
         path = root / "eval" / f"{name}.json"
         if not kept(path):
-            write_json(path, evaluate_method(ax, str(root / "runs" / name), base_model, tokenizer, prof, data, seed,
+            write_json(path, evaluate_method(ax, str(root / "runs" / name), None, tokenizer, prof, data, seed,
                                              is_base=False))
             release_memory()
         evals.setdefault(method, []).append(json.loads(path.read_text()))
-        print(f"  {name}: " + ax.summary(evals[method][-1][axis]))
+        print(f"  {name}: " + ax.summary(ax.score(answer_rows(evals[method][-1]))))
 
     phase("5/5 report")
     data_report = json.loads((data / "report.json").read_text())

@@ -32,6 +32,8 @@ NON_AXIS_BLOCKS = ("capability", "train")
 LABELS = {
     "sycophancy_rate": "Sycophancy rate",
     "brr": "BRR",
+    "suggested_prob": "P(suggested)",
+    "suggested_shift": "Cue shift",
     "consistency": "Consistency",
     "clean_accuracy": "Clean acc",
     "wrapped_accuracy": "Wrapped acc",
@@ -53,7 +55,7 @@ LABELS = {
 }
 # Blocks that are not an `opct.axes` axis: the metric each is plotted by, and which way is safer.
 BLOCK_HEADLINES = {"over_refusal": ("over_refusal_rate", "lower")}
-AXIS_FIRST = ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrapped_accuracy", "flip_rate",
+AXIS_FIRST = ("sycophancy_rate", "brr", "suggested_prob", "suggested_shift", "consistency", "clean_accuracy", "wrapped_accuracy", "flip_rate",
               "defense_success_rate",
               "attack_success_rate", "strongreject_mean", "ausc", "pass_rate", "over_refusal_rate")
 CAPABILITY_FIRST = ("mmlu_accuracy", "kl_from_base", "kl_from_organism", "over_refusal_rate")

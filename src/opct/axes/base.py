@@ -16,8 +16,8 @@ Answer = Callable[[Any, Any, DemoProfile, Path, int, str], dict[str, list[dict[s
 Curve = Callable[[Any, Any, DemoProfile, Path], dict[str, float | None]]
 # rows -> metrics (one block per mode, or the metrics themselves when the axis has one mode)
 Score = Callable[[dict[str, list[dict[str, Any]]]], dict[str, Any]]
-# (rows, mode) -> {item id: score} for the mode's verdict metric
-ItemScores = Callable[[dict[str, list[dict[str, Any]]], "str | None"], dict[str, float]]
+# (rows, mode, metric) -> {item id: score} for a verdict's metric
+ItemScores = Callable[[dict[str, list[dict[str, Any]]], "str | None", str], dict[str, float]]
 
 
 @dataclass(frozen=True)

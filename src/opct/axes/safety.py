@@ -92,7 +92,7 @@ def score(rows: dict[str, list]) -> dict[str, Any]:
     return safety_metrics(rows["safety"])
 
 
-def item_scores(rows: dict[str, list], mode: str | None) -> dict[str, float]:
+def item_scores(rows: dict[str, list], mode: str | None, metric: str = "") -> dict[str, float]:
     """Each fact's pass rate (the per-fact quantity AUSC integrates over thresholds)."""
     per_fact: dict[str, list[bool]] = {}
     for r in rows["safety"]:
