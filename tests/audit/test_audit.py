@@ -143,7 +143,7 @@ def test_natural_sycophancy_organism_draws_no_organism_pairs(tiny_model_dir, tmp
             assert sum(r["per_family"].values()) == r["pairs"]  # the families of the pairs kept
 
 
-def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
+def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "audit"
     results = run_audit(profile=TINY, out=str(out), model=tiny_model_dir)
     assert (out / "organism" / "model" / "config.json").exists()
@@ -181,6 +181,14 @@ def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
     assert (out / "runs" / "opct" / "summary.json").stat().st_mtime == stamp
     assert again["effects"]["opct"]["verdict"] == results["effects"]["opct"]["verdict"]
     assert again["methods"]["greedy"][block] == json.loads(json.dumps(results["methods"]["greedy"][block]))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a finished audit is re-reported from its saved answers, without loading a model")
+
+    monkeypatch.setattr("opct.models.load_model", no_model)
+    # (a method skipped for keeping no label is tried again on a resume, so only the trained ones here)
+    third = run_audit(profile=TINY, out=str(out), model=tiny_model_dir, resume=True, methods=",".join(trained))
+    assert third["effects"]["opct"] == json.loads(json.dumps(again["effects"]["opct"]))
     with pytest.raises(AuditError, match="other settings"):
         run_audit(profile=replace(TINY, test_pairs=10), out=str(out), model=tiny_model_dir, resume=True)
     with pytest.raises(AuditError, match="unknown method"):

@@ -169,7 +169,7 @@ def resolve_profile(profile: "str | AuditProfile", model: str | None, organism: 
 def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "default", out: str | None = None,
               model: str | None = None, methods: str | None = None, resume: bool = False, seed: int = 0,
               seeds: int = 1, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
-    from opct.models import load_model
+    from opct.models import load_model, load_tokenizer
     from opct.report import write_report
     from opct.study import (TRAINING_SEED, chosen_methods, claim_run_dir, phase, profile_defaults, release_memory,
                             seed_tag, versions)
@@ -194,37 +194,42 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                 **({"data": str(data_dir)} if data_dir else {})}
     claim_run_dir(root / "audit_config.json", settings, resume, AuditError, defaults=profile_defaults(AuditProfile))
     started = time.time()
-    base_model, tokenizer = load_model(prof.model)
+    tokenizer = load_tokenizer(prof.model)
+    loaded: dict[str, Any] = {}  # models loaded when a phase first needs them: a finished audit re-reports without
+
+    def model_of(spec: str):
+        if spec not in loaded:
+            loaded[spec] = load_model(spec)[0]
+        return loaded[spec]
 
     phase("1/5 building pairs", "audit")
     data = root / "data"
     if not kept(data / "report.json"):
         report = (imported_splits(Path(data_dir), prof, data, seed) if data_dir
-                  else org.build_data(prof, data, seed, base_model, tokenizer))
+                  else org.build_data(prof, data, seed, model_of(prof.model), tokenizer))
         write_json(data / "report.json", report)
     data_report = json.loads((data / "report.json").read_text())
 
     evals: dict[str, list[dict[str, Any]]] = {}
     if prof.natural_organism:
         phase("2/5 the organism is the base model itself (natural_organism)", "audit")
-        organism_spec, organism_model = prof.model, base_model
+        organism_spec = prof.model
         phase("3/5 evaluating the base model", "audit")
-        baselines = [("organism", organism_model)]
+        baselines = [("organism", organism_spec)]
     else:
         phase("2/5 training the organism", "audit")
         organism_spec = str(build_organism(org, prof, data, root).resolve())
-        organism_model, _ = load_model(organism_spec)
         phase("3/5 evaluating the base model and the organism", "audit")
-        baselines = [("base", base_model), ("organism", organism_model)]
-    for label, m in baselines:
+        baselines = [("base", prof.model), ("organism", organism_spec)]
+    for label, spec in baselines:
         path = root / "eval" / f"{label}.json"
         if not kept(path):
-            write_json(path, evaluate_model(org, m, organism_model, tokenizer, prof, data,
-                                            with_kl=m is not organism_model))
+            write_json(path, evaluate_model(org, model_of(spec), model_of(organism_spec), tokenizer, prof, data,
+                                            with_kl=spec != organism_spec))
         evals[label] = [load_eval(org, path, data)]
         print("  " + _headline(org, label, evals[label]))
     # Training loads its own copy; each trained model's evaluation is its own KL reference.
-    del base_model, m, organism_model
+    loaded.clear()
     release_memory()
 
     summaries: dict[str, list[dict[str, Any]]] = {}
