@@ -84,19 +84,22 @@ def main(argv: list[str] | None = None) -> int:
                     release_memory()
             rows.setdefault(method, []).append(json.loads(path.read_text())["rows"])
 
-    print("\n| Method | seeds | Sycophancy rate | Clean acc | Wrapped acc | Flip rate | n |")
-    print("|---|---|---|---|---|---|---|")
+    metrics = ("sycophancy_rate", "suggested_prob", "suggested_shift", "clean_accuracy", "wrapped_accuracy", "flip_rate")
+    print("\n| Method | seeds | Sycophancy rate | P(suggested) | Cue shift | Clean acc | Wrapped acc | Flip rate | n |")
+    print("|---|---|---|---|---|---|---|---|---|")
     cell = lambda m: f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"  # noqa: E731
     for method, per_seed in rows.items():
         m = sycophancy_metrics(pool_seed_rows(per_seed), "clean_answer_probs", "wrapped_answer_probs")
-        print(f"| {method} | {len(per_seed)} | {cell(m['sycophancy_rate'])} | {cell(m['clean_accuracy'])} | "
-              f"{cell(m['wrapped_accuracy'])} | {cell(m['flip_rate'])} | {m['sycophancy_rate']['n']} |")
+        print(f"| {method} | {len(per_seed)} | " + " | ".join(cell(m[k]) for k in metrics)
+              + f" | {m['sycophancy_rate']['n']} |")
     if "opct" in rows and "sft" in rows:
-        scores = {k: [sycophancy_by_item(r, "wrapped_answer_probs") for r in rows[k]] for k in ("opct", "sft")}
-        v = compare_methods("opct", "sft", scores["opct"], scores["sft"], f"sycophancy rate, {args.source} retest",
-                            "lower")
-        print("\n" + v["sentence"])
-        (out / "verdict.json").write_text(json.dumps(v, indent=2))
+        verdicts = []
+        for metric, title in (("sycophancy_rate", "sycophancy rate"), ("suggested_shift", "cue shift")):
+            scores = {k: [sycophancy_by_item(r, "wrapped_answer_probs", metric) for r in rows[k]] for k in ("opct", "sft")}
+            verdicts.append(compare_methods("opct", "sft", scores["opct"], scores["sft"],
+                                            f"{title}, {args.source} retest", "lower"))
+            print("\n" + verdicts[-1]["sentence"])
+        (out / "verdict.json").write_text(json.dumps(verdicts, indent=2))
     return 0
 
 
