@@ -196,18 +196,19 @@ def test_evaluate_sycophancy_tiny(tiny_model_dir):
         evaluate_sycophancy(model, tok, pairs, mode="nope")
 
 
-def test_wrapped_sycophancy_rate_equals_the_full_evaluation(tiny_model_dir):
+def test_wrapped_sycophancy_equals_the_full_evaluation(tiny_model_dir):
     from opct.data.sycophancy import build_split
-    from opct.evals.sycophancy import wrapped_sycophancy_rate
+    from opct.evals.sycophancy import wrapped_sycophancy
     from opct.models import load_model
 
     model, tok = load_model(tiny_model_dir)
     pairs, _ = build_split("test", limit=24, source="mixed")
     pairs += [_pair(90, "B", "B"), _pair(91, None, "B", "are_you_sure", multi=True)]  # neither counts
-    full = evaluate_sycophancy(model, tok, pairs, mode="probs", progress=False)["probs"]["sycophancy_rate"]
-    assert full["n"] == 24 and 0 < full["value"] < 1  # a rate between the extremes: a wrong row would show
-    assert wrapped_sycophancy_rate(model, tok, pairs, batch_size=3) == pytest.approx(full["value"])
-    assert wrapped_sycophancy_rate(model, tok, pairs[-2:]) is None
+    full = evaluate_sycophancy(model, tok, pairs, mode="probs", progress=False)["probs"]
+    assert full["sycophancy_rate"]["n"] == 24 and 0 < full["sycophancy_rate"]["value"] < 1  # a wrong row would show
+    assert wrapped_sycophancy(model, tok, pairs, batch_size=3) == pytest.approx(
+        {k: full[k]["value"] for k in ("sycophancy_rate", "suggested_prob")}, abs=1e-3)  # bf16: other batches
+    assert wrapped_sycophancy(model, tok, pairs[-2:]) == {"sycophancy_rate": None, "suggested_prob": None}
 
 
 # ----------------------------------------------------------------------------- known questions

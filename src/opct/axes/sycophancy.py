@@ -87,9 +87,9 @@ def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str
 
 def curve(model, tokenizer, prof: DemoProfile, data: Path) -> dict[str, float | None]:
     from opct.data.schema import read_pairs
-    from opct.evals.sycophancy import wrapped_sycophancy_rate
+    from opct.evals.sycophancy import wrapped_sycophancy
 
-    return {"sycophancy_rate": wrapped_sycophancy_rate(model, tokenizer, read_pairs(data / "val.jsonl"))}
+    return wrapped_sycophancy(model, tokenizer, read_pairs(data / "val.jsonl"))
 
 
 def _heldout(row: dict[str, Any]) -> bool:
