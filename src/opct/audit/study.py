@@ -195,7 +195,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     claim_run_dir(root / "audit_config.json", settings, resume, AuditError, defaults=profile_defaults(AuditProfile))
     started = time.time()
     tokenizer = load_tokenizer(prof.model)
-    loaded: dict[str, Any] = {}  # models loaded when a phase first needs them: a finished audit re-reports without
+    loaded: dict[str, Any] = {}  # loaded when a phase first needs them: a finished audit re-reports without any
 
     def model_of(spec: str):
         if spec not in loaded:
