@@ -27,7 +27,6 @@ from opct.errors import UserError
 from opct.packages import package_dir
 
 DEFAULT_MODEL = "embedded:qwen2.5-0.5b-instruct"
-QUICK_MODEL = "embedded:smollm2-135m-instruct"
 
 
 class ModelSpecError(UserError):

