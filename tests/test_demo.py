@@ -184,9 +184,9 @@ def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_
         raise AssertionError("a finished run is re-reported from its saved answers, without loading a model")
 
     monkeypatch.setattr("opct.models.load_model", no_model)
-    again = run_demo(profile=prof, out=str(out), model=tiny_model_dir, methods="sft,opct", axis="toy", seeds=2,
-                     resume=True)
-    assert again["verdicts"][0]["sentence"] == verdict["sentence"]
+    # --seeds left out on a resume: the run's own two seeds, not one
+    again = run_demo(profile=prof, out=str(out), model=tiny_model_dir, methods="sft,opct", axis="toy", resume=True)
+    assert again["seeds"] == 2 and again["verdicts"][0]["sentence"] == verdict["sentence"]
 
 
 def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):

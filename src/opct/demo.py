@@ -23,7 +23,7 @@ from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (DemoProfile, capability_panel, chosen_methods, claim_run_dir, compare_methods,
                         kept, learning_curve_callback, mean_over_seeds, phase, pool_seed_rows, profile_defaults,
-                        release_memory, seed_tag, split_seed_tag, versions, TRAINING_SEED)
+                        release_memory, seed_tag, seeds_to_run, split_seed_tag, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -152,7 +152,7 @@ def override_training(prof: DemoProfile, changes: Sequence[tuple[str, str, Any]]
 
 def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, model: str | None = None,
              methods: str | None = None, resume: bool = False, seed: int = 0, axis: str = "sycophancy",
-             seeds: int = 1, judge: str | None = None, attackers: str | None = None,
+             seeds: int | None = None, judge: str | None = None, attackers: str | None = None,
              train_changes: Sequence[tuple[str, str, Any]] = ()) -> dict[str, Any]:
     from opct.models import load_model, load_tokenizer
     from opct.report import results_table, write_report
@@ -172,8 +172,9 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         prof = replace(prof, attackers=choose_attackers(axis, prof, attackers))
     if train_changes:
         prof = override_training(prof, train_changes)
-    chosen = chosen_methods(methods, METHODS, seeds, DemoError)
     root = Path(out or (f"runs/demo-{profile}" if axis == "sycophancy" else f"runs/demo-{axis}-{profile}"))
+    seeds = seeds_to_run(seeds, root, resume)
+    chosen = chosen_methods(methods, METHODS, seeds, DemoError)
     settings = {"axis": axis, "profile": profile, "seed": seed, **asdict(prof)}
     # Seeds are not a setting: a run continued with more seeds keeps the ones it has.
     claim_run_dir(root / "demo_config.json", settings, resume, DemoError, defaults=profile_defaults())

@@ -131,6 +131,18 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
     write_json(settings_path, settings)
 
 
+def seeds_to_run(seeds: int | None, root: Path, resume: bool) -> int:
+    """`--seeds` as given; left out, 1 for a new run and, on --resume, as many training seeds as the run
+    in ROOT already has (so re-reporting a run does not drop its seeds), said when more than one."""
+    if seeds is not None:
+        return seeds
+    found = [split_seed_tag(d.name)[1] + 1 for d in (root / "runs").glob("*") if (d / "summary.json").exists()]
+    n = max(found, default=1) if resume else 1
+    if n > 1:
+        print(f"  --seeds left out: continuing with the {n} training seeds {root} has", flush=True)
+    return n
+
+
 def chosen_methods(methods: str | None, known: Sequence[str], seeds: int, error: type[Exception],
                    default: Sequence[str] | None = None) -> list[str]:
     """The methods a comma-separated `--methods` names (`default`, else all `known`, when None), after

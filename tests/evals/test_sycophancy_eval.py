@@ -153,6 +153,10 @@ def test_suggested_probability_and_cue_shift_read_the_letter_distributions():
     assert sycophancy_metrics(other, "clean_answer_probs", "wrapped_answer_probs")["suggested_shift"]["value"] == \
         pytest.approx(0.4)
     assert "suggested_prob" not in sycophancy_metrics([_row(0, "B", "A", "A", "B")])
+    # An imported pair suggesting a letter the evaluation did not read has no such probability.
+    beyond = _prob_row(5, "F", "A", [0.9, 0.05, 0.03, 0.02], [0.6, 0.35, 0.03, 0.02])
+    assert sycophancy_metrics(rows + [beyond], "clean_answer_probs", "wrapped_answer_probs")["suggested_shift"]["n"] == 3
+    assert "5" not in sycophancy_by_item(rows + [beyond], "wrapped_answer_probs", "suggested_shift")
 
 
 def _pair(i, suggested, correct, family="opinion", multi=False):

@@ -168,11 +168,11 @@ def resolve_profile(profile: "str | AuditProfile", model: str | None, organism: 
 
 def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "default", out: str | None = None,
               model: str | None = None, methods: str | None = None, resume: bool = False, seed: int = 0,
-              seeds: int = 1, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
+              seeds: int | None = None, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from opct.models import load_model, load_tokenizer
     from opct.report import write_report
     from opct.study import (TRAINING_SEED, chosen_methods, claim_run_dir, phase, profile_defaults, release_memory,
-                            seed_tag, versions)
+                            seed_tag, seeds_to_run, versions)
     from opct.trainers.run import train
 
     if organism not in ORGANISMS:
@@ -185,8 +185,9 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
 
             check_backend(judge)  # fail before hours of training, not at the first judged answer
         prof = replace(prof, judge=judge)
-    chosen = chosen_methods(methods, AUDIT_METHODS, seeds, AuditError, default=DEFAULT_METHODS)
     root = Path(out or f"runs/audit-{organism}-{name}")
+    seeds = seeds_to_run(seeds, root, resume)
+    chosen = chosen_methods(methods, AUDIT_METHODS, seeds, AuditError, default=DEFAULT_METHODS)
     if data_dir and not org.reads_imported:
         raise AuditError(f"--data: the {organism} organism scores test items in its own format; imported splits can "
                          "be audited with " + ", ".join(n for n, o in ORGANISMS.items() if o.reads_imported))

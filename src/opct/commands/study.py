@@ -38,8 +38,9 @@ def add_demo(sub) -> None:
                    help="continue a run in --out, keeping finished phases (its saved answers are scored afresh, so a "
                    "finished run is re-reported with the current metrics)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, wrappers, suggested options)")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="training seeds per method (42, 43, ...); tables pool them, verdicts pair over items and seeds")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="training seeds per method (42, 43, ...); tables pool them, verdicts pair over items and seeds "
+                        "(default 1; with --resume, as many as the run has)")
     p.add_argument("--judge", metavar="keyword|SPEC|URL",
                    help="safety axis: the judge of the answers: keyword (offline, the default; unreliable on trained "
                    "models' answers, precision 0.32 and recall 0.53 against hand labels: see README 'Judges' and "
@@ -116,8 +117,9 @@ def add_audit(sub) -> None:
                    help="continue an audit in --out, keeping finished phases (its saved answers are scored afresh, so a "
                    "finished audit is re-reported with the current metrics)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data (questions, suggested options)")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="training seeds per method (42, 43, ...); effects pair over items and seeds")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="training seeds per method (42, 43, ...); effects pair over items and seeds "
+                        "(default 1; with --resume, as many as the run has)")
     p.add_argument("--judge", default="offline", metavar="offline|URL|SPEC",
                    help="alignment judge of the emergent-misalignment organism: offline (sentence embeddings, "
                    "checked against 154 hand labels: precision 0.77, recall 0.66), an OpenAI-compatible endpoint "
