@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
-from opct.study import (DemoProfile, capability_panel, chosen_methods, claim_run_dir, compare_methods,
+from opct.study import (DemoProfile, ModelsOnDemand, capability_panel, chosen_methods, claim_run_dir, compare_methods,
                         kept, learning_curve_callback, mean_over_seeds, phase, pool_seed_rows, profile_defaults,
                         release_memory, seed_tag, seeds_to_run, split_seed_tag, versions, TRAINING_SEED)
 
@@ -154,7 +154,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
              methods: str | None = None, resume: bool = False, seed: int = 0, axis: str = "sycophancy",
              seeds: int | None = None, judge: str | None = None, attackers: str | None = None,
              train_changes: Sequence[tuple[str, str, Any]] = ()) -> dict[str, Any]:
-    from opct.models import load_model, load_tokenizer
+    from opct.models import load_tokenizer
     from opct.report import results_table, write_report
     from opct.trainers.run import train
 
@@ -182,18 +182,13 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     timings: dict[str, float] = {}
     runs = [(m, k) for k in range(seeds) for m in chosen]
     tokenizer = load_tokenizer(prof.model)
-    loaded: list = []  # the base model, loaded when a phase first needs it: a finished run re-reports without it
-
-    def base_model():
-        if not loaded:
-            loaded.append(load_model(prof.model)[0])
-        return loaded[0]
+    models = ModelsOnDemand()
 
     phase("1/5 building pairs")
     data = root / "data"
     if not kept(data / "report.json"):
         start = time.time()
-        report = ax.build_data(prof, data, seed, base_model(), tokenizer)
+        report = ax.build_data(prof, data, seed, models(prof.model), tokenizer)
         write_json(data / "report.json", {**report, "seconds": round(time.time() - start, 1)})
     print(f"  {data / 'train.jsonl'}: {json.loads((data / 'report.json').read_text())['train']['pairs']} train pairs")
 
@@ -201,19 +196,18 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     evals: dict[str, list[dict[str, Any]]] = {}
     base_path = root / "eval" / "base.json"
     if not kept(base_path):
-        write_json(base_path, evaluate_method(ax, prof.model, base_model(), tokenizer, prof, data, seed, is_base=True))
+        write_json(base_path, evaluate_method(ax, prof.model, models(prof.model), tokenizer, prof, data, seed, is_base=True))
     evals["base"] = [json.loads(base_path.read_text())]
     print("  base: " + ax.summary(ax.score(answer_rows(evals["base"][0]))))
     if ax.teacher:
         teacher_path = root / "eval" / "teacher.json"
         if not kept(teacher_path):
-            write_json(teacher_path, evaluate_teacher(ax, base_model(), tokenizer, prof, data, seed))
+            write_json(teacher_path, evaluate_teacher(ax, models(prof.model), tokenizer, prof, data, seed))
         evals["teacher"] = [json.loads(teacher_path.read_text())]
         print("  teacher: " + ax.summary(ax.score(answer_rows(evals["teacher"][0]))))
 
     summaries: dict[str, list[dict[str, Any]]] = {}
-    loaded.clear()  # training loads its own copy: never hold two (7 GB each for the 1.5B model in fp32)
-    release_memory()
+    models.clear()  # training loads its own copy: never hold two (7 GB each for the 1.5B model in fp32)
     for i, (method, k) in enumerate(runs):
         name = f"{method}{seed_tag(k)}"
         phase(f"3/5 training {name} ({i + 1}/{len(runs)})")

@@ -131,6 +131,25 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
     write_json(settings_path, settings)
 
 
+class ModelsOnDemand:
+    """Models by spec, each loaded the first time a phase asks for it: a run whose phases are all kept
+    re-reports from its saved answers without loading any. `clear()` lets go of them all."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, Any] = {}
+
+    def __call__(self, spec: str):
+        if spec not in self._models:
+            from opct.models import load_model
+
+            self._models[spec] = load_model(spec)[0]
+        return self._models[spec]
+
+    def clear(self) -> None:
+        self._models.clear()
+        release_memory()
+
+
 def seeds_to_run(seeds: int | None, root: Path, resume: bool) -> int:
     """`--seeds` as given; left out, 1 for a new run and, on --resume, as many training seeds as the run
     in ROOT already has (so re-reporting a run does not drop its seeds), said when more than one."""

@@ -169,9 +169,9 @@ def resolve_profile(profile: "str | AuditProfile", model: str | None, organism: 
 def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "default", out: str | None = None,
               model: str | None = None, methods: str | None = None, resume: bool = False, seed: int = 0,
               seeds: int | None = None, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
-    from opct.models import load_model, load_tokenizer
+    from opct.models import load_tokenizer
     from opct.report import write_report
-    from opct.study import (TRAINING_SEED, chosen_methods, claim_run_dir, phase, profile_defaults, release_memory,
+    from opct.study import (TRAINING_SEED, ModelsOnDemand, chosen_methods, claim_run_dir, phase, profile_defaults, release_memory,
                             seed_tag, seeds_to_run, versions)
     from opct.trainers.run import train
 
@@ -196,12 +196,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     claim_run_dir(root / "audit_config.json", settings, resume, AuditError, defaults=profile_defaults(AuditProfile))
     started = time.time()
     tokenizer = load_tokenizer(prof.model)
-    loaded: dict[str, Any] = {}  # loaded when a phase first needs them: a finished audit re-reports without any
-
-    def model_of(spec: str):
-        if spec not in loaded:
-            loaded[spec] = load_model(spec)[0]
-        return loaded[spec]
+    model_of = ModelsOnDemand()
 
     phase("1/5 building pairs", "audit")
     data = root / "data"
@@ -230,8 +225,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         evals[label] = [load_eval(org, path, data)]
         print("  " + _headline(org, label, evals[label]))
     # Training loads its own copy; each trained model's evaluation is its own KL reference.
-    loaded.clear()
-    release_memory()
+    model_of.clear()
 
     summaries: dict[str, list[dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
