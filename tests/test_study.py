@@ -14,7 +14,7 @@ def test_verdict_yes_no_unclear():
     mixed = {i: float(n % 2) for n, i in enumerate(items)}
     yes = compare_methods("opct", "sft", [low], [high], "sycophancy rate", "lower")
     assert yes["answer"] == "yes" and yes["sentence"].startswith("OPCT below SFT on sycophancy rate: yes (OPCT 0.000")
-    assert "40 items x 1 seed;" in yes["sentence"]
+    assert "40 items x 1 seed, 40 scored differently;" in yes["sentence"]
     assert compare_methods("opct", "sft", [high], [low], "m", "lower")["answer"] == "no"
     assert compare_methods("opct", "sft", [high], [low], "m", "higher")["answer"] == "yes"
     assert compare_methods("opct", "sft", [high], [low], "m", "higher")["sentence"].startswith("OPCT above SFT")
@@ -22,6 +22,19 @@ def test_verdict_yes_no_unclear():
     shifted = {k: 1.0 - v for k, v in mixed.items()}
     assert compare_methods("opct", "sft", [mixed], [shifted], "m", "lower")["answer"] == "unclear"
     assert compare_methods("opct", "sft", [{"a": 1.0}], [{"b": 0.0}], "m", "lower")["answer"] == "no data"
+
+
+def test_verdict_needs_more_than_a_few_differing_items():
+    """4 of 128 items differ, all one way: the bootstrap alone excluded 0 (an exact sign test gives
+    p = 0.125); 8 of 8 (p = 0.008) is a verdict."""
+    items = [f"q{i}" for i in range(128)]
+    sft = dict.fromkeys(items, 0.0)
+    four = {**sft, **dict.fromkeys(items[:4], 1.0)}
+    eight = {**sft, **dict.fromkeys(items[:8], 1.0)}
+    assert compare_methods("opct", "sft", [four], [sft], "m", "lower")["answer"] == "unclear"
+    assert compare_methods("opct", "sft", [four, four], [sft, sft], "m", "lower")["answer"] == "unclear"
+    assert compare_methods("opct", "sft", [eight], [sft], "m", "lower")["answer"] == "no"
+    assert compare_methods("opct", "sft", [sft], [eight], "m", "lower")["answer"] == "yes"
 
 
 def test_claim_run_dir_and_seed_tags(tmp_path, capsys):

@@ -364,7 +364,7 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
                     metric: str, better: str) -> dict[str, Any]:
     """Is method `a` better than `b` on a per-item metric? A paired difference over the items both
     scored and the training seeds (two-level bootstrap), called yes / no / unclear by whether its
-    95% interval excludes 0 ("tied" when every paired difference is 0), and a sentence with the numbers."""
+    95% interval excludes 0 ("tied" when the two score every item alike), and a sentence with the numbers."""
     from opct.evals.stats import seeded_paired_diff, seeded_summary
 
     diff = seeded_paired_diff(a_scores, b_scores)
@@ -372,12 +372,12 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
     lo, hi = diff["ci_low"], diff["ci_high"]
     if lo is None:
         answer = "no data"
+    elif diff["discordant"] == 0:  # the methods score every item alike
+        answer = "tied"
     elif (hi < 0) if better == "lower" else (lo > 0):
         answer = "yes"
     elif (lo > 0) if better == "lower" else (hi < 0):
         answer = "no"
-    elif lo == hi == 0:  # every resample's mean difference is 0: the methods agree on every item
-        answer = "tied"
     else:
         answer = "unclear"
     means = {m: seeded_summary(s)["value"] for m, s in ((a, a_scores), (b, b_scores))}
@@ -386,7 +386,7 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
     else:
         sentence = (f"{a.upper()} {word} {b.upper()} on {metric}: {answer} ({a.upper()} {means[a]:.3f}, "
                     f"{b.upper()} {means[b]:.3f}; difference {diff['value']:+.3f} [{lo:+.3f}, {hi:+.3f}] over "
-                    f"{diff['n']} items x {diff['seeds']} seed{'s' if diff['seeds'] != 1 else ''}; "
-                    f"{better} is better)")
+                    f"{diff['n']} items x {diff['seeds']} seed{'s' if diff['seeds'] != 1 else ''}, "
+                    f"{diff['discordant']} scored differently; {better} is better)")
     return {"a": a, "b": b, "metric": metric, "better": better, "answer": answer, "difference": diff,
             "means": means, "sentence": sentence}

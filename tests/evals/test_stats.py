@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from opct.evals.stats import (bootstrap_ci, cluster_summary, paired_diff_summary, seeded_paired_diff, seeded_summary,
-                              summarize,
-                              wilson_interval)
+from opct.evals.stats import (bootstrap_ci, cluster_summary, newcombe_paired_interval, paired_diff_summary,
+                              seeded_paired_diff, seeded_summary, summarize, wilson_interval)
 
 
 def test_summarize_binary():
@@ -79,11 +78,40 @@ def test_paired_diff():
     assert d["value"] == pytest.approx(np.mean(a) - np.mean(b))
     assert d["n"] == 8
     assert d["ci_low"] <= d["value"] <= d["ci_high"]
-    # identical arrays: zero difference, zero-width CI (pairing removes all spread)
-    assert paired_diff_summary(a, a) == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 8}
+    # identical scores: zero difference, zero-width CI (pairing removes all spread)
+    scores = [0.5, 0.25, 1.5, 0.75]
+    assert paired_diff_summary(scores, scores) == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 4}
+    # identical rates are not certainty: 8 items that agree leave room for a difference
+    same = paired_diff_summary(a, a)
+    assert same["value"] == 0.0 and same["ci_low"] < -0.05 and same["ci_high"] > 0.05
     assert paired_diff_summary([], [])["value"] is None
     with pytest.raises(ValueError):
         paired_diff_summary([1, 0], [1])
+
+
+def test_newcombe_paired_interval():
+    # The paired 2x2 table (59, 6; 16, 80) of Fagerland, Lydersen and Laake's chapter 8: difference
+    # -0.0621, Newcombe's square-and-add interval [-0.1186, -0.0046] (their R package's test).
+    lo, hi = newcombe_paired_interval(59, 6, 16, 80)
+    assert (round(lo, 4), round(hi, 4)) == (-0.1186, -0.0046)
+    swapped = newcombe_paired_interval(59, 16, 6, 80)  # the two sides swapped: the interval mirrored
+    assert swapped == pytest.approx((0.0046, 0.1186), abs=1e-4)
+
+
+def test_sparse_paired_rates_cover_newcombe():
+    """4 of 128 items differ, all one way: the percentile bootstrap excludes 0, a score interval does not."""
+    a, b = [1.0] * 4 + [0.0] * 124, [0.0] * 128
+    d = paired_diff_summary(a, b)
+    assert d["value"] == pytest.approx(4 / 128)
+    assert d["ci_low"] < 0 < d["ci_high"]
+    assert bootstrap_ci([x - y for x, y in zip(a, b)])[0] > 0  # what the bootstrap alone said
+    items = [f"q{i}" for i in range(128)]
+    sa, sb = dict(zip(items, a)), dict(zip(items, b))
+    seeded = seeded_paired_diff([sa, sa], [sb, sb])
+    assert seeded["ci_low"] < 0 and seeded["discordant"] == 8
+    # continuous scores keep the bootstrap
+    cont = seeded_paired_diff([{k: v * 0.5 for k, v in sa.items()}], [sb])
+    assert cont["ci_low"] > 0 and cont["discordant"] == 4
 
 
 def test_seeded_paired_diff_one_seed_is_the_item_bootstrap():

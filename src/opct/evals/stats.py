@@ -5,7 +5,10 @@ where value is the mean of per-item scores. For 0/1 indicators (rates) the 95% C
 score interval; for other scores it is a percentile bootstrap over items with a fixed seed, so
 reruns give identical numbers. The bootstrap cannot be used for rates: it collapses to a point
 when every item scores the same (0 of 128 would read 0.000 [0.000, 0.000]; Wilson gives
-[0.000, 0.029]) and is too narrow near 0 and 1.
+[0.000, 0.029]) and is too narrow near 0 and 1. Likewise a paired difference of two rates: when
+few items differ, the bootstrap excludes 0 on 4 items out of 128 that all differ one way (an exact
+sign test gives p = 0.125), so its interval also covers Newcombe's score interval for paired
+proportions.
 """
 
 from __future__ import annotations
@@ -63,11 +66,7 @@ def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> tuple[floa
     """The Wilson score interval of a proportion `successes / n`."""
     if n < 1:
         raise ValueError("wilson_interval needs n >= 1")
-    z = NormalDist().inv_cdf(1 - alpha / 2)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return _wilson_real(successes, n, alpha)
 
 
 def is_binary(arr: np.ndarray) -> bool:
@@ -141,7 +140,47 @@ def paired_diff_summary(
     if a_arr.shape != b_arr.shape:
         raise ValueError(f"paired arrays differ in length: {a_arr.size} vs {b_arr.size}")
     # resampling item indices and differencing means == bootstrapping the per-item differences
-    return _bootstrap_summary(a_arr - b_arr, n_boot, alpha, seed)
+    out = _bootstrap_summary(a_arr - b_arr, n_boot, alpha, seed)
+    if a_arr.size and is_binary(a_arr) and is_binary(b_arr):
+        out["ci_low"], out["ci_high"] = _covering_newcombe(out["ci_low"], out["ci_high"], a_arr[None], b_arr[None], alpha)
+    return out
+
+
+def newcombe_paired_interval(both: float, only_a: float, only_b: float, neither: float,
+                             alpha: float = 0.05) -> tuple[float, float]:
+    """Newcombe's (1998, method 10) score interval for p_a - p_b from paired 0/1 outcomes, given
+    the counts of the 2x2 table (real-valued counts are allowed: averages over seeds)."""
+    n = both + only_a + only_b + neither
+    if n <= 0:
+        raise ValueError("newcombe_paired_interval needs at least one pair")
+    p_a, p_b = (both + only_a) / n, (both + only_b) / n
+    l_a, u_a = _wilson_real(both + only_a, n, alpha)
+    l_b, u_b = _wilson_real(both + only_b, n, alpha)
+    # The correlation of the pair, with Newcombe's correction: positive values are shrunk by n / 2.
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    cross = both * neither - only_a * only_b
+    cross = cross - n / 2 if cross > n / 2 else min(cross, 0.0)
+    phi = cross / sqrt(margins) if margins > 0 else 0.0
+    diff = p_a - p_b
+    lo = diff - sqrt(max(0.0, (p_a - l_a) ** 2 - 2 * phi * (p_a - l_a) * (u_b - p_b) + (u_b - p_b) ** 2))
+    hi = diff + sqrt(max(0.0, (u_a - p_a) ** 2 - 2 * phi * (u_a - p_a) * (p_b - l_b) + (p_b - l_b) ** 2))
+    return max(-1.0, lo), min(1.0, hi)
+
+
+def _wilson_real(successes: float, n: float, alpha: float) -> tuple[float, float]:
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * sqrt(max(0.0, p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _covering_newcombe(lo: float, hi: float, a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[float, float]:
+    """(lo, hi) widened to cover Newcombe's interval for 0/1 matrices a, b of shape (seeds, items):
+    the 2x2 counts are averaged over seeds, and the items are the independent units."""
+    counts = [float(((a == x) & (b == y)).sum(1).mean()) for x, y in ((1, 1), (1, 0), (0, 1), (0, 0))]
+    n_lo, n_hi = newcombe_paired_interval(*counts, alpha=alpha)
+    return min(lo, n_lo), max(hi, n_hi)
 
 
 def _seed_item_matrix(scores: Sequence[dict[str, float]], ids: Sequence[str]) -> np.ndarray:
@@ -153,14 +192,24 @@ def seeded_paired_diff(a: Sequence[dict[str, float]], b: Sequence[dict[str, floa
     """mean(a) - mean(b) over training seeds and items, with a two-level paired bootstrap: seeds
     are resampled, then items (the same items for both sides, so their correlation narrows the
     interval). `a[k]` and `b[k]` are {item id: score} for seed k; only ids every seed scored are
-    used. With one seed this is `paired_diff_summary` over the shared items. Same keys as
-    `summarize`, plus "seeds"."""
+    used. For 0/1 scores the interval also covers Newcombe's paired interval (the 2x2 counts
+    averaged over seeds, n = the items). With one seed this is `paired_diff_summary` over the
+    shared items. Same keys as `summarize`, plus "seeds" and "discordant" (the (seed, item) pairs
+    whose scores differ)."""
     if len(a) != len(b) or not a:
         raise ValueError(f"seeded_paired_diff needs the same number of seeds on both sides, got {len(a)} and {len(b)}")
     ids = sorted(set.intersection(*(set(s) for s in [*a, *b])))
     if not ids:
-        return {**_empty(), "seeds": len(a)}
-    diff = _seed_item_matrix(a, ids) - _seed_item_matrix(b, ids)  # (seeds, items)
+        return {**_empty(), "seeds": len(a), "discordant": 0}
+    a_mat, b_mat = _seed_item_matrix(a, ids), _seed_item_matrix(b, ids)  # (seeds, items)
+    out = _seeded_bootstrap(a_mat - b_mat, n_boot, alpha, seed)
+    if is_binary(a_mat) and is_binary(b_mat):
+        out["ci_low"], out["ci_high"] = _covering_newcombe(out["ci_low"], out["ci_high"], a_mat, b_mat, alpha)
+    return {**out, "seeds": len(a), "discordant": int((a_mat != b_mat).sum())}
+
+
+def _seeded_bootstrap(diff: np.ndarray, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:
+    """The mean of a (seeds, items) matrix with the two-level percentile bootstrap."""
     value = float(diff.mean())
     if diff.size == 1 or np.all(diff == diff.flat[0]):
         lo = hi = value
@@ -170,7 +219,7 @@ def seeded_paired_diff(a: Sequence[dict[str, float]], b: Sequence[dict[str, floa
         i_idx = rng.integers(0, diff.shape[1], size=(n_boot, diff.shape[1]))
         boots = diff[s_idx[:, :, None], i_idx[:, None, :]].mean(axis=(1, 2))
         lo, hi = (float(x) for x in np.quantile(boots, [alpha / 2, 1 - alpha / 2]))
-    return {"value": value, "ci_low": lo, "ci_high": hi, "n": len(ids), "seeds": len(a)}
+    return {"value": value, "ci_low": lo, "ci_high": hi, "n": diff.shape[1]}
 
 
 def seeded_summary(scores: Sequence[dict[str, float]], n_boot: int = 1000, alpha: float = 0.05,
@@ -179,8 +228,13 @@ def seeded_summary(scores: Sequence[dict[str, float]], n_boot: int = 1000, alpha
     `seeded_paired_diff` (against zero). For 0/1 scores the interval also covers the Wilson
     interval over the items (the mean rate, n = items), which the bootstrap can undercut near 0
     and 1 (it collapses when every answer scores the same); with one seed it is that interval."""
-    out = seeded_paired_diff(scores, [dict.fromkeys(s, 0.0) for s in scores], n_boot, alpha, seed)
-    if out["n"] and is_binary(np.array([v for s in scores for v in s.values()], dtype=float)):
+    if not scores:
+        raise ValueError("seeded_summary needs at least one seed")
+    ids = sorted(set.intersection(*(set(s) for s in scores)))
+    if not ids:
+        return {**_empty(), "seeds": len(scores)}
+    out = {**_seeded_bootstrap(_seed_item_matrix(scores, ids), n_boot, alpha, seed), "seeds": len(scores)}
+    if is_binary(np.array([v for s in scores for v in s.values()], dtype=float)):
         if len(scores) > 1:
             lo, hi = _covering_wilson(out["ci_low"], out["ci_high"], out["value"], out["n"], alpha)
         else:
