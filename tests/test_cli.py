@@ -142,6 +142,25 @@ def test_bad_demo_set_option(tmp_path, capsys):
     assert not (tmp_path / "d").exists()  # refused before anything was written
 
 
+def test_resume_keeps_the_runs_axis_organism_and_profile(tmp_path, capsys):
+    """--resume without --axis / --organism / --profile continues the run in --out as it was started
+    (its recorded settings), and says so; the bad --set / --methods then stop it before any work."""
+    demo = tmp_path / "d"
+    demo.mkdir()
+    (demo / "demo_config.json").write_text(json.dumps({"axis": "jailbreak", "profile": "quick"}))
+    code, out, err = run_cli(capsys, "demo", "--resume", "--out", demo, "--set", "bct.max_steps=3")
+    assert code == 2 and "--resume keeps the run's --axis jailbreak, --profile quick" in out
+    code, out, _ = run_cli(capsys, "demo", "--resume", "--axis", "safety", "--out", demo, "--set", "bct.max_steps=3")
+    assert code == 2 and "--resume keeps the run's --profile quick" in out and "--axis" not in out  # a given flag wins
+    everything = tmp_path / "a"
+    (everything / "spurious").mkdir(parents=True)
+    (everything / "spurious" / "audit_config.json").write_text(json.dumps({"organism": "spurious", "profile": "quick"}))
+    code, out, err = run_cli(capsys, "audit", "--resume", "--out", everything, "--methods", "greedy,vibes")
+    assert code == 2 and "--resume keeps the run's --organism all, --profile quick" in out and "vibes" in err
+    code, out, _ = run_cli(capsys, "audit", "--out", everything, "--methods", "greedy,vibes")  # no --resume
+    assert code == 2 and "keeps" not in out
+
+
 def test_bad_pair_file(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     good = {"id": "a", "axis": "x", "clean": [{"role": "user", "content": "q"}],

@@ -25,12 +25,13 @@ def add_demo(sub) -> None:
         epilog="profiles: " + "; ".join(f"{name}/{k}: {v.describe()}" for name, ax in AXES.items()
                                         for k, v in ax.profiles.items()),
     )
-    p.add_argument("--axis", default="sycophancy", choices=[*AXES, "all"],
-                   help="which safety axis the study is about; all: the three, each in OUT/AXIS, with one report")
-    p.add_argument("--profile", default="default", choices=sorted({k for ax in AXES.values() for k in ax.profiles}),
-                   help="default: Qwen-Coder 1.5B for sycophancy, 0.5B for the other axes (tens of minutes on a "
-                   "laptop CPU); quick: SmolLM2 (minutes; it answers multiple-choice questions at chance, so its "
-                   "sycophancy run checks the pipeline only)")
+    p.add_argument("--axis", choices=[*AXES, "all"],
+                   help="which safety axis the study is about (default: sycophancy; with --resume, the run's); "
+                   "all: the three, each in OUT/AXIS, with one report")
+    p.add_argument("--profile", choices=sorted({k for ax in AXES.values() for k in ax.profiles}),
+                   help="default (the default; with --resume, the run's): Qwen-Coder 1.5B for sycophancy, 0.5B for "
+                   "the other axes (tens of minutes on a laptop CPU); quick: SmolLM2 (minutes; it answers "
+                   "multiple-choice questions at chance, so its sycophancy run checks the pipeline only)")
     p.add_argument("--out", help="run directory (default: runs/demo-PROFILE, or runs/demo-AXIS-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help="comma-separated subset of sft,opct,act (default: all)")
@@ -73,9 +74,45 @@ def train_changes(items: list[str]) -> list[tuple[str, str, object]]:
     return out
 
 
+def settings_of_run(out: str | None, config: str, parts) -> tuple[dict, bool]:
+    """What an earlier run in `out` recorded in its settings file `config`: ({} when there is none,
+    whether it is a run over every part, each in OUT/PART)."""
+    import json
+    from pathlib import Path
+
+    if not out:
+        return {}, False
+    for path, whole in [(Path(out) / config, False), *((Path(out) / part / config, True) for part in parts)]:
+        if path.is_file():
+            try:
+                return json.loads(path.read_text()), whole
+            except (OSError, ValueError):
+                return {}, False  # claim_run_dir reports an unreadable file
+    return {}, False
+
+
+def fill_from_run(a, config: str, parts, part_flag: str, defaults: dict[str, str]) -> None:
+    """On --resume, the flags among `defaults` that were left out take the run's own values, and say so;
+    otherwise (or without a run) their defaults."""
+    taken = {}
+    if a.resume:
+        before, whole = settings_of_run(a.out, config, parts)
+        for flag in defaults:
+            if getattr(a, flag) is None and flag in before:
+                taken[flag] = "all" if whole and flag == part_flag else before[flag]
+                setattr(a, flag, taken[flag])
+    if taken:
+        print("opct: --resume keeps the run's " + ", ".join(f"--{k} {v}" for k, v in taken.items()), flush=True)
+    for flag, value in defaults.items():
+        if getattr(a, flag) is None:
+            setattr(a, flag, value)
+
+
 def cmd_demo(a) -> int:
+    from opct.axes import AXES
     from opct.demo import run_all_axes, run_demo
 
+    fill_from_run(a, "demo_config.json", AXES, "axis", {"axis": "sycophancy", "profile": "default"})
     run = run_all_axes if a.axis == "all" else run_demo
     extra = {} if a.axis == "all" else {"axis": a.axis}
     run(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed, seeds=a.seeds,
@@ -101,11 +138,12 @@ def add_audit(sub) -> None:
         + " ".join(f"{kind}: {text}" for kind, text in KIND_NOTES.items())
         + " profiles: " + "; ".join(f"{k}: {v.describe()}" for k, v in PROFILES.items()),
     )
-    p.add_argument("--organism", default="sycophancy", choices=[*ORGANISMS, "all"],
-                   help="the misalignment to build and audit; all: every organism, each in OUT/ORGANISM, with a "
-                   "method x organism heatmap of the effects against the greedy control")
-    p.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                   help="default: Qwen 0.5B organisms, and sycophancy on Qwen-Coder 1.5B as it is (each organism "
+    p.add_argument("--organism", choices=[*ORGANISMS, "all"],
+                   help="the misalignment to build and audit (default: sycophancy; with --resume, the run's); all: "
+                   "every organism, each in OUT/ORGANISM, with a method x organism heatmap of the effects against "
+                   "the greedy control")
+    p.add_argument("--profile", choices=sorted(PROFILES),
+                   help="default (the default; with --resume, the run's): Qwen 0.5B organisms, and sycophancy on Qwen-Coder 1.5B as it is (each organism "
                    "19-121 min on a 2-core CPU, so --organism all takes several hours; README, 2026-12-04); quick: "
                    "SmolLM2 made into each organism first (7-14 min per organism, 42 min for all four on a slow 2-core CPU; "
                    "README, 2026-12-05)")
@@ -135,8 +173,9 @@ def add_audit(sub) -> None:
 def cmd_audit(a) -> int:
     from opct.audit import run_audit
 
-    from opct.audit.study import run_all_organisms
+    from opct.audit.study import ORGANISMS, run_all_organisms
 
+    fill_from_run(a, "audit_config.json", ORGANISMS, "organism", {"organism": "sycophancy", "profile": "default"})
     options = dict(profile=a.profile, out=a.out, model=a.model, methods=a.methods, resume=a.resume, seed=a.seed,
                    seeds=a.seeds, judge=a.judge)
     if a.organism == "all":
