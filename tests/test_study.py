@@ -14,7 +14,7 @@ def test_verdict_yes_no_unclear():
     mixed = {i: float(n % 2) for n, i in enumerate(items)}
     yes = compare_methods("opct", "sft", [low], [high], "sycophancy rate", "lower")
     assert yes["answer"] == "yes" and yes["sentence"].startswith("OPCT below SFT on sycophancy rate: yes (OPCT 0.000")
-    assert "40 items x 1 seed, 40 scored differently;" in yes["sentence"]
+    assert "40 items x 1 seed, 40 scored differently, sign-flip p = 5e-05;" in yes["sentence"]
     assert compare_methods("opct", "sft", [high], [low], "m", "lower")["answer"] == "no"
     assert compare_methods("opct", "sft", [high], [low], "m", "higher")["answer"] == "yes"
     assert compare_methods("opct", "sft", [high], [low], "m", "higher")["sentence"].startswith("OPCT above SFT")
@@ -35,6 +35,12 @@ def test_verdict_needs_more_than_a_few_differing_items():
     assert compare_methods("opct", "sft", [four, four], [sft, sft], "m", "lower")["answer"] == "unclear"
     assert compare_methods("opct", "sft", [eight], [sft], "m", "lower")["answer"] == "no"
     assert compare_methods("opct", "sft", [sft], [eight], "m", "lower")["answer"] == "yes"
+    # pass rates per fact, 4 of 20 facts 0.25 higher: the bootstrap alone excluded 0
+    facts = [f"f{i}" for i in range(20)]
+    base = dict.fromkeys(facts, 0.0)
+    up = {**base, **dict.fromkeys(facts[:4], 0.25)}
+    assert compare_methods("opct", "sft", [up], [base], "pass rate", "higher")["answer"] == "unclear"
+    assert compare_methods("opct", "sft", [up], [base], "pass rate", "higher")["difference"]["ci_low"] > 0
 
 
 def test_claim_run_dir_and_seed_tags(tmp_path, capsys):

@@ -363,8 +363,9 @@ def mean_over_seeds(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scores: Sequence[dict[str, float]],
                     metric: str, better: str) -> dict[str, Any]:
     """Is method `a` better than `b` on a per-item metric? A paired difference over the items both
-    scored and the training seeds (two-level bootstrap), called yes / no / unclear by whether its
-    95% interval excludes 0 ("tied" when the two score every item alike), and a sentence with the numbers."""
+    scored and the training seeds (two-level bootstrap; for rates at least Newcombe's interval),
+    called yes / no when its 95% interval excludes 0 and the sign-flip test agrees (p < 0.05), else
+    unclear ("tied" when the two score every item alike); and a sentence with the numbers."""
     from opct.evals.stats import seeded_paired_diff, seeded_summary
 
     diff = seeded_paired_diff(a_scores, b_scores)
@@ -374,6 +375,8 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
         answer = "no data"
     elif diff["discordant"] == 0:  # the methods score every item alike
         answer = "tied"
+    elif diff["p"] >= 0.05:
+        answer = "unclear"
     elif (hi < 0) if better == "lower" else (lo > 0):
         answer = "yes"
     elif (lo > 0) if better == "lower" else (hi < 0):
@@ -387,6 +390,6 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
         sentence = (f"{a.upper()} {word} {b.upper()} on {metric}: {answer} ({a.upper()} {means[a]:.3f}, "
                     f"{b.upper()} {means[b]:.3f}; difference {diff['value']:+.3f} [{lo:+.3f}, {hi:+.3f}] over "
                     f"{diff['n']} items x {diff['seeds']} seed{'s' if diff['seeds'] != 1 else ''}, "
-                    f"{diff['discordant']} scored differently; {better} is better)")
+                    f"{diff['discordant']} scored differently, sign-flip p = {diff['p']:.3g}; {better} is better)")
     return {"a": a, "b": b, "metric": metric, "better": better, "answer": answer, "difference": diff,
             "means": means, "sentence": sentence}

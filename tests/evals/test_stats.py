@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from opct.evals.stats import (bootstrap_ci, cluster_summary, newcombe_paired_interval, paired_diff_summary,
-                              seeded_paired_diff, seeded_summary, summarize, wilson_interval)
+                              seeded_paired_diff, seeded_summary, sign_flip_p, summarize, wilson_interval)
 
 
 def test_summarize_binary():
@@ -112,6 +112,27 @@ def test_sparse_paired_rates_cover_newcombe():
     # continuous scores keep the bootstrap
     cont = seeded_paired_diff([{k: v * 0.5 for k, v in sa.items()}], [sb])
     assert cont["ci_low"] > 0 and cont["discordant"] == 4
+
+
+def test_sign_flip_p():
+    assert sign_flip_p([1, 1, 1, 1, 0, 0]) == pytest.approx(2 / 16)  # the exact sign test's 0.125
+    assert sign_flip_p([1.0] * 6) == pytest.approx(2 / 64)
+    assert sign_flip_p([1, 1, 1, -1]) == pytest.approx(1 - 6 / 16)
+    assert sign_flip_p([0.0, 0.0]) == 1.0
+    assert sign_flip_p([0.5, 0.25, 0.25]) == pytest.approx(2 / 8)  # sizes count: only the all-same signs reach 1.0
+    many = sign_flip_p([1.0] * 30)  # past 16 items: random signs, seeded
+    assert many < 0.001 and many == sign_flip_p([1.0] * 30)
+    assert sign_flip_p([1.0, -1.0] * 15) > 0.9
+
+
+def test_sparse_continuous_differences_need_the_sign_flip_test():
+    """Pass rates per fact: 4 of 20 facts up by 0.25, none down. The bootstrap interval excludes 0;
+    the sign-flip test (p = 0.125) does not call it."""
+    facts = [f"f{i}" for i in range(20)]
+    a = {f: (0.25 if i < 4 else 0.0) for i, f in enumerate(facts)}
+    b = dict.fromkeys(facts, 0.0)
+    d = seeded_paired_diff([a], [b])
+    assert d["ci_low"] > 0 and d["p"] == pytest.approx(0.125)
 
 
 def test_seeded_paired_diff_one_seed_is_the_item_bootstrap():
