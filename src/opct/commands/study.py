@@ -131,7 +131,8 @@ def add_audit(sub) -> None:
         + "; ".join(f"{name}: {o.taught}" for name, o in ORGANISMS.items())
         + "), then consistency-trains the organism with each method on disjoint prompts "
         "and measures the misalignment again. Each method's change from the organism is a paired difference over "
-        "the same test items with a 95% bootstrap CI: amplified, suppressed, or no clear change. Writes "
+        "the same test items with a 95% CI (bootstrap, at least Newcombe's paired interval for rates): amplified or "
+        "suppressed when it excludes 0 and the paired sign-flip test agrees (p < 0.05), else no clear change. Writes "
         "DIR/results.json, DIR/report.md, DIR/report.html and DIR/audit_effects.png. Finished phases are kept: "
         "after Ctrl-C or a kill, rerun with --resume.",
         epilog="methods: " + "; ".join(f"{k} ({v[0]})" for k, v in AUDIT_METHODS.items()) + ". "
