@@ -135,7 +135,8 @@ def paired_diff_summary(
     seed: int = 0,
 ) -> dict[str, Any]:
     """mean(a) - mean(b) for two scores on the same items, with a paired bootstrap CI (items are
-    resampled together, so the per-item correlation narrows the interval). Same keys as `summarize`."""
+    resampled together, so the per-item correlation narrows the interval); for two 0/1 scores at
+    least Newcombe's paired interval. Same keys as `summarize`."""
     a_arr, b_arr = _as_array(a), _as_array(b)
     if a_arr.shape != b_arr.shape:
         raise ValueError(f"paired arrays differ in length: {a_arr.size} vs {b_arr.size}")
