@@ -14,7 +14,7 @@ def test_verdict_yes_no_unclear():
     mixed = {i: float(n % 2) for n, i in enumerate(items)}
     yes = compare_methods("opct", "sft", [low], [high], "sycophancy rate", "lower")
     assert yes["answer"] == "yes" and yes["sentence"].startswith("OPCT below SFT on sycophancy rate: yes (OPCT 0.000")
-    assert "40 items x 1 seed, 40 scored differently, sign-flip p = 5e-05;" in yes["sentence"]
+    assert "40 items x 1 seed, 40 scored differently, sign-flip p < 0.001;" in yes["sentence"]
     assert compare_methods("opct", "sft", [high], [low], "m", "lower")["answer"] == "no"
     assert compare_methods("opct", "sft", [high], [low], "m", "higher")["answer"] == "yes"
     assert compare_methods("opct", "sft", [high], [low], "m", "higher")["sentence"].startswith("OPCT above SFT")

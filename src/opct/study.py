@@ -360,6 +360,10 @@ def mean_over_seeds(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the verdict
 
 
+def _p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
 def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scores: Sequence[dict[str, float]],
                     metric: str, better: str) -> dict[str, Any]:
     """Is method `a` better than `b` on a per-item metric? A paired difference over the items both
@@ -390,6 +394,6 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
         sentence = (f"{a.upper()} {word} {b.upper()} on {metric}: {answer} ({a.upper()} {means[a]:.3f}, "
                     f"{b.upper()} {means[b]:.3f}; difference {diff['value']:+.3f} [{lo:+.3f}, {hi:+.3f}] over "
                     f"{diff['n']} items x {diff['seeds']} seed{'s' if diff['seeds'] != 1 else ''}, "
-                    f"{diff['discordant']} scored differently, sign-flip p = {diff['p']:.3g}; {better} is better)")
+                    f"{diff['discordant']} scored differently, sign-flip {_p_text(diff['p'])}; {better} is better)")
     return {"a": a, "b": b, "metric": metric, "better": better, "answer": answer, "difference": diff,
             "means": means, "sentence": sentence}
