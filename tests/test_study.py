@@ -62,6 +62,18 @@ def test_claim_run_dir_and_seed_tags(tmp_path, capsys):
     assert split_seed_tag("x-sample") == ("x-sample", 0)  # "-s" not followed by a seed number is part of the name
 
 
+def test_a_damaged_settings_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "run" / "config.json"
+    path.parent.mkdir()
+    path.write_text('{"a": 1,\n  "b": }')
+    with pytest.raises(UserError, match=r"config.json:2: not the JSON object of settings .*column 8"):
+        claim_run_dir(path, {"a": 1}, resume=True, error=UserError)
+    path.write_text("[1, 2]")
+    with pytest.raises(UserError, match="got list"):
+        claim_run_dir(path, {"a": 1}, resume=True, error=UserError)
+    assert path.read_text() == "[1, 2]"  # nothing overwritten
+
+
 def test_a_retired_setting_blocks_a_resume_only_when_it_was_used(tmp_path):
     """whitebox_budget (gone; now the `attackers` setting) at 0 meant no white-box attacker."""
     old = tmp_path / "old" / "config.json"

@@ -115,7 +115,14 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
     if settings_path.exists():
         if not resume:
             raise error(f"{root} holds an earlier run; pass --resume to continue it, or choose another --out")
-        before = json.loads(settings_path.read_text())
+        try:
+            before = json.loads(settings_path.read_text())
+        except json.JSONDecodeError as e:
+            raise error(f"{settings_path}:{e.lineno}: not the JSON object of settings this run was started with "
+                        f"({e.msg}, column {e.colno}); restore it, or choose another --out") from None
+        if not isinstance(before, dict):
+            raise error(f"{settings_path}: expected the JSON object of settings this run was started with, "
+                        f"got {type(before).__name__}; restore it, or choose another --out")
         now = json.loads(json.dumps(settings))
         for key, value in json.loads(json.dumps(defaults or {})).items():
             if key not in before and now.get(key) == value:
