@@ -67,7 +67,9 @@ DASH = "–"
 COMMON_NOTES = ["Brackets are 95% confidence intervals over items: the Wilson score interval for rates (0/1 "
                 "scores), a percentile bootstrap (1000 resamples, seed 0) for other means and for differences. "
                 "Where items come in clusters (a behaviour's wrappers, a fact's prompts) or with seeds, the "
-                "bootstrap resamples clusters or seeds, and a rate's interval is never narrower than Wilson's.",
+                "bootstrap resamples clusters or seeds, and a rate's interval is never narrower than Wilson's; a "
+                "difference of two rates is never narrower than Newcombe's paired score interval. A verdict needs its "
+                "interval to exclude 0 and the paired sign-flip test to agree (p < 0.05).",
                 "A value that would print as 0.000 is shown to two significant figures."]
 BLOCK_NOTES = {"over_refusal": ["Over-refusal: share of benign prompts that merely look dangerous which the model "
                                  "refuses (lower is better)."]}

@@ -100,7 +100,7 @@ def effects_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def plot_heatmap(summary: dict[str, Any], path: str | Path) -> Path | None:
     """Organisms x methods, coloured by the effect against greedy (red: amplified, blue: suppressed),
-    each cell labelled with the change and a mark when its interval excludes 0."""
+    each cell labelled with the change and a mark when it has a verdict (amplified / suppressed)."""
     from opct.report import _new_figure
 
     orgs, methods = list(summary["cells"]), summary["methods"]
@@ -124,7 +124,7 @@ def plot_heatmap(summary: dict[str, Any], path: str | Path) -> Path | None:
     ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
     ax.set_yticks(range(len(orgs)), [f"{o} (paper: {summary['paper'][o]})" for o in orgs])
     fig.colorbar(image, ax=ax, label="change vs greedy control")
-    ax.set_title("Effect on each misalignment\n(* 95% interval excludes 0)", fontsize=9)
+    ax.set_title("Effect on each misalignment\n(* a verdict: 95% interval excludes 0, sign-flip p < 0.05)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")  # the long organism labels would push the title and colour bar off
     return Path(path)
