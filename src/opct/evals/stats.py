@@ -223,8 +223,11 @@ def sign_flip_p(diffs: Sequence[float] | np.ndarray, draws: int = 20000, seed: i
     if d.size <= 16:
         signs = ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1) * 2 - 1
         return float(np.mean(np.abs(signs @ d) >= observed))
-    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(draws, d.size))
-    return float((1 + np.sum(np.abs(signs @ d) >= observed)) / (draws + 1))
+    rng, extreme = np.random.default_rng(seed), 0
+    for start in range(0, draws, 1000):  # blocks keep memory bounded for long evaluations
+        signs = rng.choice([-1.0, 1.0], size=(min(1000, draws - start), d.size))
+        extreme += int(np.sum(np.abs(signs @ d) >= observed))
+    return float((1 + extreme) / (draws + 1))
 
 
 def _seeded_bootstrap(diff: np.ndarray, n_boot: int, alpha: float, seed: int) -> dict[str, Any]:
