@@ -10,7 +10,7 @@ import platform
 from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from opct.files import write_json
 
@@ -136,6 +136,22 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
                         + ("; ..." if len(changed) > 8 else "") + ". Use another --out")
         print(f"opct: resuming the run in {root} (finished phases are kept)", flush=True)
     write_json(settings_path, settings)
+
+
+def recorded_settings(out: str | None, config: str, parts: Iterable[str]) -> tuple[dict[str, Any], bool]:
+    """The settings an earlier run in `out` recorded in its file `config` ({} when there is none or it
+    cannot be read: `claim_run_dir` reports that), and whether it is a run over every part (an axis,
+    an organism), each in OUT/PART with its own file."""
+    if not out:
+        return {}, False
+    for path, whole in [(Path(out) / config, False), *((Path(out) / part / config, True) for part in parts)]:
+        if path.is_file():
+            try:
+                found = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return {}, False
+            return (found, whole) if isinstance(found, dict) else ({}, False)
+    return {}, False
 
 
 class ModelsOnDemand:

@@ -74,29 +74,14 @@ def train_changes(items: list[str]) -> list[tuple[str, str, object]]:
     return out
 
 
-def settings_of_run(out: str | None, config: str, parts) -> tuple[dict, bool]:
-    """What an earlier run in `out` recorded in its settings file `config`: ({} when there is none,
-    whether it is a run over every part, each in OUT/PART)."""
-    import json
-    from pathlib import Path
-
-    if not out:
-        return {}, False
-    for path, whole in [(Path(out) / config, False), *((Path(out) / part / config, True) for part in parts)]:
-        if path.is_file():
-            try:
-                return json.loads(path.read_text()), whole
-            except (OSError, ValueError):
-                return {}, False  # claim_run_dir reports an unreadable file
-    return {}, False
-
-
 def fill_from_run(a, config: str, parts, part_flag: str, defaults: dict[str, str]) -> None:
     """On --resume, the flags among `defaults` that were left out take the run's own values, and say so;
     otherwise (or without a run) their defaults."""
+    from opct.study import recorded_settings
+
     taken = {}
     if a.resume:
-        before, whole = settings_of_run(a.out, config, parts)
+        before, whole = recorded_settings(a.out, config, parts)
         for flag in defaults:
             if getattr(a, flag) is None and flag in before:
                 taken[flag] = "all" if whole and flag == part_flag else before[flag]

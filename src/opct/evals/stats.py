@@ -203,11 +203,11 @@ def seeded_paired_diff(a: Sequence[dict[str, float]], b: Sequence[dict[str, floa
     if not ids:
         return {**_empty(), "seeds": len(a), "discordant": 0}
     a_mat, b_mat = _seed_item_matrix(a, ids), _seed_item_matrix(b, ids)  # (seeds, items)
-    out = _seeded_bootstrap(a_mat - b_mat, n_boot, alpha, seed)
+    diff = a_mat - b_mat
+    out = _seeded_bootstrap(diff, n_boot, alpha, seed)
     if is_binary(a_mat) and is_binary(b_mat):
         out["ci_low"], out["ci_high"] = _covering_newcombe(out["ci_low"], out["ci_high"], a_mat, b_mat, alpha)
-    return {**out, "seeds": len(a), "discordant": int((a_mat != b_mat).sum()),
-            "p": sign_flip_p((a_mat - b_mat).mean(0), seed=seed)}
+    return {**out, "seeds": len(a), "discordant": int((diff != 0).sum()), "p": sign_flip_p(diff.mean(0), seed=seed)}
 
 
 def sign_flip_p(diffs: Sequence[float] | np.ndarray, draws: int = 20000, seed: int = 0) -> float:
