@@ -5,7 +5,7 @@ import json
 import pytest
 
 from opct.errors import UserError
-from opct.study import claim_run_dir, compare_methods, mean_over_seeds, seed_tag, split_seed_tag
+from opct.study import IN_USE, _process_start, claim_run_dir, compare_methods, mean_over_seeds, seed_tag, split_seed_tag
 
 
 def test_verdict_yes_no_unclear():
@@ -60,6 +60,42 @@ def test_claim_run_dir_and_seed_tags(tmp_path, capsys):
     assert [seed_tag(k) for k in range(3)] == ["", "-s1", "-s2"]
     assert [split_seed_tag(f"self_certainty{seed_tag(k)}") for k in range(3)] == [("self_certainty", k) for k in range(3)]
     assert split_seed_tag("x-sample") == ("x-sample", 0)  # "-s" not followed by a seed number is part of the name
+
+
+def test_a_run_in_use_by_another_process_is_not_entered(tmp_path, capsys):
+    """A second process on the same run directory stops; a mark left by a process that is gone is taken over."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "run" / "config.json"
+    claim_run_dir(path, {"a": 1}, resume=False, error=UserError)
+    mark = path.parent / IN_USE
+    assert mark.read_text().split()[0] == str(os.getpid())
+    claim_run_dir(path, {"a": 1}, resume=True, error=UserError)  # this process again: its own run
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        mark.write_text(f"{other.pid} {_process_start(other.pid)}\n")
+        with pytest.raises(UserError, match=rf"in use by process {other.pid}"):
+            claim_run_dir(path, {"a": 1}, resume=True, error=UserError)
+        assert mark.read_text().split()[0] == str(other.pid)  # left to its owner
+        if _process_start(other.pid):  # where /proc tells start times: a reused pid is not the run's process
+            mark.write_text(f"{other.pid} 1\n")
+            claim_run_dir(path, {"a": 1}, resume=True, error=UserError)
+            mark.write_text(f"{other.pid} {_process_start(other.pid)}\n")
+    finally:
+        other.kill()
+        other.wait()
+    capsys.readouterr()
+    claim_run_dir(path, {"a": 1}, resume=True, error=UserError)  # its holder is gone now
+    assert f"left by process {other.pid}, which has ended" in capsys.readouterr().out
+    assert mark.read_text().split()[0] == str(os.getpid())
+    refused = tmp_path / "refused" / "config.json"
+    refused.parent.mkdir()
+    refused.write_text(json.dumps({"a": 2}))
+    with pytest.raises(UserError, match="other settings"):
+        claim_run_dir(refused, {"a": 1}, resume=True, error=UserError)
+    assert not (refused.parent / IN_USE).exists()  # a refused run is not marked
 
 
 def test_a_damaged_settings_file_is_a_clear_error(tmp_path):

@@ -110,8 +110,10 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
     `resume` and the same settings (so finished phases are never mixed with other settings). A
     top-level setting the earlier run's code did not have yet counts as the same when it holds its
     value in `defaults` (the behaviour from before it existed); one the code no longer has counts as
-    the same when it holds its value in `RETIRED_SETTINGS`."""
+    the same when it holds its value in `RETIRED_SETTINGS`. A directory another live process works in
+    is refused; the one claimed is marked as this process's (`hold_run_dir`)."""
     root = settings_path.parent
+    check_run_dir_free(root, error)
     if settings_path.exists():
         if not resume:
             raise error(f"{root} holds an earlier run; pass --resume to continue it, or choose another --out")
@@ -135,7 +137,69 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
             raise error(f"{root} was started with other settings ({settings_path}): " + "; ".join(changed[:8])
                         + ("; ..." if len(changed) > 8 else "") + ". Use another --out")
         print(f"opct: resuming the run in {root} (finished phases are kept)", flush=True)
+    hold_run_dir(root)
     write_json(settings_path, settings)
+
+
+IN_USE = ".in_use"  # a run directory's mark: the pid of the process working in it
+
+
+def check_run_dir_free(root: Path, error: type[Exception]) -> None:
+    """Stop when another live process works in `root` (a `--resume` typed while the first run still
+    goes on would train the same phases twice); a mark left by a process that is gone (killed, or
+    the machine restarted) is taken over, and said so."""
+    import os
+
+    try:
+        holder, *started = (root / IN_USE).read_text().split()
+        holder = int(holder)
+    except (OSError, ValueError):
+        return
+    if holder == os.getpid():
+        return
+    if _process_alive(holder) and started[:1] in ([], [_process_start(holder)]):
+        raise error(f"{root} is in use by process {holder} (another opct run); let it finish or stop it, then --resume")
+    print(f"opct: {root} was left by process {holder}, which has ended; this run takes it over", flush=True)
+
+
+def hold_run_dir(root: Path) -> None:
+    """Mark `root` as in use by this process until it exits."""
+    import atexit
+    import os
+
+    mark, pid = root / IN_USE, os.getpid()
+    root.mkdir(parents=True, exist_ok=True)
+    mark.write_text(" ".join(filter(None, [str(pid), _process_start(pid)])) + "\n")
+    atexit.register(_release_run_dir, mark, pid)
+
+
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def _process_start(pid: int) -> str:
+    """When a process started (clock ticks since boot, Linux), so that a mark is not mistaken for a live
+    run when the pid is reused after a restart; "" where /proc cannot tell."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _release_run_dir(mark: Path, pid: int) -> None:
+    try:
+        if int(mark.read_text().split()[0]) == pid:
+            mark.unlink()
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 def recorded_settings(out: str | None, config: str, parts: Iterable[str]) -> tuple[dict[str, Any], bool]:
