@@ -4,8 +4,10 @@ capability panel, training seeds, and the paired verdict between two methods."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import os
 import platform
 from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields
@@ -141,15 +143,13 @@ def claim_run_dir(settings_path: Path, settings: dict[str, Any], resume: bool, e
     write_json(settings_path, settings)
 
 
-IN_USE = ".in_use"  # a run directory's mark: the pid of the process working in it
+IN_USE = ".in_use"  # a run directory's mark: the pid (and start time) of the process working in it
 
 
 def check_run_dir_free(root: Path, error: type[Exception]) -> None:
     """Stop when another live process works in `root` (a `--resume` typed while the first run still
     goes on would train the same phases twice); a mark left by a process that is gone (killed, or
     the machine restarted) is taken over, and said so."""
-    import os
-
     try:
         holder, *started = (root / IN_USE).read_text().split()
         holder = int(holder)
@@ -164,9 +164,6 @@ def check_run_dir_free(root: Path, error: type[Exception]) -> None:
 
 def hold_run_dir(root: Path) -> None:
     """Mark `root` as in use by this process until it exits."""
-    import atexit
-    import os
-
     mark, pid = root / IN_USE, os.getpid()
     root.mkdir(parents=True, exist_ok=True)
     mark.write_text(" ".join(filter(None, [str(pid), _process_start(pid)])) + "\n")
@@ -174,8 +171,6 @@ def hold_run_dir(root: Path) -> None:
 
 
 def _process_alive(pid: int) -> bool:
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
