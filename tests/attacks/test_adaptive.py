@@ -509,3 +509,25 @@ def test_lookahead_changes_the_speed_not_the_attack(triggered):
         assert [r["queries_used"] for r in rows4] == [r["passes_used"] for r in rows4] == queries
         assert sum(r["cracked"] for r in rows4) == len(cracks)
         assert m1["attacker"]["replies_ahead"] == 0 and m4["attacker"]["replies_ahead_unused"] == unused
+
+
+def test_episodes_go_on_after_a_crack_to_collect_more_candidates(triggered):
+    """With episodes=2 a behaviour's search restarts after its first crack and stops at the second; it
+    counts as cracked at the first. Lookahead (which would batch the next behaviours' first queries
+    after a transferred crack) still changes nothing but the speed."""
+    model, tok, vocab, _ = triggered
+    run = dict(budget=40, attacker="random_suffix", seed=0, target=REFUSE.split("'")[0], suffix_tokens=3,
+               batch_size=8, vocabulary=vocab, max_new_tokens=14, progress=False, template=None, max_queries=6)
+    refused = [BEHAVIORS[k] for k in (0, 2)]
+    # b0: crack, refusal, crack (done after 3 replies); b1: transferred crack, then refusals to the cap
+    (m1, rows1), (m4, rows4) = (evaluate_adaptive(model, tok, refused, NthCrackJudge(1, 3, 4), episodes=2,
+                                                  lookahead=k, **run) for k in (1, 4))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(rows1) == strip(rows4)
+    assert [r["cracked_queries"] for r in rows4] == [[1, 3], [1]]
+    assert [r["queries_used"] for r in rows4] == [3, 6] and [r["queries_to_crack"] for r in rows4] == [1, 1]
+    assert rows4[1]["transcript"][0]["search"]["transferred"]
+    assert len({e["suffix"] for e in rows4[0]["transcript"]}) == 3  # every episode from new random tokens
+    assert m4["attack_success_rate"]["value"] == 1.0 and m4["attacker"]["episodes"] == 2
+    _, (once,) = evaluate_adaptive(model, tok, refused[:1], NthCrackJudge(1, 3), **run)
+    assert once["cracked_queries"] == [1] and once["queries_used"] == 1  # the default stops at the first crack

@@ -233,6 +233,11 @@ def add_eval_jailbreak(esub) -> None:
                    "next behaviours' first queries) in one batch where each reaches the target at once; a reply "
                    "serves only the query it was made for, so the attack is the same, only faster (1 = one at a "
                    "time; default: %(default)s)")
+    j.add_argument("--episodes", type=int, default=1, metavar="K",
+                   help="random_suffix, gcg: go on after a crack until K replies are judged cracks (each further one "
+                   "from new random tokens, within --budget and --max-queries): more candidates for hand labels or an "
+                   "LLM judge to read, since the offline judge's cracks are often false; the behaviour counts as "
+                   "cracked at its first (default: %(default)s)")
     j.add_argument("--push", action="store_true",
                    help="random_suffix, gcg: a reply that opens 'Sure, here is ...' but gives no content is searched on "
                    "from the same suffix for that opening line followed by '1.', instead of a restart (no better on "
@@ -287,8 +292,8 @@ def cmd_eval_jailbreak(a) -> int:
         raise UsageError("--budget must be >= 1")
     if a.max_queries < 1:
         raise UsageError("--max-queries must be >= 1")
-    if a.lookahead < 1:
-        raise UsageError("--lookahead must be >= 1")
+    if a.lookahead < 1 or a.episodes < 1:
+        raise UsageError("--lookahead and --episodes must be >= 1")
     if a.judge != "strongreject" and (getattr(a, "judge_model", None) or getattr(a, "judge_base_url", None)):
         raise UsageError("--judge-model / --judge-base-url set the StrongREJECT judge's LLM: add --judge strongreject")
     start = time.time()
@@ -323,7 +328,7 @@ def cmd_eval_jailbreak(a) -> int:
             from opct.attacks.whitebox import TEMPLATE
 
             extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer, "push_opening": a.push,
-                     "max_queries": a.max_queries, "lookahead": a.lookahead}
+                     "max_queries": a.max_queries, "lookahead": a.lookahead, "episodes": a.episodes}
         metrics, rows = evaluate_adaptive(model, tok, behaviors, judge, budget=a.budget, attacker=a.attacker,
                                           attacker_model=a.attacker_model, wrappers=library, seed=a.seed, **common,
                                           **extra)
