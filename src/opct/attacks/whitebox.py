@@ -181,8 +181,8 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
 
     `episodes` > 1 goes on after a crack: each further episode restarts from random tokens, until
     `episodes` replies are judged cracks or the passes or queries run out. The behaviour is cracked at
-    its first; the rest are more candidates for a stricter reader (hand labels, an LLM judge), since
-    a search that stops at the offline judge's first crack stops at a false one a third of the time or more (README, "The new attackers").
+    its first; the rest are more candidates for a stricter reader (hand labels, an LLM judge): a
+    third or more of the offline judge's cracks are false (README, "The new attackers").
 
     `lookahead` changes the speed, not the attack. Where a query starts depends only on its seed and
     the last crack, so the queries likely to come next are checked ahead (one pass each) and, while
@@ -289,7 +289,8 @@ def whitebox_attack(model, tokenizer, behaviors: Sequence["Behavior"], judge: Ju
         cracked_at = cracks[0] if cracks else None
         rows.append({
             "behavior_id": b.id, "category": b.category, "source": b.source, "behavior": b.prompt,
-            "cracked": cracked_at is not None, "cracked_queries": cracks, "best_score": top["score"], "queries_used": len(transcript),
+            "cracked": cracked_at is not None, "cracked_queries": cracks, "best_score": top["score"],
+            "queries_used": len(transcript),
             "passes_used": spent, "queries_to_crack": cracked_at,
             "winning_method": attacker if cracked_at else None, "winning_family": attacker if cracked_at else None,
             "best_prompt": top["prompt"], "best_response": top["response"],
