@@ -531,3 +531,15 @@ def test_episodes_go_on_after_a_crack_to_collect_more_candidates(triggered):
     assert m4["attack_success_rate"]["value"] == 1.0 and m4["attacker"]["episodes"] == 2
     _, (once,) = evaluate_adaptive(model, tok, refused[:1], NthCrackJudge(1, 3), **run)
     assert once["cracked_queries"] == [1] and once["queries_used"] == 1  # the default stops at the first crack
+
+
+def test_wrapper_search_episodes_go_on_after_a_crack(jailbreakable):
+    """The prompt attackers take `episodes` too: one candidate a round, cracks judged at the first and
+    third queries, so two episodes end the behaviour at its third query; one ends it at its first."""
+    model, tok = jailbreakable
+    run = dict(budget=6, attacker="search", wrappers=library(), seed=0, population=1, per_round=1, **GEN)
+    m, (row,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], NthCrackJudge(1, 3), episodes=2, **run)
+    assert row["cracked_queries"] == [1, 3] and row["queries_used"] == 3 and row["queries_to_crack"] == 1
+    assert row["best_response"] == row["transcript"][0]["response"] and m["attacker"]["episodes"] == 2
+    _, (once,) = evaluate_adaptive(model, tok, BEHAVIORS[:1], NthCrackJudge(1, 3), **run)
+    assert once["cracked_queries"] == [1] and once["queries_used"] == 1

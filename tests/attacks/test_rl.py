@@ -223,3 +223,24 @@ def test_grpo_samples_from_a_merged_copy_kept_in_step_with_the_adapter(pair, tmp
     torch.testing.assert_close(copy.weight.float(), merged, atol=2e-2, rtol=2e-2)
     trainer._generate_single_turn([[1, 2, 3]], None, {}, 1)
     assert calls, "TRL's sampling did not go through the merged copy"
+
+
+class AlwaysCrack(Judge):
+    name = "always-crack"
+
+    def judge_batch(self, items):
+        return [Verdict(self.name, "complied", 1.0) for _ in items]
+
+
+def test_rounds_go_on_until_episodes_cracks(pair):
+    """The judge calls every reply a crack, but a reply with no content scores 0 whatever it says, so
+    the first round (2 samples) holds fewer than 3 cracks: 3 episodes take a second round and stop
+    there, where the default stops after the first."""
+    attacker, target, tok = pair
+    run = dict(samples=2, rounds=3, seed=0, max_new_tokens=4, attacker_max_new_tokens=4)
+    (row,) = rl_attack(attacker, target, tok, BEHAVIORS[:1], AlwaysCrack(), episodes=3, **run)["rows"]
+    cracks = [e["query"] for e in row["transcript"] if e["score"] >= 0.5]
+    assert row["cracked_queries"] == cracks and len(cracks) >= 3 and row["queries_used"] == 4
+    assert row["queries_to_crack"] == cracks[0] and [e["round"] for e in row["transcript"]] == [0, 0, 1, 1]
+    (once,) = rl_attack(attacker, target, tok, BEHAVIORS[:1], AlwaysCrack(), **run)["rows"]
+    assert once["queries_used"] == 2 and once["cracked_queries"] == [q for q in cracks if q <= 2] != []

@@ -5,8 +5,9 @@ uncracked and has budget left gets new candidates (search: a seeded library samp
 then exploration or children of the best wrappers; PAIR: one rewrite per stream); all of them
 go to the target in one batched greedy generation and to the judge in one call. A behaviour is
 cracked when a query scores >= threshold; the other queries of that round were already spent
-and are kept in the transcript. With attacker="both", PAIR's first stream refines the best
-prompt found so far by either attacker.
+and are kept in the transcript. With `episodes` > 1 a cracked behaviour goes on until that many
+queries are judged cracks (or its budget is spent): more candidates for a stricter reader. With
+attacker="both", PAIR's first stream refines the best prompt found so far by either attacker.
 
 Seeded: each behaviour's search uses its own `random.Random(f"{seed}:{behavior.id}")` and the
 attacker model samples under `torch.manual_seed` per call, so the same seed gives the same
@@ -55,11 +56,14 @@ class _Target:
     search: WrapperSearch | None
     streams: list[_Stream]
     transcript: list[dict[str, Any]] = field(default_factory=list)
-    cracked: bool = False
-    queries_to_crack: int | None = None
+    cracks: list[int] = field(default_factory=list)  # the queries judged cracks
     winner: dict[str, Any] | None = None
     best: dict[str, Any] | None = None
     parse_failures: int = 0
+
+    @property
+    def cracked(self) -> bool:
+        return bool(self.cracks)
 
     @property
     def used(self) -> int:
@@ -94,6 +98,7 @@ def run_adaptive_attack(
     attacker_temperature: float = 0.7,
     attacker_max_new_tokens: int = 160,
     attacker_prefill: str | None = "PROMPT:",
+    episodes: int = 1,
 ) -> dict[str, Any]:
     """Attack each behaviour within `budget` target queries; returns {"rows": one per behaviour
     with its transcript, "attacker": the settings and attacker counters}.
@@ -106,8 +111,8 @@ def run_adaptive_attack(
         raise ValueError(f"attacker must be one of {PROMPT_ATTACKERS}, got {attacker!r}")
     if budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
-    if population < 1 or per_round < 1 or streams < 1:
-        raise ValueError("population, per_round and streams must be >= 1")
+    if population < 1 or per_round < 1 or streams < 1 or episodes < 1:
+        raise ValueError("population, per_round, streams and episodes must be >= 1")
     use_search, use_pair = attacker in ("search", "both"), attacker in ("pair", "both")
     library = list(wrappers) if wrappers is not None else (default_library() if use_search else [])
     if use_search and not library:
@@ -132,7 +137,7 @@ def run_adaptive_attack(
     bar = tqdm(total=len(targets) * budget, desc=f"adaptive attack ({attacker})", unit="query", disable=not progress)
     round_index = 0
     while True:
-        active = [t for t in targets if not t.cracked and t.used < budget]
+        active = [t for t in targets if len(t.cracks) < episodes and t.used < budget]
         if not active:
             break
         plans: list[tuple[_Target, dict[str, Any], str]] = []  # (target, entry fields, prompt)
@@ -184,8 +189,9 @@ def run_adaptive_attack(
                 t.streams[entry["stream"]] = _Stream(prompt, comp.text, score)
             if _better(entry, t.best):
                 t.best = entry
-            if score is not None and score >= threshold and not t.cracked:
-                t.cracked, t.queries_to_crack, t.winner = True, entry["query"], entry
+            if score is not None and score >= threshold:
+                t.winner = t.winner or entry
+                t.cracks.append(entry["query"])
         bar.update(len(plans))
         bar.set_postfix(cracked=sum(t.cracked for t in targets), round=round_index)
         round_index += 1
@@ -196,15 +202,17 @@ def run_adaptive_attack(
         b, win = t.behavior, t.winner or t.best
         rows.append({
             "behavior_id": b.id, "category": b.category, "source": b.source, "behavior": b.prompt,
-            "cracked": t.cracked, "best_score": t.best["score"] if t.best else None,
-            "queries_used": t.used, "queries_to_crack": t.queries_to_crack,
+            "cracked": t.cracked, "cracked_queries": t.cracks,
+            "best_score": t.best["score"] if t.best else None,
+            "queries_used": t.used, "queries_to_crack": t.cracks[0] if t.cracks else None,
             "winning_method": t.winner["method"] if t.winner else None,
             "winning_family": t.winner["wrapper_family"] if t.winner else None,
             "best_prompt": win["prompt"] if win else None, "best_response": win["response"] if win else None,
             "unparsed": sum(e["score"] is None for e in t.transcript), "parse_failures": t.parse_failures,
             "transcript": t.transcript,
         })
-    info: dict[str, Any] = {"kind": attacker, "budget": budget, "seed": seed, "rounds": round_index}
+    info: dict[str, Any] = {"kind": attacker, "budget": budget, "seed": seed, "rounds": round_index,
+                            "episodes": episodes}
     if use_search:
         info.update(library_size=len(library), library_families=len({w.family for w in library}),
                     population=population, per_round=per_round, explore_below=explore_below)

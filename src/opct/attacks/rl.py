@@ -233,11 +233,12 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
 def rl_attack(attacker: str, target, target_tokenizer, behaviors: Sequence["Behavior"], judge: Judge, *,
               samples: int = 4, rounds: int = 2, threshold: float = 0.5, seed: int = 0, max_new_tokens: int = 128,
               attacker_max_new_tokens: int = 64, temperature: float = 1.0, strategies: bool = False,
-              frame: bool = False) -> dict[str, Any]:
+              frame: bool = False, episodes: int = 1) -> dict[str, Any]:
     """Best of `samples` prompts a round over `rounds` rounds per behaviour from a trained attacker
     (a model spec, e.g. the adapter `train_rl_attacker` saved). With `strategies`, the k-th prompt
     of a behaviour is asked for with the k-th of `STRATEGIES` (cycling); with `frame`, the attacker
-    writes openings for the behaviour (`attack_prompt`). {"rows", "attacker"} in
+    writes openings for the behaviour (`attack_prompt`). A behaviour's rounds stop once `episodes`
+    of its queries are judged cracks (more candidates for a stricter reader). {"rows", "attacker"} in
     `run_adaptive_attack`'s format."""
     from opct.generation import generate
     from opct.models import load_model
@@ -245,9 +246,9 @@ def rl_attack(attacker: str, target, target_tokenizer, behaviors: Sequence["Beha
     model, tok = load_model(attacker)
     best: dict[str, dict[str, Any] | None] = {b.id: None for b in behaviors}
     transcript: dict[str, list[dict[str, Any]]] = {b.id: [] for b in behaviors}
-    cracked: dict[str, int | None] = {b.id: None for b in behaviors}
+    cracks: dict[str, list[int]] = {b.id: [] for b in behaviors}  # the queries judged cracks
     for r in range(rounds):
-        active = [b for b in behaviors if cracked[b.id] is None]
+        active = [b for b in behaviors if len(cracks[b.id]) < episodes]
         if not active:
             break
         torch.manual_seed(seed * 1000 + r)
@@ -269,22 +270,22 @@ def rl_attack(attacker: str, target, target_tokenizer, behaviors: Sequence["Beha
             transcript[b.id].append(entry)
             if s is not None and (best[b.id] is None or s > best[b.id]["score"]):
                 best[b.id] = entry
-            if s is not None and s >= threshold and cracked[b.id] is None:
-                cracked[b.id] = entry["query"]
+            if s is not None and s >= threshold:
+                cracks[b.id].append(entry["query"])
     rows = []
     for b in behaviors:
-        top = best[b.id]
+        top, first = best[b.id], (cracks[b.id] or [None])[0]
         rows.append({
             "behavior_id": b.id, "category": b.category, "source": b.source, "behavior": b.prompt,
-            "cracked": cracked[b.id] is not None, "best_score": top["score"] if top else None,
-            "queries_used": len(transcript[b.id]), "queries_to_crack": cracked[b.id],
-            "winning_method": "rl" if cracked[b.id] else None, "winning_family": "rl" if cracked[b.id] else None,
+            "cracked": first is not None, "cracked_queries": cracks[b.id], "best_score": top["score"] if top else None,
+            "queries_used": len(transcript[b.id]), "queries_to_crack": first,
+            "winning_method": "rl" if first else None, "winning_family": "rl" if first else None,
             "best_prompt": top["prompt"] if top else None, "best_response": top["response"] if top else None,
             "unparsed": sum(e["score"] is None for e in transcript[b.id]), "parse_failures": 0,
             "transcript": transcript[b.id],
         })
     info = {"kind": "rl", "attacker": attacker, "samples": samples, "rounds": rounds, "seed": seed,
-            "budget": samples * rounds, "strategies": strategies, "frame": frame}
+            "budget": samples * rounds, "strategies": strategies, "frame": frame, "episodes": episodes}
     return {"rows": rows, "attacker": info}
 
 

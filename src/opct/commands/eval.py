@@ -234,10 +234,10 @@ def add_eval_jailbreak(esub) -> None:
                    "serves only the query it was made for, so the attack is the same, only faster (1 = one at a "
                    "time; default: %(default)s)")
     j.add_argument("--episodes", type=int, default=1, metavar="K",
-                   help="random_suffix, gcg: go on after a crack until K replies are judged cracks (each further one "
-                   "from new random tokens, within --budget and --max-queries): more candidates for hand labels or an "
-                   "LLM judge to read, since the offline judge's cracks are often false; the behaviour counts as "
-                   "cracked at its first (default: %(default)s)")
+                   help="adaptive: go on after a crack until K replies are judged cracks, within the budget (random_suffix, "
+                   "gcg: each further search from new random tokens, and within --max-queries): more candidates for "
+                   "hand labels or an LLM judge to read, since the offline judge's cracks are often false; the "
+                   "behaviour counts as cracked at its first (default: %(default)s)")
     j.add_argument("--push", action="store_true",
                    help="random_suffix, gcg: a reply that opens 'Sure, here is ...' but gives no content is searched on "
                    "from the same suffix for that opening line followed by '1.', instead of a restart (no better on "
@@ -328,7 +328,9 @@ def cmd_eval_jailbreak(a) -> int:
             from opct.attacks.whitebox import TEMPLATE
 
             extra = {"template": None if a.bare else TEMPLATE, "transfer": not a.no_transfer, "push_opening": a.push,
-                     "max_queries": a.max_queries, "lookahead": a.lookahead, "episodes": a.episodes}
+                     "max_queries": a.max_queries, "lookahead": a.lookahead}
+        if a.episodes > 1:
+            extra["episodes"] = a.episodes
         metrics, rows = evaluate_adaptive(model, tok, behaviors, judge, budget=a.budget, attacker=a.attacker,
                                           attacker_model=a.attacker_model, wrappers=library, seed=a.seed, **common,
                                           **extra)
