@@ -274,7 +274,7 @@ def rl_attack(attacker: str, target, target_tokenizer, behaviors: Sequence["Beha
                 cracks[b.id].append(entry["query"])
     rows = []
     for b in behaviors:
-        top, first = best[b.id], (cracks[b.id] or [None])[0]
+        top, first = best[b.id], (cracks[b.id][0] if cracks[b.id] else None)
         rows.append({
             "behavior_id": b.id, "category": b.category, "source": b.source, "behavior": b.prompt,
             "cracked": first is not None, "cracked_queries": cracks[b.id], "best_score": top["score"] if top else None,
