@@ -452,23 +452,20 @@ def compare_methods(a: str, b: str, a_scores: Sequence[dict[str, float]], b_scor
     scored and the training seeds (two-level bootstrap; for rates at least Newcombe's interval),
     called yes / no when its 95% interval excludes 0 and the sign-flip test agrees (p < 0.05), else
     unclear ("tied" when the two score every item alike); and a sentence with the numbers."""
-    from opct.evals.stats import seeded_paired_diff, seeded_summary
+    from opct.evals.stats import seeded_paired_diff, seeded_summary, verdict_direction
 
     diff = seeded_paired_diff(a_scores, b_scores)
     word = "below" if better == "lower" else "above"
     lo, hi = diff["ci_low"], diff["ci_high"]
-    if lo is None:
+    direction = verdict_direction(diff)
+    if direction is None:
         answer = "no data"
     elif diff["discordant"] == 0:  # the methods score every item alike
         answer = "tied"
-    elif diff["p"] >= 0.05:
+    elif direction == 0:
         answer = "unclear"
-    elif (hi < 0) if better == "lower" else (lo > 0):
-        answer = "yes"
-    elif (lo > 0) if better == "lower" else (hi < 0):
-        answer = "no"
     else:
-        answer = "unclear"
+        answer = "yes" if direction == (-1 if better == "lower" else 1) else "no"
     means = {m: seeded_summary(s)["value"] for m, s in ((a, a_scores), (b, b_scores))}
     if diff["value"] is None:
         sentence = f"{a.upper()} {word} {b.upper()} on {metric}: no data (no item scored by both)"

@@ -146,12 +146,9 @@ def selector_plugins(org: Organism, prof: AuditProfile, selector: str | None) ->
 def verdict(delta: dict[str, Any]) -> str:
     """amplified / suppressed when the 95% CI of the change excludes 0 and the sign-flip test agrees
     (p < 0.05, where the change has one), else no clear change."""
-    lo, hi = delta.get("ci_low"), delta.get("ci_high")
-    if lo is None or hi is None:
-        return "no data"
-    if delta.get("p", 0.0) >= 0.05:
-        return "no clear change"
-    return "amplified" if lo > 0 else "suppressed" if hi < 0 else "no clear change"
+    from opct.evals.stats import verdict_direction
+
+    return {None: "no data", 1: "amplified", -1: "suppressed", 0: "no clear change"}[verdict_direction(delta)]
 
 
 # ----------------------------------------------------------------------------- the study

@@ -210,6 +210,18 @@ def seeded_paired_diff(a: Sequence[dict[str, float]], b: Sequence[dict[str, floa
     return {**out, "seeds": len(a), "discordant": int((diff != 0).sum()), "p": sign_flip_p(diff.mean(0), seed=seed)}
 
 
+def verdict_direction(diff: dict[str, Any], alpha: float = 0.05) -> int | None:
+    """The direction a paired difference gives a verdict in: +1 or -1 when its interval excludes 0 and
+    the sign-flip test agrees (p < alpha, where the difference has a p), else 0; None without data.
+    The one rule behind every verdict (the demo's yes / no, the audit's amplified / suppressed)."""
+    lo, hi = diff.get("ci_low"), diff.get("ci_high")
+    if lo is None or hi is None:
+        return None
+    if diff.get("p", 0.0) >= alpha:
+        return 0
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
 def sign_flip_p(diffs: Sequence[float] | np.ndarray, draws: int = 20000, seed: int = 0) -> float:
     """Two-sided p-value of the paired sign-flip test that the mean difference is 0: each item's
     difference keeps its size and takes either sign with equal chance. Exact when at most 16 items
