@@ -256,7 +256,7 @@ def test_a_toy_organism_from_this_file_runs_the_audit(tiny_model_dir, tmp_path, 
     assert "Change in ok rate" in report and (out / "audit_effects.png").stat().st_size > 0
 
 
-def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
+def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from opct.audit.study import run_all_organisms
 
     monkeypatch.delitem(ORGANISMS, "sycophancy")  # two organisms keep the test short
@@ -265,6 +265,8 @@ def test_every_organism_into_one_heatmap(tiny_model_dir, tmp_path, monkeypatch):
     results = run_all_organisms(profile=prof, out=str(tmp_path / "all"), model=tiny_model_dir,
                                 methods="greedy,oracle,multi_view,opct")
     assert set(results) == {"reward_hacking", "spurious"}
+    log = capsys.readouterr().out  # each organism's audit is announced with its place in the run
+    assert log.index("organism 1/2: reward_hacking") < log.index("organism 2/2: spurious")
     # Free-form answers: multi-view reads each view through the organism (here: games the grader or not)
     assert "multi_view" not in results["reward_hacking"]["skipped"]
     assert "-> does not game it" in (tmp_path / "all" / "reward_hacking" / "runs" / "multi_view" /

@@ -32,7 +32,7 @@ from opct.audit.summary import (EFFECT_PLOT, _fmt_delta, effects_rows, effects_s
                                 plot_effects, plot_heatmap, warnings_section)
 from opct.errors import UserError
 from opct.files import write_json
-from opct.study import kept
+from opct.study import kept, phase
 
 # ----------------------------------------------------------------------------- the organism
 
@@ -171,7 +171,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
               seeds: int | None = None, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from opct.models import load_tokenizer
     from opct.report import write_report
-    from opct.study import (TRAINING_SEED, ModelsOnDemand, chosen_methods, claim_run_dir, phase, profile_defaults, release_memory,
+    from opct.study import (TRAINING_SEED, ModelsOnDemand, chosen_methods, claim_run_dir, profile_defaults, release_memory,
                             seed_tag, seeds_to_run, versions)
     from opct.trainers.run import train
 
@@ -411,7 +411,10 @@ def run_all_organisms(profile: "str | AuditProfile" = "default", out: str | None
 
     name = profile if isinstance(profile, str) else "custom"
     root = Path(out or f"runs/audit-all-{name}")
-    results = {org: run_audit(organism=org, profile=profile, out=str(root / org), **kwargs) for org in ORGANISMS}
+    results = {}
+    for i, org in enumerate(ORGANISMS):
+        phase(f"organism {i + 1}/{len(ORGANISMS)}: {org}", "audit")
+        results[org] = run_audit(organism=org, profile=profile, out=str(root / org), **kwargs)
     summary = effects_summary(results)
     write_json(root / "results.json", {"organisms": list(results), "summary": summary})
     plot = plot_heatmap(summary, root / "audit_heatmap.png")
