@@ -57,11 +57,11 @@ def auc(scores: np.ndarray, gold: np.ndarray) -> float:
     return float(wins / (len(pos) * len(neg)))
 
 
-def report(name: str, pred: np.ndarray, gold: np.ndarray, scores: np.ndarray | None = None) -> str:
+def report(name: str, pred: np.ndarray, gold: np.ndarray, scores: np.ndarray | None = None, positives: str = "cracks") -> str:
     tp, fp, fn = int((pred & gold).sum()), int((pred & ~gold).sum()), int((~pred & gold).sum())
     prec = f"{tp / (tp + fp):.3f}" if tp + fp else "  -  "
     area = f"  AUC {auc(scores, gold):.3f}" if scores is not None else ""
-    return f"  {name:<34} precision {prec}  recall {tp / max(tp + fn, 1):.3f}  cracks {tp + fp:>3}{area}"
+    return f"  {name:<34} precision {prec}  recall {tp / max(tp + fn, 1):.3f}  {positives} {tp + fp:>3}{area}"
 
 
 def rules_pass(rows: list[dict]) -> np.ndarray:

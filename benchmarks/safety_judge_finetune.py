@@ -91,8 +91,8 @@ def main(argv=None) -> None:
         start = time.time()
         probs = finetune_cross_encoder(pairs(train), passed(train), pairs(test), opts)
         print(f"    {time.time() - start:.0f} s", flush=True)
-        print(report("fine-tuned cross-encoder", probs >= 0.5, gold, probs).replace("cracks", "passes"))
-        print(report("keyword judge v4", keyword_v4(test), gold).replace("cracks", "passes"))
+        print(report("fine-tuned cross-encoder", probs >= 0.5, gold, probs, positives="passes"))
+        print(report("keyword judge v4", keyword_v4(test), gold, positives="passes"))
 
 
 if __name__ == "__main__":
