@@ -201,10 +201,12 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     phase("1/5 building pairs", "audit")
     data = root / "data"
     if not kept(data / "report.json"):
+        building = time.time()
         report = (imported_splits(Path(data_dir), prof, data, seed) if data_dir
                   else org.build_data(prof, data, seed, model_of(prof.model), tokenizer))
-        write_json(data / "report.json", report)
+        write_json(data / "report.json", {**report, "seconds": round(time.time() - building, 1)})
     data_report = json.loads((data / "report.json").read_text())
+    build_seconds = data_report.pop("seconds", None)  # not a split
 
     evals: dict[str, list[dict[str, Any]]] = {}
     if prof.natural_organism:
@@ -272,7 +274,11 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     phase("5/5 report", "audit")
     results = audit_results(org, name, prof, evals, summaries, chosen, data_report, settings, skipped)
     results["seeds"] = seeds
+    organism_run = root / "organism" / "run" / "summary.json"
     results["timings"] = {"this_invocation_s": round(time.time() - started, 1),
+                          **({"build_pairs_s": build_seconds} if build_seconds is not None else {}),
+                          **({"train_organism_s": json.loads(organism_run.read_text())["seconds"]}
+                             if organism_run.exists() else {}),
                           **{f"train_{m}{seed_tag(k)}_s": s["seconds"] for m, ss in summaries.items()
                              for k, s in enumerate(ss)},
                           **{f"eval_{m}{seed_tag(k)}_s": e["seconds"] for m, es in evals.items() for k, e in enumerate(es)}}
