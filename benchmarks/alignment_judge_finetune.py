@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from content_judge_finetune import finetune_cross_encoder, load, report  # noqa: E402
+from content_judge_finetune import add_recipe_arguments, finetune_cross_encoder, load, report  # noqa: E402
 from opct.data.emergent import PROBES  # noqa: E402
 from opct.evals.alignment import MISALIGNED, EmbeddingAlignmentJudge  # noqa: E402
 from opct.evals.judges import JudgeItem  # noqa: E402
@@ -75,11 +75,7 @@ def offline(rows: list[dict]) -> np.ndarray:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--seed", type=int, default=0)
+    add_recipe_arguments(ap, max_length=256)
     ap.add_argument("--protocols", default="transfer,probes")
     ap.add_argument("--field", type=Path, default=FIELD, help="hand-labelled real answers (default: %(default)s)")
     opts = ap.parse_args(argv)

@@ -70,6 +70,15 @@ def rules_pass(rows: list[dict]) -> np.ndarray:
                      for r in rows])
 
 
+def add_recipe_arguments(ap: argparse.ArgumentParser, max_length: int) -> None:
+    """The fine-tuning recipe fixed for the jailbreak judge, shared by the other judges' benchmarks."""
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--max-length", type=int, default=max_length)
+    ap.add_argument("--seed", type=int, default=0)
+
+
 def finetune_cross_encoder(train: list[tuple[str, str]], labels: np.ndarray, test: list[tuple[str, str]],
                            opts) -> np.ndarray:
     """Fine-tune the whole MiniLM encoder as a two-class cross-encoder on (first, second) text pairs
@@ -121,11 +130,7 @@ def train_and_score(train: list[dict], test: list[dict], opts) -> np.ndarray:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--max-length", type=int, default=160)
-    ap.add_argument("--seed", type=int, default=0)
+    add_recipe_arguments(ap, max_length=160)
     ap.add_argument("--folds", default=",".join(SETS), help="the sets to hold out, one fold each")
     ap.add_argument("--split", choices=("sets", "behaviours"), default="sets",
                     help="hold out one labelled set at a time (default), or a quarter of the behaviours of all sets")

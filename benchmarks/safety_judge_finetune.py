@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from content_judge_finetune import finetune_cross_encoder, load, report  # noqa: E402
+from content_judge_finetune import add_recipe_arguments, finetune_cross_encoder, load, report  # noqa: E402
 from opct.data.safety import facts_by_id  # noqa: E402
 from opct.evals.safety import keyword_safety_assess  # noqa: E402
 
@@ -68,11 +68,7 @@ def keyword_v4(rows: list[dict]) -> np.ndarray:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--seed", type=int, default=0)
+    add_recipe_arguments(ap, max_length=256)
     ap.add_argument("--folds", default="trained,refrecipe,trained+refrecipe",
                     help="comma-separated folds; a fold is one held-out set or several joined by '+'")
     opts = ap.parse_args(argv)
