@@ -276,7 +276,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     results["seeds"] = seeds
     organism_run = root / "organism" / "run" / "summary.json"
     results["timings"] = {"this_invocation_s": round(time.time() - started, 1),
-                          **({"build_pairs_s": build_seconds} if build_seconds is not None else {}),
+                          "data_s": build_seconds,  # as the demo names it; None for pairs built before 2026-12-06
                           **({"train_organism_s": json.loads(organism_run.read_text())["seconds"]}
                              if organism_run.exists() else {}),
                           **{f"train_{m}{seed_tag(k)}_s": s["seconds"] for m, ss in summaries.items()
