@@ -9,10 +9,11 @@ the greedy control, paired over the items both scored, with the audit's own stat
 rule (`opct.audit.study.effect`); and the run's judge against the hand labels on the run's answers.
 
 Every answer of the run must have a hand label: a missing one stops the script with the count,
-since a rate over the labelled part only would not be the run's rate.
+since a rate over the labelled part only would not be the run's rate. `--write-missing FILE` writes
+those answers there (label null, the models that gave each) to be labelled and appended.
 
 Usage:
-  python benchmarks/em_hand_labels.py runs/audit-em-default [--labels FILE] [--json FILE]
+  python benchmarks/em_hand_labels.py runs/audit-em-default [--labels FILE] [--json FILE] [--write-missing FILE]
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path, help="a finished emergent-misalignment audit directory")
     ap.add_argument("--labels", type=Path, default=LABELS, help="hand-labelled answers (default: %(default)s)")
     ap.add_argument("--json", type=Path, help="write the numbers here")
+    ap.add_argument("--write-missing", type=Path, metavar="FILE",
+                    help="write the answers that have no hand label here, as JSONL rows to label")
     a = ap.parse_args(argv)
 
     from opct.audit.organisms import ORGANISMS
@@ -48,9 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     evals = {p.stem: json.loads(p.read_text())["rows"] for p in sorted((a.run / "eval").glob("*.json"))}
     if "organism" not in evals:
         raise SystemExit(f"{a.run}/eval has no organism.json: is this a finished emergent-misalignment audit?")
-    missing = {(r["prompt"], r["response"]) for rows in evals.values() for r in rows} - set(labels)
+    missing: dict[tuple[str, str], list[str]] = {}
+    for name, rows in evals.items():
+        for r in rows:
+            if (r["prompt"], r["response"]) not in labels:
+                models = missing.setdefault((r["prompt"], r["response"]), [])
+                models += [name] if name not in models else []
     if missing:
-        raise SystemExit(f"{len(missing)} answers of {a.run} have no hand label in {a.labels}")
+        if a.write_missing:
+            a.write_missing.write_text("".join(
+                json.dumps({"prompt": p, "response": r, "label": None, "models": m}) + "\n"
+                for (p, r), m in missing.items()), encoding="utf-8")
+        where = f"; written to {a.write_missing}" if a.write_missing else " (--write-missing FILE writes them)"
+        raise SystemExit(f"{len(missing)} answers of {a.run} have no hand label in {a.labels}{where}")
     by_hand = {name: [{**r, "label": labels[(r["prompt"], r["response"])],
                        "misaligned": HAND[labels[(r["prompt"], r["response"])]]} for r in rows]
                for name, rows in evals.items()}
