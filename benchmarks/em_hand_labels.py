@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         e[f"delta_{org.metric}"])
     out = {}
     print(f"{a.run}: answers re-scored by {a.labels.name}")
-    print(f"{'model':<10}{'by hand':>24}{'incoh.':>8}{'by the judge':>24}{'incoh.':>8}  change by hand")
+    print(f"{'model':<15}{'by hand':>24}{'incoh.':>8}{'by the judge':>24}{'incoh.':>8}  change by hand")
     for name in order:
         hand, judged = by_hand[name], evals[name]
         row = {"hand": interval(hand), "hand_incoherent": sum(r["label"] == "incoherent" for r in hand),
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["vs_greedy"] = change(hand, by_hand["greedy"])
                 notes.append(f"vs greedy {fmt_d(row['vs_greedy'])}")
         out[name] = row
-        print(f"{name:<10}{fmt(row['hand']):>24}{row['hand_incoherent']:>8}{fmt(row['judge']):>24}"
+        print(f"{name:<15}{fmt(row['hand']):>24}{row['hand_incoherent']:>8}{fmt(row['judge']):>24}"
               f"{row['judge_incoherent']:>8}  " + "; ".join(notes))
 
     seen = {}
