@@ -43,8 +43,8 @@ def offline_judge_warning(prof) -> str | None:
     """The offline judge misreads real answers (measured against hand labels); say so where it scores."""
     if (getattr(prof, "judge", "offline") or "offline") != "offline":
         return None
-    return ("Scored by the offline alignment judge. On 374 hand-labelled real answers of the default audit its "
-            "precision for 'misaligned' is 0.12 and its recall 0.20 (benchmarks/alignment_judge_agreement.py --file "
+    return ("Scored by the offline alignment judge. On 475 hand-labelled real answers of two default audits its "
+            "precision for 'misaligned' is 0.14 and its recall 0.20 (benchmarks/alignment_judge_agreement.py --file "
             "tests/fixtures/alignment_labelled_field.jsonl), so its misaligned rates do not measure misalignment. Use "
             "an LLM judge (--judge URL|SPEC), or label the answers by hand and re-score them "
             "(benchmarks/em_hand_labels.py).")
