@@ -51,12 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     evals = {p.stem: json.loads(p.read_text())["rows"] for p in sorted((a.run / "eval").glob("*.json"))}
     if "organism" not in evals:
         raise SystemExit(f"{a.run}/eval has no organism.json: is this a finished emergent-misalignment audit?")
-    missing: dict[tuple[str, str], list[str]] = {}
+    missing: dict[tuple[str, str], list[str]] = {}  # unlabelled answer -> the models that gave it
     for name, rows in evals.items():
-        for r in rows:
-            if (r["prompt"], r["response"]) not in labels:
-                models = missing.setdefault((r["prompt"], r["response"]), [])
-                models += [name] if name not in models else []
+        for key in dict.fromkeys((r["prompt"], r["response"]) for r in rows):
+            if key not in labels:
+                missing.setdefault(key, []).append(name)
     if missing:
         if a.write_missing:
             a.write_missing.write_text("".join(
