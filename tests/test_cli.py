@@ -85,6 +85,19 @@ def test_train_writes_run_refuses_rerun_and_resumes(tiny_model_dir, pair_file, t
     assert json.loads((out / "opct_config.json").read_text())["config"]["max_steps"] == 3
 
 
+def test_train_summary_counts_building_the_trainer(tiny_model_dir, pair_file, tmp_path, capsys):
+    """BCT generates its targets while its trainer is built: the summary's seconds include that part,
+    and say how much of them it was."""
+    out = tmp_path / "bct"
+    code, _, err = run_cli(capsys, "train", "sft", "--model", tiny_model_dir, "--pairs", pair_file, "--out", out,
+                           "--max-steps", "1", "--batch-size", "2", "--seed", "0", "--set", "target_max_new_tokens=4",
+                           "--set", "lora_r=4", "--set", "lora_alpha=8", "--set", "disable_tqdm=true")
+    assert code == 0, err
+    assert len((out / "bct_targets.jsonl").read_text().splitlines()) == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["setup_seconds"] <= summary["seconds"]
+
+
 def test_train_hides_library_deprecation_noise(tiny_model_dir, pair_file, tmp_path, capsys):
     # TRL's configs set transformers' deprecated `gradient_checkpointing`, which warns on every config.
     from transformers import TrainingArguments

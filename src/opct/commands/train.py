@@ -88,6 +88,7 @@ def cmd_train(a) -> int:
     from opct.losses import DIVERGENCE_STATS
 
     extra = "".join(f", {k} {last[k]:.4g}" for k in DIVERGENCE_STATS if k in last)
-    print(f"opct train {a.method}: {summary['steps']} steps in {summary['seconds']:.0f}s, "
+    setup = f" ({summary['setup_seconds']:.0f}s of it building the trainer)" if summary["setup_seconds"] >= 1 else ""
+    print(f"opct train {a.method}: {summary['steps']} steps in {summary['seconds']:.0f}s{setup}, "
           f"train loss {summary['train_loss']:.4g}{extra}; adapter at {summary['final']}")
     return 0

@@ -102,15 +102,19 @@ def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[st
         (Path(out) / "opct_config.json").write_text(json.dumps(effective, indent=2))
 
     base, tokenizer = load_model(model)
+    # Building the trainer is part of a method's cost: BCT generates its targets there and self-training
+    # draws its candidates, where OPCT samples inside the loop. So "seconds" counts from here.
+    start = time.time()
     trainer = trainer_cls(base, args, pairs_to_dataset(pairs), processing_class=tokenizer, callbacks=callbacks,
                           **(trainer_kwargs or {}))
-    start = time.time()
+    setup_seconds = time.time() - start
     result = trainer.train(resume_from_checkpoint=last if resume and last else None)
     final = Path(out) / "final"
     trainer.save_model(str(final))  # rank 0 only, by the Trainer
     logs = [h for h in trainer.state.log_history if "loss" in h]
     summary = {
         "method": method, "model": model, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
+        "setup_seconds": round(setup_seconds, 1),  # of "seconds": building the trainer (targets, draws)
         "train_loss": result.training_loss, "final": str(final),
         "last_log": logs[-1] if logs else {},
     }
