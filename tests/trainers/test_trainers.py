@@ -478,3 +478,20 @@ def test_learning_curve_points_double_below_every_then_follow_it():
     assert due(8, False, 16) == [8, 16]
     assert due(4, True, 10) == [1, 2, 4, 8, 10]
     assert due(1, True, 3) == [1, 2, 3]
+
+
+def test_learning_curve_starts_when_the_trainer_is_built(tiny_model_dir, tmp_path):
+    """SFT makes its targets while its trainer is built; on a time axis its step-0 point comes after that."""
+    from opct.data import write_pairs
+    from opct.trainers.base import LearningCurveCallback
+    from opct.trainers.run import train
+
+    write_pairs(make_pairs(4), tmp_path / "pairs.jsonl")
+    curve = LearningCurveCallback(lambda model: {"n": 1.0}, every=1)
+    summary = train("sft", tiny_model_dir, str(tmp_path / "pairs.jsonl"), str(tmp_path / "run"),
+                    {"max_steps": 1, "per_device_train_batch_size": 2, "target_max_new_tokens": 4, "lora_r": 4,
+                     "lora_alpha": 8, "disable_tqdm": True}, callbacks=[curve])
+    points = [json.loads(line) for line in (tmp_path / "run" / "curve.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points] == [0, 1]
+    assert points[0]["seconds"] == pytest.approx(curve.setup_seconds, abs=0.01) and curve.setup_seconds > 0
+    assert summary["setup_seconds"] == round(curve.setup_seconds, 1)

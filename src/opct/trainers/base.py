@@ -170,13 +170,15 @@ class LearningCurveCallback(TrainerCallback):
     """Every `every` optimizer steps, at step 0 and at the last step (with `early`, also at steps 1,
     2, 4, ... below `every`, where methods part ways), `measure(model)` returns {metric: value}; each
     point is appended to OUT/curve.jsonl as {"step", "seconds", **metrics}. `start(model)`, when
-    given, measures the step-0 point instead. "seconds" is training time only (the measurements are
-    left out), continued across a resume."""
+    given, measures the step-0 point instead. "seconds" is the method's time (the measurements are
+    left out), continued across a resume; a fresh run starts at `setup_seconds`, the time its trainer
+    took to build (`opct.trainers.run.train` sets it: SFT's targets, self-training's labels)."""
 
     def __init__(self, measure, every: int, early: bool = False, start=None):
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
         self.measure, self.every, self.early, self.start_measure = measure, every, early, start or measure
+        self.setup_seconds = 0.0
 
     def due(self, step: int, max_steps: int) -> bool:
         """Whether step `step` (>= 1) of `max_steps` gets a point."""
@@ -191,7 +193,7 @@ class LearningCurveCallback(TrainerCallback):
         points = [p for p in points if p["step"] <= state.global_step]  # a resume drops points past its checkpoint
         self._path(args).parent.mkdir(parents=True, exist_ok=True)
         self._path(args).write_text("".join(json.dumps(p) + "\n" for p in points))
-        self.offset = points[-1]["seconds"] if points else 0.0
+        self.offset = points[-1]["seconds"] if points else self.setup_seconds
         self.start, self.measuring = time.perf_counter(), 0.0
         if not points and state.global_step == 0:
             self._point(args, state, model, self.start_measure)

@@ -82,6 +82,7 @@ def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[st
     """Train and return a summary dict (also written to OUT/summary.json). `trainer_kwargs` go to the
     trainer itself (what no config file can hold, e.g. the self-training oracle's reward function)."""
     from opct.models import load_model
+    from opct.trainers.base import LearningCurveCallback
 
     _, trainer_cls = config_class(method)
     pairs = read_pairs(pairs_path)
@@ -108,6 +109,9 @@ def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[st
     trainer = trainer_cls(base, args, pairs_to_dataset(pairs), processing_class=tokenizer, callbacks=callbacks,
                           **(trainer_kwargs or {}))
     setup_seconds = time.time() - start
+    for callback in callbacks or []:
+        if isinstance(callback, LearningCurveCallback):  # its curve starts when the method's first step could
+            callback.setup_seconds = setup_seconds
     result = trainer.train(resume_from_checkpoint=last if resume and last else None)
     final = Path(out) / "final"
     trainer.save_model(str(final))  # rank 0 only, by the Trainer
