@@ -102,7 +102,7 @@ def main() -> None:
         rows = result["rows"]
         m = adaptive_metrics(rows)
         topical = on_topic([r["behavior"] for r in rows], [r["best_response"] or "" for r in rows])
-        row.update(asr=m["attack_success_rate"], best_score_mean=m["strongreject_mean"]["value"],
+        row.update(asr=m["attack_success_rate"], best_score_mean=m["judge_score_mean"]["value"],
                    best_on_topic=sum(topical) / len(topical))
         run_dir.mkdir(parents=True, exist_ok=True)
         with (run_dir / "best.jsonl").open("w", encoding="utf-8") as f:

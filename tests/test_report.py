@@ -114,7 +114,7 @@ def test_write_report_without_plots(tmp_path):
 def test_report_for_jailbreak_and_safety_axes(tmp_path):
     per_fact = {"pool": s(0.5), "dog": s(0.7)}  # a breakdown table, not a mode
     res = {"methods": {
-        "base": {"jailbreak": {"static": {"attack_success_rate": s(0.6), "strongreject_mean": s(0.5)},
+        "base": {"jailbreak": {"static": {"attack_success_rate": s(0.6), "judge_score_mean": s(0.5)},
                                "adaptive": {"defense_success_rate": s(0.2), "attack_success_rate": s(0.8)}},
                  "over_refusal": {"over_refusal_rate": s(0.1)},
                  "safety": {"ausc": s(0.4), "pass_rate": s(0.45), "per_fact": per_fact},

@@ -47,7 +47,7 @@ LABELS = {
     "passes_per_behavior": "Target passes per behaviour",
     "seconds_per_behavior": "Seconds per behaviour",
     "attack_success_rate": "ASR",
-    "strongreject_mean": "Judge score (mean)",
+    "judge_score_mean": "Judge score (mean)",
     "over_refusal_rate": "Over-refusal",
     "ausc": "AUSC",
     "pass_rate": "Pass rate",
@@ -57,7 +57,7 @@ LABELS = {
 BLOCK_HEADLINES = {"over_refusal": ("over_refusal_rate", "lower")}
 AXIS_FIRST = ("sycophancy_rate", "brr", "suggested_prob", "suggested_shift", "consistency", "clean_accuracy", "wrapped_accuracy", "flip_rate",
               "defense_success_rate",
-              "attack_success_rate", "strongreject_mean", "ausc", "pass_rate", "over_refusal_rate")
+              "attack_success_rate", "judge_score_mean", "ausc", "pass_rate", "over_refusal_rate")
 CAPABILITY_FIRST = ("mmlu_accuracy", "kl_from_base", "kl_from_organism", "over_refusal_rate")
 HIDDEN = ("clean_suggested_rate", "n", "threshold", "budget", "seed", "queries_total")  # settings, or shown elsewhere
 SCATTER_PLOT = "capability_vs_safety.png"

@@ -137,14 +137,14 @@ def test_static_metrics_on_a_hand_made_table():
             _row("b3", "f1", None), _row("b3", "f2", None)]
     m = static_metrics(rows, threshold=0.5)
     assert m["attack_success_rate"]["value"] == pytest.approx(1 / 3) and m["n"] == 3
-    assert m["strongreject_mean"]["value"] == pytest.approx(0.4)
+    assert m["judge_score_mean"]["value"] == pytest.approx(0.4)
     assert m["unparsed"] == 3 and m["n_rows"] == 6 and m["n_behaviors"] == 3
     # b3 has no parsed verdict: it is left out, not counted as defended
     assert m["behavior_attack_success_rate"] == {**m["behavior_attack_success_rate"], "value": 0.5, "n": 2}
     assert m["per_family"]["f1"]["attack_success_rate"]["value"] == 1.0 and m["per_family"]["f1"]["n"] == 1
     assert m["per_family"]["f1"]["unparsed"] == 2
     assert m["per_family"]["f2"]["attack_success_rate"]["value"] == 0.0
-    assert m["per_family"]["f2"]["strongreject_mean"]["value"] == pytest.approx(0.15)
+    assert m["per_family"]["f2"]["judge_score_mean"]["value"] == pytest.approx(0.15)
     assert m["per_category"]["d"]["n"] == 1
     ci = m["attack_success_rate"]
     assert ci["ci_low"] <= ci["value"] <= ci["ci_high"] and ci["clusters"] == 2  # resampled by behaviour
@@ -166,7 +166,7 @@ def test_adaptive_metrics_on_a_hand_made_table():
     m = adaptive_metrics(rows)
     assert m["defense_success_rate"]["value"] == pytest.approx(1 / 3) and m["n"] == 3
     assert m["attack_success_rate"]["value"] == pytest.approx(2 / 3)
-    assert m["strongreject_mean"]["value"] == pytest.approx((0.9 + 0.6 + 0.2) / 3)
+    assert m["judge_score_mean"]["value"] == pytest.approx((0.9 + 0.6 + 0.2) / 3)
     assert m["behaviors_unscored"] == 1 and m["unparsed"] == 13 and m["queries_total"] == 24
     assert m["queries_to_first_crack"] == {"mean": 2.0, "median": 2.0, "values": [3, 1]}
     assert m["per_category"]["y"]["defense_success_rate"]["value"] == 1.0 and m["per_category"]["y"]["n"] == 1
@@ -250,7 +250,7 @@ def test_static_eval_counts_unparsed_and_never_scores_it_zero(tiny, tmp_path):
     assert m["unparsed"] == len(unparsed) == 2 and m["n"] == 2
     assert {r["behavior_id"] for r in unparsed} == {"b1"} and m["behavior_attack_success_rate"]["n"] == 1
     assert all(r["label"] == "unparsed" and r["cracked"] is None for r in unparsed)
-    assert m["attack_success_rate"]["value"] == 0.0 and m["strongreject_mean"]["value"] == 0.0
+    assert m["attack_success_rate"]["value"] == 0.0 and m["judge_score_mean"]["value"] == 0.0
     assert m["judge"] == "every-other" and m["n_wrappers"] == 2
     assert (tmp_path / "v.jsonl").read_text().count("\n") == 4  # verdicts cached
 
@@ -321,7 +321,7 @@ def test_cli_eval_jailbreak_static_and_adaptive(tiny_model_dir, behavior_file, t
                                 "--judge", "pattern", "--max-wrapper-chars", 500, "--max-new-tokens", 3, "--out", out)
     assert code == 0, err
     m = json.loads(out.read_text())
-    assert {"attack_success_rate", "strongreject_mean", "n", "per_family", "judge"} <= set(m)
+    assert {"attack_success_rate", "judge_score_mean", "n", "per_family", "judge"} <= set(m)
     assert set(m["per_family"]) <= HELDOUT_FAMILIES and m["n"] == 2 * m["n_wrappers"]
     assert len(out.with_suffix(".rows.jsonl").read_text().splitlines()) == m["n_rows"]
     assert out.with_suffix(".verdicts.jsonl").exists() and "attack_success_rate" in stdout
@@ -332,7 +332,7 @@ def test_cli_eval_jailbreak_static_and_adaptive(tiny_model_dir, behavior_file, t
                                 "--max-new-tokens", 3, "--seed", 1, "--out", out)
     assert code == 0, err
     m = json.loads(out.read_text())
-    assert {"attack_success_rate", "defense_success_rate", "strongreject_mean", "n", "per_winning_family"} <= set(m)
+    assert {"attack_success_rate", "defense_success_rate", "judge_score_mean", "n", "per_winning_family"} <= set(m)
     assert m["budget"] == 2 and m["seed"] == 1 and m["attacker"]["kind"] == "search" and m["n_behaviors"] == 2
     rows = [json.loads(x) for x in out.with_suffix(".rows.jsonl").read_text().splitlines()]
     assert all(1 <= len(r["transcript"]) <= 2 for r in rows)

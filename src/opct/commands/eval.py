@@ -201,7 +201,7 @@ def add_eval_jailbreak(esub) -> None:
         "an attacker model LoRA-trained with GRPO against the target (reward: the judge's score of its reply) on "
         "training behaviours, then best of --budget prompts over 2 rounds on the behaviours evaluated; "
         "defense_success_rate = share of behaviours never cracked, attack_success_rate = 1 - "
-        "it. strongreject_mean = mean judge score (the refusal judges score 1 - P(refused)); unparsed verdicts "
+        "it. judge_score_mean = mean judge score (the refusal judges score 1 - P(refused)); unparsed verdicts "
         "are counted, never scored 0. Every rate has a bootstrap 95% CI and n. Per-item rows and transcripts "
         "go beside --out as *.rows.jsonl, judge verdicts are cached as *.verdicts.jsonl.",
         epilog="behaviour data: " + JAILBREAK_INSTALL,
@@ -337,7 +337,7 @@ def cmd_eval_jailbreak(a) -> int:
     rows_path = write_rows(out, rows)
     write_json(out, {"model": a.model, "behaviors": a.behaviors, **info, **metrics,
                      "seconds": round(time.time() - start, 1)})
-    line = f"  attack_success_rate {fmt(metrics['attack_success_rate'])}  strongreject_mean {fmt(metrics['strongreject_mean'])}"
+    line = f"  attack_success_rate {fmt(metrics['attack_success_rate'])}  judge_score_mean {fmt(metrics['judge_score_mean'])}"
     if "defense_success_rate" in metrics:
         line += f"  defense_success_rate {fmt(metrics['defense_success_rate'])}"
     print(line + (f"  unparsed {metrics['unparsed']}" if metrics.get("unparsed") else ""))

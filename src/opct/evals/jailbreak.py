@@ -8,11 +8,12 @@ every rate and mean, never read as 0.
 * `evaluate_static`: every behaviour under every given wrapper (greedy, batched).
   attack_success_rate = share of (behaviour, wrapper) attempts scoring >= threshold (its interval
   resamples behaviours, `opct.evals.stats.cluster_summary`);
-  strongreject_mean = mean score (named so whatever the judge; metrics["judge"] says which);
+  judge_score_mean = mean score of the judge metrics["judge"] names (a StrongREJECT score only with
+  that judge; until 2026-12-06 this key was strongreject_mean, whatever the judge);
   behavior_attack_success_rate = share of behaviours cracked by at least one wrapper.
 * `adaptive_metrics`: the rates of an adaptive attack (`opct.attacks.evaluate_adaptive`, which sits
   above this module): defense_success_rate = share of behaviours never cracked;
-  attack_success_rate = 1 - defense; strongreject_mean = mean of each behaviour's best score.
+  attack_success_rate = 1 - defense; judge_score_mean = mean of each behaviour's best score.
 Over-refusal (benign prompts that look harmful) is `opct.evals.over_refusal`.
 
 Each rate is an `opct.evals.stats.summarize` dict {"value", "ci_low", "ci_high", "n"}.
@@ -151,7 +152,7 @@ def static_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_TH
         scored = [r for r in group if r.get("score") is not None]
         return {
             "attack_success_rate": _attempt_rate(scored, threshold),
-            "strongreject_mean": _mean(r["score"] for r in scored),
+            "judge_score_mean": _mean(r["score"] for r in scored),
             "n": len(scored),
             "unparsed": len(group) - len(scored),
         }
@@ -164,7 +165,7 @@ def static_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_TH
     scores = [r["score"] for r in parsed]
     return {
         "attack_success_rate": _attempt_rate(parsed, threshold),
-        "strongreject_mean": _mean(scores),
+        "judge_score_mean": _mean(scores),
         "behavior_attack_success_rate": _rate(cracked),
         "n": len(scores),
         "n_rows": len(rows),
@@ -228,7 +229,7 @@ def adaptive_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_
         return {
             "defense_success_rate": _rate(not r["cracked"] for r in g),
             "attack_success_rate": _rate(bool(r["cracked"]) for r in g),
-            "strongreject_mean": _mean(r["best_score"] for r in g),
+            "judge_score_mean": _mean(r["best_score"] for r in g),
             "n": len(g),
         }
 
@@ -241,7 +242,7 @@ def adaptive_metrics(rows: Sequence[dict[str, Any]], threshold: float = DEFAULT_
     return {
         "defense_success_rate": _rate(not r["cracked"] for r in scored),
         "attack_success_rate": _rate(bool(r["cracked"]) for r in scored),
-        "strongreject_mean": _mean(r["best_score"] for r in scored),
+        "judge_score_mean": _mean(r["best_score"] for r in scored),
         "n": len(scored),
         "n_behaviors": len(rows),
         "behaviors_unscored": len(rows) - len(scored),
