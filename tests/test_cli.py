@@ -86,8 +86,8 @@ def test_train_writes_run_refuses_rerun_and_resumes(tiny_model_dir, pair_file, t
 
 
 def test_train_summary_counts_building_the_trainer(tiny_model_dir, pair_file, tmp_path, capsys):
-    """BCT generates its targets while its trainer is built: the summary's seconds include that part,
-    and say how much of them it was."""
+    """BCT generates its targets while its trainer is built; the summary says how much of its seconds
+    that took (tests/trainers: a learning curve starts there)."""
     out = tmp_path / "bct"
     code, _, err = run_cli(capsys, "train", "sft", "--model", tiny_model_dir, "--pairs", pair_file, "--out", out,
                            "--max-steps", "1", "--batch-size", "2", "--seed", "0", "--set", "target_max_new_tokens=4",
