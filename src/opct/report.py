@@ -52,6 +52,9 @@ LABELS = {
     "ausc": "AUSC",
     "pass_rate": "Pass rate",
     "unparsed": "Unparsed",
+    "seconds": "Seconds",
+    "curve_seconds": "Curve points s",
+    "train_loss": "Train loss",
 }
 # Blocks that are not an `opct.axes` axis: the metric each is plotted by, and which way is safer.
 BLOCK_HEADLINES = {"over_refusal": ("over_refusal_rate", "lower")}

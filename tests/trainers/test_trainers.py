@@ -495,3 +495,25 @@ def test_learning_curve_starts_when_the_trainer_is_built(tiny_model_dir, tmp_pat
     assert [p["step"] for p in points] == [0, 1]
     assert points[0]["seconds"] == pytest.approx(curve.setup_seconds, abs=0.01) and curve.setup_seconds > 0
     assert summary["setup_seconds"] == round(curve.setup_seconds, 1)
+
+
+def test_summary_keeps_curve_measurements_apart(tiny_model_dir, tmp_path):
+    """Measuring curve points is not the method's cost: the summary reports it as `curve_seconds`."""
+    import time
+
+    from opct.data import write_pairs
+    from opct.trainers.base import LearningCurveCallback
+    from opct.trainers.run import train
+
+    def slow_measure(model):
+        time.sleep(0.5)
+        return {"n": 1.0}
+
+    write_pairs(make_pairs(4), tmp_path / "pairs.jsonl")
+    curve = LearningCurveCallback(slow_measure, every=1)
+    summary = train("sft", tiny_model_dir, str(tmp_path / "pairs.jsonl"), str(tmp_path / "run"),
+                    {"max_steps": 2, "per_device_train_batch_size": 2, "target_max_new_tokens": 4, "lora_r": 4,
+                     "lora_alpha": 8, "disable_tqdm": True}, callbacks=[curve])
+    assert 1.5 <= summary["curve_seconds"] < summary["seconds"]  # three points (steps 0, 1, 2) of 0.5 s each
+    points = [json.loads(line) for line in (tmp_path / "run" / "curve.jsonl").read_text().splitlines()]
+    assert points[-1]["seconds"] <= summary["seconds"] - summary["curve_seconds"] + 0.2  # the rest: saving

@@ -172,13 +172,15 @@ class LearningCurveCallback(TrainerCallback):
     point is appended to OUT/curve.jsonl as {"step", "seconds", **metrics}. `start(model)`, when
     given, measures the step-0 point instead. "seconds" is the method's time (the measurements are
     left out), continued across a resume; a fresh run starts at `setup_seconds`, the time its trainer
-    took to build (`opct.trainers.run.train` sets it: SFT's targets, self-training's labels)."""
+    took to build (`opct.trainers.run.train` sets it: SFT's targets, self-training's labels).
+    `measuring` is the time the points took, which the run's summary reports as `curve_seconds`."""
 
     def __init__(self, measure, every: int, early: bool = False, start=None):
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
         self.measure, self.every, self.early, self.start_measure = measure, every, early, start or measure
         self.setup_seconds = 0.0
+        self.measuring = 0.0  # seconds spent measuring points in this invocation
 
     def due(self, step: int, max_steps: int) -> bool:
         """Whether step `step` (>= 1) of `max_steps` gets a point."""

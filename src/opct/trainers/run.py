@@ -116,9 +116,11 @@ def train(method: str, model: str, pairs_path: str, out: str, overrides: dict[st
     final = Path(out) / "final"
     trainer.save_model(str(final))  # rank 0 only, by the Trainer
     logs = [h for h in trainer.state.log_history if "loss" in h]
+    curve_seconds = sum(c.measuring for c in callbacks or [] if isinstance(c, LearningCurveCallback))
     summary = {
         "method": method, "model": model, "steps": trainer.state.global_step, "seconds": round(time.time() - start, 1),
         "setup_seconds": round(setup_seconds, 1),  # of "seconds": building the trainer (targets, draws)
+        "curve_seconds": round(curve_seconds, 1),  # of "seconds": measuring learning-curve points, not the method
         "train_loss": result.training_loss, "final": str(final),
         "last_log": logs[-1] if logs else {},
     }
