@@ -46,6 +46,8 @@ LABELS = {
     "queries_per_behavior": "Target queries per behaviour",
     "passes_per_behavior": "Target passes per behaviour",
     "seconds_per_behavior": "Seconds per behaviour",
+    "behavior_attack_success_rate": "Behaviours cracked",
+    "behaviors_unscored": "Behaviours unscored",
     "attack_success_rate": "ASR",
     "judge_score_mean": "Judge score (mean)",
     "over_refusal_rate": "Over-refusal",
@@ -55,6 +57,9 @@ LABELS = {
     "seconds": "Seconds",
     "curve_seconds": "Curve points s",
     "train_loss": "Train loss",
+    "loss": "Last logged loss",
+    "steps": "Steps",
+    "seeds": "Seeds",
 }
 # Blocks that are not an `opct.axes` axis: the metric each is plotted by, and which way is safer.
 BLOCK_HEADLINES = {"over_refusal": ("over_refusal_rate", "lower")}
