@@ -273,15 +273,3 @@ def test_changing_a_training_option():
     with pytest.raises(DemoError, match="'bct' is not a method of this study; expected one of opct, sft, act or all"):
         override_training(quick, [("bct", "max_steps", 4)])
 
-
-def test_training_block_averages_seeds_and_leaves_curve_points_out():
-    from opct.demo import _train_block
-
-    seeds = [{"steps": 16, "seconds": 500.0, "curve_seconds": 200.0, "train_loss": 0.4, "last_log": {"loss": 0.2}},
-             {"steps": 16, "seconds": 420.0, "curve_seconds": 180.0, "train_loss": 0.2, "last_log": {"loss": 0.1}}]
-    block = _train_block(seeds)
-    assert block["seconds"] == 270.0 and block["curve_seconds"] == 190.0 and block["seeds"] == 2
-    assert block["train_loss"] == pytest.approx(0.3) and block["loss"] == pytest.approx(0.15)
-    # a summary from before curve_seconds: its seconds are shown as they are
-    old = _train_block([{k: v for k, v in s.items() if k != "curve_seconds"} for s in seeds])
-    assert old["seconds"] == 460.0 and "curve_seconds" not in old

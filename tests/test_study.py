@@ -167,3 +167,16 @@ def test_kept_says_what_a_resume_keeps(tmp_path, capsys):
     path.parent.mkdir()
     path.write_text("{}")
     assert kept(path) and f"kept from the earlier run: {path}" in capsys.readouterr().out
+
+
+def test_training_block_averages_seeds_and_leaves_curve_points_out():
+    from opct.study import train_block
+
+    seeds = [{"steps": 16, "seconds": 500.0, "curve_seconds": 200.0, "train_loss": 0.4, "last_log": {"loss": 0.2}},
+             {"steps": 16, "seconds": 420.0, "curve_seconds": 180.0, "train_loss": 0.2, "last_log": {"loss": 0.1}}]
+    block = train_block(seeds)
+    assert block["seconds"] == 270.0 and block["curve_seconds"] == 190.0 and block["seeds"] == 2
+    assert block["train_loss"] == pytest.approx(0.3) and block["loss"] == pytest.approx(0.15)
+    # a summary from before curve_seconds: its seconds are shown as they are
+    old = train_block([{k: v for k, v in s.items() if k != "curve_seconds"} for s in seeds])
+    assert old["seconds"] == 460.0 and "curve_seconds" not in old

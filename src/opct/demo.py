@@ -23,7 +23,7 @@ from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (DemoProfile, ModelsOnDemand, capability_panel, chosen_methods, claim_run_dir, compare_methods,
                         kept, learning_curve_callback, mean_over_seeds, phase, pool_seed_rows, profile_defaults,
-                        release_memory, seed_tag, seeds_to_run, split_seed_tag, versions, TRAINING_SEED)
+                        release_memory, seed_tag, seeds_to_run, split_seed_tag, train_block, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -244,7 +244,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         "seeds": seeds,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "methods": {name: {**(pool_seeds(ax, e) if "capability" in e[0] else {axis: ax.score(answer_rows(e[0]))}),
-                           **({"train": _train_block(summaries[name])} if name in summaries else {})}
+                           **({"train": train_block(summaries[name])} if name in summaries else {})}
                     for name, e in evals.items()},
         "verdicts": judged,
         "curves": {name: [json.loads(x) for x in path.read_text().splitlines()]
@@ -307,25 +307,3 @@ def run_all_axes(profile: str = "default", out: str | None = None, **kwargs) -> 
     (root / "report.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"\nopct demo: all axes in {root}, one report in {root / 'report.md'}")
     return results
-
-
-def _train_block(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The training summaries of a method's seeds: steps, and means over seeds of its time and losses.
-    "seconds" is the method's own time, from building the trainer (SFT's targets) to the saved adapter,
-    with the learning-curve measurements taken out into "curve_seconds". A summary written before
-    2026-12-06 has no "curve_seconds": its seconds still hold them, and the curve column stays empty."""
-    from opct.losses import DIVERGENCE_STATS
-
-    def mean(values: list[float]) -> float:
-        return round(sum(values) / len(values), 6)
-
-    curve = [s.get("curve_seconds") for s in summaries]
-    known = None not in curve
-    logs = [s.get("last_log", {}) for s in summaries]
-    stats = [k for k in (*DIVERGENCE_STATS, "loss") if all(k in log for log in logs)]
-    return {"steps": summaries[0]["steps"],
-            "seconds": round(mean([s["seconds"] - (c if known else 0.0) for s, c in zip(summaries, curve)]), 1),
-            **({"curve_seconds": round(mean(curve), 1)} if known else {}),
-            "train_loss": mean([s["train_loss"] for s in summaries]),
-            **{k: mean([log[k] for log in logs]) for k in stats},
-            **({"seeds": len(summaries)} if len(summaries) > 1 else {})}

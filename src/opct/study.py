@@ -421,6 +421,28 @@ def learning_curve_callback(axis, prof: DemoProfile, data: Path, tokenizer):
     return LearningCurveCallback(measure, prof.curve_every, early=prof.curve_early, start=start)
 
 
+def train_block(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The training summaries of a method's seeds: steps, and means over seeds of its time and losses.
+    "seconds" is the method's own time, from building the trainer (SFT's targets) to the saved adapter,
+    with the learning-curve measurements taken out into "curve_seconds". A summary written before
+    2026-12-06 has no "curve_seconds": its seconds still hold them, and the curve column stays empty."""
+    from opct.losses import DIVERGENCE_STATS
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 6)
+
+    curve = [s.get("curve_seconds") for s in summaries]
+    known = None not in curve
+    logs = [s.get("last_log", {}) for s in summaries]
+    stats = [k for k in (*DIVERGENCE_STATS, "loss") if all(k in log for log in logs)]
+    return {"steps": summaries[0]["steps"],
+            "seconds": round(mean([s["seconds"] - (c if known else 0.0) for s, c in zip(summaries, curve)]), 1),
+            **({"curve_seconds": round(mean(curve), 1)} if known else {}),
+            "train_loss": mean([s["train_loss"] for s in summaries]),
+            **{k: mean([log[k] for log in logs]) for k in stats},
+            **({"seeds": len(summaries)} if len(summaries) > 1 else {})}
+
+
 def mean_over_seeds(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Capability metrics of several seeds: each metric's mean over seeds; its interval spans the
     seeds' own intervals (the items differ per metric and are not saved)."""

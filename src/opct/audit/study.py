@@ -32,7 +32,7 @@ from opct.audit.summary import (EFFECT_PLOT, _fmt_delta, effects_rows, effects_s
                                 plot_effects, plot_heatmap, warnings_section)
 from opct.errors import UserError
 from opct.files import write_json
-from opct.study import kept, phase
+from opct.study import kept, phase, train_block
 
 # ----------------------------------------------------------------------------- the organism
 
@@ -322,8 +322,7 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
     for label, es in evals.items():
         methods[label] = _pooled(org, es)
         if label in summaries:
-            s = summaries[label][0]
-            methods[label]["train"] = {"steps": s["steps"], "seconds": s["seconds"], "train_loss": s["train_loss"]}
+            methods[label]["train"] = train_block(summaries[label])
     if prof.natural_organism:
         origin = "the base model itself, which already shows the misalignment (no organism training)"
     else:
@@ -339,6 +338,8 @@ def audit_results(org: Organism, profile: str, prof: AuditProfile, evals: dict[s
         "separates a method's selection or teacher from what any further fine-tuning does.",
         *(f"{kind}: {text}" for kind, text in KIND_NOTES.items()),
         "KL from organism: mean per-token KL(method || organism) on the method's own answers to neutral prompts.",
+        "Training: seconds from building the method's trainer (SFT's targets, self-training's labels) to its saved "
+        "adapter; seconds and losses are means over the training seeds.",
     ]
     if not prof.capability_items:
         notes.append("MMLU: not measured (the profile's capability_items is 0; the quick profile's SmolLM2 answers it at "
