@@ -8,7 +8,7 @@ import pytest
 
 from opct.axes import AXES
 from opct.demo import DemoError, DemoProfile, run_demo, saved_evaluations
-from opct.study import train_overrides
+from opct.study import source_digest, train_overrides
 
 # The quick profile's phases at a size a tiny model runs in seconds.
 TINY = DemoProfile(
@@ -203,7 +203,9 @@ def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):
         assert all(0 <= p["sycophancy_rate"] <= 1 for p in points)
         assert [p["seconds"] for p in points] == sorted(p["seconds"] for p in points)
     # both methods start from the base: its point was measured once, for the first method
-    start = json.loads((out / "data" / "curve_start.json").read_text())["metrics"]
+    saved = json.loads((out / "data" / "curve_start.json").read_text())
+    start = saved["metrics"]
+    assert saved["key"]["opct_source"] == source_digest()  # changed code measures the start anew on a resume
     assert {k: v for k, v in results["curves"]["act"][0].items() if k not in ("step", "seconds")} == start
     assert results["curves"]["opct"][-1]["kl_from_base"] > 0
     report = (out / "report.md").read_text()

@@ -180,3 +180,10 @@ def test_training_block_averages_seeds_and_leaves_curve_points_out():
     # a summary from before curve_seconds: its seconds are shown as they are
     old = train_block([{k: v for k, v in s.items() if k != "curve_seconds"} for s in seeds])
     assert old["seconds"] == 460.0 and "curve_seconds" not in old
+
+
+def test_versions_name_the_source_that_measured():
+    from opct.study import source_digest, versions
+
+    digest = source_digest()
+    assert len(digest) == 16 and int(digest, 16) >= 0 and versions()["opct_source"] == digest

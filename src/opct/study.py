@@ -5,6 +5,7 @@ capability panel, training seeds, and the paired verdict between two methods."""
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import os
@@ -85,10 +86,21 @@ def train_overrides(steps: int, batch: int, opct_lr: float, sft_lr: float, act_l
 # ----------------------------------------------------------------------------- run directories and phases
 
 
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A short sha256 of opct's own source files: which code measured a result."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    out = {"python": platform.python_version(), "platform": platform.platform(), "processor": platform.machine()}
+    out = {"python": platform.python_version(), "platform": platform.platform(), "processor": platform.machine(),
+           "opct_source": source_digest()}
     for pkg in ("opct", "torch", "transformers", "trl", "peft", "datasets", "accelerate"):
         try:
             out[pkg] = md.version(pkg)
@@ -393,8 +405,8 @@ def learning_curve_callback(axis, prof: DemoProfile, data: Path, tokenizer):
     (DIR/data/val.jsonl, built with the training pairs) and the drift KL from the base (the model
     with its adapter off) on neutral prompts. None when the profile or the axis has no curve.
     Every method starts from the base, so the step-0 point is measured once per run directory
-    (DIR/data/curve_start.json, keyed by the validation file and settings) while the starting
-    model's adapter adds exactly zero."""
+    (DIR/data/curve_start.json, keyed by the validation file, the settings and opct's source, so a
+    resume with changed code measures it anew) while the starting model's adapter adds exactly zero."""
     from opct.evals.capability import adapter_drift, neutral_prompts
     from opct.trainers.base import LearningCurveCallback, fresh_adapter
 
@@ -411,7 +423,8 @@ def learning_curve_callback(axis, prof: DemoProfile, data: Path, tokenizer):
             return measure(model)
         path = data / "curve_start.json"
         key = {"val_sha256": hashlib.sha256((data / "val.jsonl").read_bytes()).hexdigest(),
-               "neutral_prompts": len(prompts), "kl_tokens": prof.kl_tokens, "model": prof.model}
+               "neutral_prompts": len(prompts), "kl_tokens": prof.kl_tokens, "model": prof.model,
+               "opct_source": source_digest()}
         if path.exists() and (saved := json.loads(path.read_text())).get("key") == key:
             return saved["metrics"]
         metrics = measure(model)
