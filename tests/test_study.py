@@ -187,3 +187,10 @@ def test_versions_name_the_source_that_measured():
 
     digest = source_digest()
     assert len(digest) == 16 and int(digest, 16) >= 0 and versions()["opct_source"] == digest
+
+
+def test_host_speed_measures_a_matmul():
+    from opct.study import host_speed
+
+    host = host_speed(size=512, repeats=2)
+    assert host["device"] in ("cpu", "cuda") and host["bf16_tflops"] > 0 and host["threads"] >= 1

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import time
 from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -94,6 +95,26 @@ def source_digest() -> str:
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def host_speed(size: int = 2048, repeats: int = 4) -> dict[str, Any]:
+    """The bf16 matmul throughput of the device that trains (a CUDA GPU if present, else the CPU), so a
+    run's timings say which machine they came from: hosts of the same kind have differed 5x here."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
+    a @ a  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    if device == "cuda":
+        torch.cuda.synchronize()
+    tflops = 2 * size**3 * repeats / (time.perf_counter() - began) / 1e12
+    return {"device": device, "bf16_tflops": round(tflops, 3), "threads": torch.get_num_threads(),
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def versions() -> dict[str, str]:
