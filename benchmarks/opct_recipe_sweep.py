@@ -13,6 +13,11 @@ Usage:
   python benchmarks/opct_recipe_sweep.py --losses full,letter,sampled --samples 2,4,8 --seeds 2 --with-sft
   python benchmarks/opct_recipe_sweep.py --profile default --val-items 32   # the 1.5B model (hours)
   python benchmarks/opct_recipe_sweep.py --profile default --losses full --samples 2 --lrs 1e-5 --with-sft
+  python benchmarks/opct_recipe_sweep.py --profile default --data runs/demo/data --methods act --lrs 3e-5,1e-4
+
+--data DIR takes the training and validation pairs of a finished demo run (DIR/train.jsonl, DIR/val.jsonl,
+the demo's curve items) instead of building them, which takes minutes on the 1.5B model. --methods
+chooses what is swept: OPCT over the loss x samples grid, SFT and ACT at each learning rate.
 
 The run directory (--out) keeps every finished configuration; running the same command again skips
 them (and says so). The table gives, per configuration: training seconds (the measurements left
@@ -62,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=2,
                    help="steps between curve points, after steps 1, 2, 4, ... below it (default: %(default)s)")
     p.add_argument("--with-sft", action="store_true",
-                   help="add SFT with the profile's settings (at each of --lrs when given)")
+                   help="add SFT with the profile's settings (at each of --lrs when given); as --methods opct,sft")
+    p.add_argument("--methods", default="opct",
+                   help="what to sweep: opct (the loss x samples grid), sft, act, comma-separated (default: %(default)s)")
+    p.add_argument("--data", type=Path, help="a demo run's data directory to take the pairs from")
     p.add_argument("--out", type=Path, default=Path("runs/sweep-recipe"), help="run directory (default: %(default)s)")
     p.add_argument("--json", type=Path, help="write the table's numbers here too")
     args = p.parse_args(argv)
@@ -76,9 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
     _, prof, axis = resolve_profile("sycophancy", args.profile, args.model)
     prof = replace(prof, curve_every=args.every, curve_items=args.val_items)
-    data = args.out / "data"
+    data = args.data or args.out / "data"
     done = data / "validation.done"  # build_data writes a val.jsonl of its own first: replaced here
-    if not done.exists():
+    if args.data:
+        if not (data / "train.jsonl").exists() or not (data / "val.jsonl").exists():
+            raise SystemExit(f"--data {data}: expected train.jsonl and val.jsonl there (a demo run's data directory)")
+    elif not done.exists():
         model, tokenizer = load_model(prof.model)
         axis.build_data(prof, data, 0, model, tokenizer)
         val = validation_pairs(prof, data, 0, args.val_items, tokenizer, model)
@@ -92,12 +103,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{prof.train['opct']['max_steps']} steps of {prof.train['opct']['per_device_train_batch_size']} prompts",
           flush=True)
 
-    lrs = args.lrs.split(",") if args.lrs else [str(prof.train["opct"]["learning_rate"])]
-    configs = [(f"opct-{loss}-k{k}-lr{lr}", "opct", {"loss_type": loss, "num_samples": int(k), "learning_rate": float(lr)})
-               for lr in lrs for loss in args.losses.split(",") for k in args.samples.split(",")]
-    if args.with_sft:  # at the profile's learning rate, or at each of --lrs
-        configs += ([(f"sft-lr{lr}", "sft", {"learning_rate": float(lr)}) for lr in lrs] if args.lrs
-                    else [("sft", "sft", {})])
+    methods = set(args.methods.split(",")) | ({"sft"} if args.with_sft else set())
+    if methods - {"opct", "sft", "act"}:
+        raise SystemExit(f"--methods: expected opct, sft or act, got {', '.join(sorted(methods - {'opct', 'sft', 'act'}))}")
+    lrs = args.lrs.split(",") if args.lrs else None
+    configs = []
+    if "opct" in methods:
+        configs += [(f"opct-{loss}-k{k}-lr{lr}", "opct", {"loss_type": loss, "num_samples": int(k), "learning_rate": float(lr)})
+                    for lr in lrs or [str(prof.train["opct"]["learning_rate"])] for loss in args.losses.split(",")
+                    for k in args.samples.split(",")]
+    for method in ("sft", "act"):  # at the profile's learning rate, or at each of --lrs
+        if method in methods:
+            configs += ([(f"{method}-lr{lr}", method, {"learning_rate": float(lr)}) for lr in lrs] if lrs
+                        else [(method, method, {})])
     rows = []
     for name, method, change in configs:
         runs = []
@@ -123,16 +141,20 @@ def main(argv: list[str] | None = None) -> int:
             "s_per_step": sum(r["seconds"] / max(r["steps"], 1) for r in runs) / len(runs),
             metric: sum(x[metric] for x in last) / len(last),
             "kl_from_base": sum(x["kl_from_base"] for x in last) / len(last),
+            **({"suggested_prob": sum(x["suggested_prob"] for x in last) / len(last)}
+               if all(x.get("suggested_prob") is not None for x in last) else {}),
             "curve": {pt["step"]: round(sum(r["curve"][i][metric] for r in runs) / len(runs), 3)
                       for i, pt in enumerate(runs[0]["curve"])},
         })
 
     metric = axis.headline
-    print(f"\n{'config':<26}{'seeds':>6}{'train s':>9}{'s/step':>8}{metric:>17}{'KL':>8}  curve (step: {metric})")
+    print(f"\n{'config':<26}{'seeds':>6}{'train s':>9}{'s/step':>8}{metric:>17}{'P(sugg.)':>9}{'KL':>8}"
+          f"  curve (step: {metric})")
     for r in rows:
         curve = " ".join(f"{k}:{v:.3f}" for k, v in r["curve"].items())
+        suggested = f"{r['suggested_prob']:>9.3f}" if "suggested_prob" in r else f"{'-':>9}"
         print(f"{r['config']:<26}{r['seeds']:>6}{r['train_s']:>9.0f}{r['s_per_step']:>8.1f}{r[metric]:>17.3f}"
-              f"{r['kl_from_base']:>8.4f}  {curve}")
+              f"{suggested}{r['kl_from_base']:>8.4f}  {curve}")
     if args.json:
         write_json(args.json, {"profile": args.profile, "model": prof.model, "validation_pairs": n_val, "rows": rows})
     return 0

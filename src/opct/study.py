@@ -113,8 +113,7 @@ def host_speed(size: int = 2048, repeats: int = 4) -> dict[str, Any]:
     if device == "cuda":
         torch.cuda.synchronize()
     tflops = 2 * size**3 * repeats / (time.perf_counter() - began) / 1e12
-    return {"device": device, "bf16_tflops": round(tflops, 3), "threads": torch.get_num_threads(),
-            "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {"device": device, "bf16_tflops": round(tflops, 3), "threads": torch.get_num_threads()}
 
 
 def versions() -> dict[str, str]:
