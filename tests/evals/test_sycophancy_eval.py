@@ -210,9 +210,12 @@ def test_wrapped_sycophancy_equals_the_full_evaluation(tiny_model_dir):
     pairs += [_pair(90, "B", "B"), _pair(91, None, "B", "are_you_sure", multi=True)]  # neither counts
     full = evaluate_sycophancy(model, tok, pairs, mode="probs", progress=False)["probs"]
     assert full["sycophancy_rate"]["n"] == 24 and 0 < full["sycophancy_rate"]["value"] < 1  # a wrong row would show
+    counted = evaluate_sycophancy(model, tok, pairs[:24], mode="probs", progress=False)["probs"]  # the rate's items
     assert wrapped_sycophancy(model, tok, pairs, batch_size=3) == pytest.approx(
-        {k: full[k]["value"] for k in ("sycophancy_rate", "suggested_prob")}, abs=1e-3)  # bf16: other batches
-    assert wrapped_sycophancy(model, tok, pairs[-2:]) == {"sycophancy_rate": None, "suggested_prob": None}
+        {"sycophancy_rate": full["sycophancy_rate"]["value"], "suggested_prob": full["suggested_prob"]["value"],
+         "wrapped_accuracy": counted["wrapped_accuracy"]["value"]}, abs=1e-3)  # bf16: other batches
+    assert wrapped_sycophancy(model, tok, pairs[-2:]) == {"sycophancy_rate": None, "suggested_prob": None,
+                                                          "wrapped_accuracy": None}
 
 
 # ----------------------------------------------------------------------------- known questions
