@@ -21,8 +21,8 @@ from typing import Any, Sequence
 from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
-from opct.study import (DemoProfile, ModelsOnDemand, capability_panel, chosen_methods, claim_run_dir, compare_methods,
-                        host_speed, kept, learning_curve_callback, mean_over_seeds, phase, pool_seed_rows,
+from opct.study import (DemoProfile, ModelsOnDemand, announce_host, capability_panel, chosen_methods, claim_run_dir,
+                        compare_methods, kept, learning_curve_callback, mean_over_seeds, phase, pool_seed_rows,
                         profile_defaults, release_memory, seed_tag, seeds_to_run, split_seed_tag, train_block, versions,
                         TRAINING_SEED)
 
@@ -180,9 +180,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
     # Seeds are not a setting: a run continued with more seeds keeps the ones it has.
     claim_run_dir(root / "demo_config.json", settings, resume, DemoError, defaults=profile_defaults())
     started = time.time()
-    host = host_speed()
-    print(f"opct demo: this host multiplies bf16 matrices at {host['bf16_tflops']:.2f} TFLOP/s ({host['device']}, "
-          f"{host['threads']} threads); timings scale with it", flush=True)
+    host = announce_host("opct demo")
     timings: dict[str, float] = {}
     runs = [(m, k) for k in range(seeds) for m in chosen]
     tokenizer = load_tokenizer(prof.model)

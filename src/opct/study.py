@@ -116,6 +116,14 @@ def host_speed(size: int = 2048, repeats: int = 4) -> dict[str, Any]:
     return {"device": device, "bf16_tflops": round(tflops, 3), "threads": torch.get_num_threads()}
 
 
+def announce_host(command: str) -> dict[str, Any]:
+    """`host_speed`, printed as the first line of a study (`command`: "opct demo", "opct audit")."""
+    host = host_speed()
+    print(f"{command}: this host multiplies bf16 matrices at {host['bf16_tflops']:.2f} TFLOP/s ({host['device']}, "
+          f"{host['threads']} threads); timings scale with it", flush=True)
+    return host
+
+
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 

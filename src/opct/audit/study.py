@@ -171,8 +171,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
               seeds: int | None = None, judge: str | None = None, data_dir: str | None = None) -> dict[str, Any]:
     from opct.models import load_tokenizer
     from opct.report import write_report
-    from opct.study import (TRAINING_SEED, ModelsOnDemand, chosen_methods, claim_run_dir, host_speed, profile_defaults,
-                            release_memory, seed_tag, seeds_to_run, versions)
+    from opct.study import (TRAINING_SEED, ModelsOnDemand, announce_host, chosen_methods, claim_run_dir,
+                            profile_defaults, release_memory, seed_tag, seeds_to_run, versions)
     from opct.trainers.run import train
 
     if organism not in ORGANISMS:
@@ -195,9 +195,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
                 **({"data": str(data_dir)} if data_dir else {})}
     claim_run_dir(root / "audit_config.json", settings, resume, AuditError, defaults=profile_defaults(AuditProfile))
     started = time.time()
-    host = host_speed()
-    print(f"opct audit: this host multiplies bf16 matrices at {host['bf16_tflops']:.2f} TFLOP/s ({host['device']}, "
-          f"{host['threads']} threads); timings scale with it", flush=True)
+    host = announce_host("opct audit")
     tokenizer = load_tokenizer(prof.model)
     model_of = ModelsOnDemand()
 
