@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from opct.data.sycophancy import build_split
     from opct.evals.sycophancy import evaluate_sycophancy, known_pairs, sycophancy_by_item, sycophancy_metrics
     from opct.models import load_model
-    from opct.study import compare_methods, pool_seed_rows, release_memory, short_pairs
+    from opct.study import compare_methods, pool_seed_rows, release_memory, short_pairs, trained_runs
 
     settings = json.loads((args.run / "demo_config.json").read_text())
     if settings.get("axis") != "sycophancy":
@@ -66,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"retest: {len(pairs)} test pairs ({args.source}); the base model knows {known['after']} of "
           f"{known['before']} candidates not in the run", flush=True)
 
-    models = {"base": [settings["model"]]}
-    for d in sorted((args.run / "runs").iterdir()):
-        if (d / "summary.json").exists():
-            models.setdefault(d.name.split("-s")[0], []).append(str(d))
+    models = {"base": [settings["model"]], **{m: [str(d) for d in runs] for m, runs in trained_runs(args.run).items()}}
     rows: dict[str, list[list[dict]]] = {}
     for method, specs in models.items():
         for spec in specs:

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from opct.errors import UserError
-from opct.study import IN_USE, _process_start, claim_run_dir, compare_methods, mean_over_seeds, seed_tag, split_seed_tag
+from opct.study import (IN_USE, _process_start, claim_run_dir, compare_methods, mean_over_seeds, seed_tag,
+                        split_seed_tag, trained_runs)
 
 
 def test_verdict_yes_no_unclear():
@@ -60,6 +61,16 @@ def test_claim_run_dir_and_seed_tags(tmp_path, capsys):
     assert [seed_tag(k) for k in range(3)] == ["", "-s1", "-s2"]
     assert [split_seed_tag(f"self_certainty{seed_tag(k)}") for k in range(3)] == [("self_certainty", k) for k in range(3)]
     assert split_seed_tag("x-sample") == ("x-sample", 0)  # "-s" not followed by a seed number is part of the name
+
+
+def test_trained_runs_lists_each_methods_finished_seeds_in_order(tmp_path):
+    assert trained_runs(tmp_path) == {}
+    for name in ("opct-s10", "opct", "opct-s2", "x-sample", "sft-s1", "sft"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "summary.json").write_text("{}")
+    (tmp_path / "runs" / "act").mkdir()  # unfinished: no summary
+    found = {m: [d.name for d in runs] for m, runs in trained_runs(tmp_path).items()}
+    assert found == {"opct": ["opct", "opct-s2", "opct-s10"], "sft": ["sft", "sft-s1"], "x-sample": ["x-sample"]}
 
 
 def test_a_run_in_use_by_another_process_is_not_entered(tmp_path, capsys):

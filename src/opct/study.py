@@ -344,6 +344,17 @@ def split_seed_tag(name: str) -> tuple[str, int]:
     return (method, int(index)) if method and index.isdigit() else (name, 0)
 
 
+def trained_runs(run: Path) -> dict[str, list[Path]]:
+    """{method: [its training run directories, seed by seed]} of a finished demo or audit directory
+    (RUN/runs/<method>[-sK]/ with a summary.json)."""
+    found: dict[str, list[tuple[int, Path]]] = {}
+    for d in sorted((Path(run) / "runs").iterdir()) if (Path(run) / "runs").is_dir() else []:
+        if (d / "summary.json").exists():
+            method, index = split_seed_tag(d.name)
+            found.setdefault(method, []).append((index, d))
+    return {m: [d for _, d in sorted(runs)] for m, runs in found.items()}
+
+
 # ----------------------------------------------------------------------------- data budgets
 
 
