@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     base_model, tokenizer = load_model(settings["model"])
     models = {"base": [settings["model"]], **{m: [str(d) for d in runs[m]] for m in wanted}}
     scores: dict[str, dict[str, list[dict[str, float]]]] = {t: {} for t in tasks}
+    cut_off: dict[str, dict[str, list[int | None]]] = {t: {} for t in tasks}
     for method, specs in models.items():
         for spec in specs:
             name = "base" if method == "base" else Path(spec).name
@@ -97,22 +98,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: answers from {path} ({saved['seconds']} s when made)", flush=True)
             for t in tasks:
                 scores[t].setdefault(method, []).append({r["id"]: float(r["correct"]) for r in saved["records"][t]})
+                # answers stopped by the token limit (graded as they stand); None: answered before it was recorded
+                finished = [r.get("finished") for r in saved["records"][t]]
+                cut_off[t].setdefault(method, []).append(None if None in finished else finished.count(False))
 
     results: dict[str, object] = {"settings": asked, "run": str(args.run), "tasks": {}}
     cell = lambda m: f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"  # noqa: E731
     for t in tasks:
-        print(f"\n{TASKS[t]}\n\n| Method | seeds | accuracy | change from the base | n |\n|---|---|---|---|---|")
+        print(f"\n{TASKS[t]}\n\n| Method | seeds | accuracy | change from the base | cut off | n |\n|---|---|---|---|---|---|")
         per_method = {}
         for method, per_seed in scores[t].items():
             acc = seeded_summary(per_seed)
             change = None
             if method != "base":
                 change = compare_methods(method, "base", per_seed, scores[t]["base"] * len(per_seed), TASKS[t], "higher")
-            per_method[method] = {"accuracy": acc, "change_from_base": change}
+            per_method[method] = {"accuracy": acc, "change_from_base": change, "cut_off_per_seed": cut_off[t][method]}
             delta = change["difference"] if change else None
             print(f"| {method} | {len(per_seed)} | {cell(acc)} | "
                   + (f"{delta['value']:+.3f} [{delta['ci_low']:+.3f}, {delta['ci_high']:+.3f}]" if delta else "–")
-                  + f" | {acc['n']} |")
+                  + f" | {'–' if None in cut_off[t][method] else sum(cut_off[t][method])} | {acc['n']} |")
         verdict = None
         if "opct" in scores[t] and "sft" in scores[t]:
             verdict = compare_methods("opct", "sft", scores[t]["opct"], scores[t]["sft"], TASKS[t], "higher")

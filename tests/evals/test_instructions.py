@@ -83,9 +83,10 @@ def test_instruction_accuracy_scores_generations(monkeypatch):
     ]
     replies = ["all lowercase", "no commas but far too many words here"]
     monkeypatch.setattr(
-        "opct.generation.generate", lambda model, tok, prompts, **kw: [[Completion(r, [], True)] for r in replies]
+        "opct.generation.generate", lambda model, tok, prompts, **kw: [[Completion(r, [], r == replies[0])] for r in replies]
     )
     out = ins.instruction_accuracy(None, None, specs=specs, return_records=True)
     assert out["value"] == 0.5 and out["n"] == 2
     assert out["instruction_level"] == pytest.approx(2 / 3)
     assert out["records"][1]["checks"] == [True, False]
+    assert out["cut_off"] == 1 and [r["finished"] for r in out["records"]] == [True, False]

@@ -247,10 +247,11 @@ def test_math_accuracy_grades_generations(monkeypatch):
 
     def fake_generate(model, tokenizer, prompts, **kw):
         seen["prompts"], seen["kw"] = prompts, kw
-        return [[Completion(r, [], True)] for r in replies]
+        return [[Completion(r, [], r != "no idea")] for r in replies]  # the last one hit the token limit
 
     monkeypatch.setattr("opct.generation.generate", fake_generate)
     out = m.math_accuracy(None, None, problems, max_new_tokens=32, return_records=True)
     assert out["value"] == 0.5 and out["n"] == 4
     assert [r["correct"] for r in out["records"]] == [True, True, False, False]
+    assert out["cut_off"] == 1 and [r["finished"] for r in out["records"]] == [True, True, True, False]
     assert "#### <number>" in seen["prompts"][0][0]["content"] and seen["kw"]["temperature"] == 0.0

@@ -181,7 +181,8 @@ def cmd_eval_capability(a) -> int:
     result = run_capability_suite(model, tok, suite=a.suite, base_model=base, file=a.file, limit=a.limit)
     write_json(a.out, {"model": a.model, "base": base_spec, "suite": a.suite, **result})
     for k, m in result.items():
-        print(f"  {k}: {fmt(m)}" + (f"  (skipped: {m['skipped']})" if m.get("skipped") else ""))
+        print(f"  {k}: {fmt(m)}" + (f"  (skipped: {m['skipped']})" if m.get("skipped") else "")
+              + (f"  ({m['cut_off']} answers cut off by the token limit, graded as they stand)" if m.get("cut_off") else ""))
     print(f"opct eval capability: metrics in {a.out}")
     return 0
 

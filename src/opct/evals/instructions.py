@@ -209,7 +209,8 @@ def instruction_accuracy(
     return_records: bool = False,
 ) -> dict[str, Any]:
     """Prompt-level strict accuracy (every check passes) as a `summarize` dict, with
-    "instruction_level": the fraction of individual checks passed, and per-prompt "records" when asked."""
+    "instruction_level": the fraction of individual checks passed, "cut_off": the answers stopped by
+    `max_new_tokens`, and per-prompt "records" when asked."""
     from opct.evals.stats import summarize
     from opct.generation import generate
 
@@ -222,7 +223,8 @@ def instruction_accuracy(
     result = summarize([float(all(r)) for r in per_check])
     flat = [x for r in per_check for x in r]
     result["instruction_level"] = sum(flat) / len(flat) if flat else None
+    result["cut_off"] = sum(not o[0].finished for o in outs)
     if return_records:
-        result["records"] = [{"id": s.id, "passed": all(r), "checks": r, "response": o[0].text}
+        result["records"] = [{"id": s.id, "passed": all(r), "checks": r, "finished": o[0].finished, "response": o[0].text}
                              for s, r, o in zip(specs, per_check, outs)]
     return result

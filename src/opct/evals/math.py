@@ -554,8 +554,9 @@ def math_accuracy(
     progress: bool | str = False,
     return_records: bool = False,
 ) -> dict[str, Any]:
-    """Greedy-decoding accuracy on `problems` as a `summarize` dict (with "records": per-problem
-    {id, correct, response} when `return_records`)."""
+    """Greedy-decoding accuracy on `problems` as a `summarize` dict with "cut_off": the answers
+    stopped by `max_new_tokens` (a cut-off solution is graded as it stands, so a tight limit scores
+    verbosity too), and "records": per-problem {id, correct, finished, response} when `return_records`."""
     from opct.evals.stats import summarize
     from opct.generation import generate
 
@@ -564,8 +565,9 @@ def math_accuracy(
                     temperature=0.0, batch_size=batch_size, progress=progress)
     correct = [grade_math(p, o[0].text) for p, o in zip(problems, outs)]
     result = summarize([float(c) for c in correct])
+    result["cut_off"] = sum(not o[0].finished for o in outs)
     if return_records:
-        result["records"] = [{"id": p.id, "correct": c, "gold": p.answer, "response": o[0].text}
+        result["records"] = [{"id": p.id, "correct": c, "gold": p.answer, "finished": o[0].finished, "response": o[0].text}
                              for p, c, o in zip(problems, correct, outs)]
     return result
 
