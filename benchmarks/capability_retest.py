@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", default="1,2", help="word-problem levels (default: %(default)s, as the quick suite)")
     p.add_argument("--ifeval", type=int, default=20, help="verifiable instructions (0 = none; default: %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=512,
-                   help="per answer (default: %(default)s; at 256 the 1.5B model had 3-6 of 32 solutions cut off)")
+                   help="per answer (default: %(default)s; at 256 the 1.5B model had 2-6 of 32 solutions cut off)")
     p.add_argument("--methods", help="comma-separated methods of the run (default: every one)")
     p.add_argument("--seed", type=int, default=0, help="draws the word problems (default: %(default)s)")
     p.add_argument("--out", type=Path, help="answers and results (default: RUN/capability-retest)")
