@@ -345,14 +345,13 @@ def split_seed_tag(name: str) -> tuple[str, int]:
 
 
 def trained_runs(run: Path) -> dict[str, list[Path]]:
-    """{method: [its training run directories, seed by seed]} of a finished demo or audit directory
-    (RUN/runs/<method>[-sK]/ with a summary.json)."""
+    """{method: [its finished training runs, seed by seed]} of a demo directory or an audit organism's
+    (RUN/runs/<method>[-sK]/summary.json)."""
     found: dict[str, list[tuple[int, Path]]] = {}
-    for d in sorted((Path(run) / "runs").iterdir()) if (Path(run) / "runs").is_dir() else []:
-        if (d / "summary.json").exists():
-            method, index = split_seed_tag(d.name)
-            found.setdefault(method, []).append((index, d))
-    return {m: [d for _, d in sorted(runs)] for m, runs in found.items()}
+    for summary in (Path(run) / "runs").glob("*/summary.json"):
+        method, index = split_seed_tag(summary.parent.name)
+        found.setdefault(method, []).append((index, summary.parent))
+    return {m: [d for _, d in sorted(found[m])] for m in sorted(found)}
 
 
 # ----------------------------------------------------------------------------- data budgets
