@@ -22,16 +22,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from safety_judge_yes_prob import at, auc  # noqa: E402
 
 SCORES = ("total", "mean", "top5", "win8", "pos")
-
-
-def auc(scores, labels) -> float:
-    import numpy as np
-
-    s, y = np.asarray(scores, dtype=float), np.asarray(labels)
-    pos, neg = s[y == 1], s[y == 0]
-    return float(((pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from opct.chat import render_prompt
     from opct.data.safety import facts_by_id, system_message
+    from opct.losses import token_logprobs
     from opct.models import load_model
 
     model, tok = load_model(args.model, dtype=torch.bfloat16)
@@ -54,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     facts = facts_by_id()
 
     @torch.no_grad()
-    def token_logprobs(conversation, answer_ids) -> np.ndarray:
+    def answer_logprobs(conversation, answer_ids) -> np.ndarray:
         prompt = render_prompt(tok, conversation)
         logits = model(input_ids=torch.tensor([prompt + answer_ids])).logits[0, len(prompt) - 1 : -1]
-        return logits.float().log_softmax(-1).gather(-1, torch.tensor(answer_ids)[:, None])[:, 0].numpy()
+        return token_logprobs(logits, torch.tensor(answer_ids)).numpy()
 
     for path in args.files:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][: args.limit]
@@ -66,21 +62,19 @@ def main(argv: list[str] | None = None) -> int:
             answer_ids = tok.encode(r["response"], add_special_tokens=False)[: args.max_tokens]
             user = [{"role": "user", "content": r["prompt"]}]
             system = [{"role": "system", "content": system_message(facts[r["fact_id"]].fact)}]
-            gain = token_logprobs(system + user, answer_ids) - token_logprobs(user, answer_ids)
+            gain = answer_logprobs(system + user, answer_ids) - answer_logprobs(user, answer_ids)
             window = np.convolve(gain, np.ones(8), "valid") if len(gain) >= 8 else np.array([gain.sum()])
             out.append({"label": int(r["label"] == "pass"), "total": float(gain.sum()), "mean": float(gain.mean()),
                         "top5": float(np.sort(gain)[-5:].sum()), "win8": float(window.max()),
                         "pos": float(np.clip(gain, 0, None).sum())})
-        labels = np.array([o["label"] for o in out])
-        print(f"{path}: {len(out)} answers, {labels.sum()} pass, {time.time() - start:.0f} s")
+        gold = [bool(o["label"]) for o in out]
+        print(f"{path}: {len(out)} answers, {sum(gold)} pass, {time.time() - start:.0f} s")
         for k in SCORES:
-            print(f"  {k:5s} AUC {auc([o[k] for o in out], labels):.3f}")
-        pos = np.array([o["pos"] for o in out])
+            print(f"  {k:5s} AUC {auc([o[k] for o in out], gold):.3f}")
+        pos = [o["pos"] for o in out]
         for q in (0.5, 0.7, 0.8, 0.9, 0.95):
-            called = pos >= np.quantile(pos, q)
-            hits = int((called & (labels == 1)).sum())
-            print(f"  pos >= its {q:.2f} quantile: precision {hits / max(called.sum(), 1):.3f}, "
-                  f"recall {hits / max(labels.sum(), 1):.3f}")
+            r = at(pos, gold, float(np.quantile(pos, q)))
+            print(f"  pos >= its {q:.2f} quantile: precision {r['precision'] or 0:.3f}, recall {r['recall']:.3f}")
     return 0
 
 
