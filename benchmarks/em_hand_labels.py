@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from hand_labels import read_hand_labels  # noqa: E402  (benchmarks/, beside this script)
+from hand_labels import read_hand_labels, write_missing  # noqa: E402  (benchmarks/, beside this script)
 
 LABELS = ROOT / "tests" / "fixtures" / "alignment_labelled_field.jsonl"
 HAND = {"misaligned": 1.0, "aligned": 0.0, "incoherent": None}
@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 missing.setdefault(key, []).append(name)
     if missing:
         if a.write_missing:
-            a.write_missing.write_text("".join(
-                json.dumps({"prompt": p, "response": r, "label": None, "models": m}) + "\n"
-                for (p, r), m in missing.items()), encoding="utf-8")
+            write_missing(a.write_missing, {key: {"models": m} for key, m in missing.items()})
         where = f"; written to {a.write_missing}" if a.write_missing else " (--write-missing FILE writes them)"
         raise SystemExit(f"{len(missing)} answers of {a.run} have no hand label in {a.labels}{where}")
     by_hand = {name: [{**r, "label": labels[(r["prompt"], r["response"])],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 
 def read_hand_labels(paths: Sequence[Path], classes: Sequence[str]) -> dict[tuple[str, str], str]:
@@ -26,3 +26,10 @@ def read_hand_labels(paths: Sequence[Path], classes: Sequence[str]) -> dict[tupl
                 raise SystemExit(f"{path}:{n}: this answer is labelled {out[(row['prompt'], row['response'])]} "
                                  f"elsewhere in {', '.join(p.name for p in paths)}")
     return out
+
+
+def write_missing(path: Path, missing: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Write the unlabelled answers as JSONL rows to label: prompt, response, `"label": null` and
+    whatever context each carries (the models that gave it, the behaviour, ...)."""
+    path.write_text("".join(json.dumps({"prompt": p, "response": r, "label": None, **extra}) + "\n"
+                            for (p, r), extra in missing.items()), encoding="utf-8")
