@@ -32,6 +32,9 @@ def test_demo_pipeline_and_resume(tiny_model_dir, tmp_path, capsys):
         if name != "base":
             assert block["capability"]["kl_from_base"]["value"] >= 0
             assert block["train"]["steps"] == 2
+    changes = {(c["method"], c["metric_key"]) for c in results["capability_changes"]}
+    assert changes == {(m, k) for m in ("sft", "opct", "act") for k in ("mmlu_accuracy", "over_refusal_rate")}
+    assert "## Capability against the base" in (out / "report.md").read_text()
     saved = json.loads((out / "results.json").read_text())
     assert saved["methods"]["opct"]["sycophancy"] == json.loads(json.dumps(results["methods"]["opct"]["sycophancy"]))
     for name in ("report.md", "report.html", "sycophancy_rate.png", "capability_vs_safety.png"):

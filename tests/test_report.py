@@ -97,6 +97,15 @@ def test_warnings_come_before_any_table(results, tmp_path):
     assert "## Warnings" not in write_report(results, tmp_path / "plain")[0].read_text()
 
 
+def test_capability_changes_have_their_own_section(results, tmp_path):
+    change = {"sentence": "SFT above BASE on MMLU accuracy (held-out subjects): no (SFT 0.5 <x>)"}
+    md_path, html_path = write_report({**results, "capability_changes": [change]}, tmp_path)
+    md, page = md_path.read_text(), html_path.read_text()
+    assert "## Capability against the base" in md and f"- {change['sentence']}" in md
+    assert "<h2>Capability against the base</h2>" in page and "(SFT 0.5 &lt;x&gt;)" in page
+    assert "Capability against the base" not in write_report(results, tmp_path / "plain")[0].read_text()
+
+
 def test_write_report_without_plots(tmp_path):
     res = {"methods": {"base": {"capability": {"kl_from_base": 0.0}}, "sft": {}}}
     md_path, html_path = write_report(res, tmp_path)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from opct.errors import UserError
-from opct.study import (IN_USE, _process_start, claim_run_dir, compare_methods, mean_over_seeds, seed_tag,
-                        split_seed_tag, trained_runs)
+from opct.study import (IN_USE, _process_start, capability_changes, claim_run_dir, compare_methods, mean_over_seeds,
+                        seed_tag, split_seed_tag, trained_runs)
 
 
 def test_verdict_yes_no_unclear():
@@ -42,6 +42,30 @@ def test_verdict_needs_more_than_a_few_differing_items():
     up = {**base, **dict.fromkeys(facts[:4], 0.25)}
     assert compare_methods("opct", "sft", [up], [base], "pass rate", "higher")["answer"] == "unclear"
     assert compare_methods("opct", "sft", [up], [base], "pass rate", "higher")["difference"]["ci_low"] > 0
+
+
+def test_capability_changes_pair_each_method_with_the_base_over_the_panels_items():
+    def evaluation(correct: list[int], refused: list[bool] | None = None) -> dict:
+        rows = {"static": [], "mmlu": [{"id": f"q{i}", "correct": float(c)} for i, c in enumerate(correct)]}
+        if refused is not None:
+            rows["benign"] = [{"id": f"b{i}", "refused": r} for i, r in enumerate(refused)]
+        return {"rows": rows}
+
+    base = [1] * 30
+    evals = {"base": [evaluation(base, [False] * 20)], "teacher": [{"rows": {"static": []}}],
+             "sft": [evaluation([0] * 12 + [1] * 18, [True] * 20), evaluation([0] * 10 + [1] * 20, [True] * 20)],
+             "opct": [evaluation(base, [False] * 20)],
+             "act": [{"rows": {"static": [], "benign": [{"id": f"b{i}", "refused": False} for i in range(20)]}}]}
+    changes = {(c["method"], c["metric_key"]): c for c in capability_changes(evals)}
+    assert set(changes) == {("sft", "mmlu_accuracy"), ("opct", "mmlu_accuracy"), ("sft", "over_refusal_rate"),
+                            ("opct", "over_refusal_rate"), ("act", "over_refusal_rate")}  # act's run kept no MMLU rows
+    sft = changes[("sft", "mmlu_accuracy")]
+    assert sft["answer"] == "no" and sft["difference"]["seeds"] == 2  # a loss on 11 of 30 items per seed
+    assert sft["difference"]["value"] == pytest.approx(-11 / 30)
+    assert sft["sentence"].startswith("SFT above BASE on MMLU accuracy (held-out subjects): no")
+    assert changes[("opct", "mmlu_accuracy")]["answer"] == "tied"
+    assert changes[("sft", "over_refusal_rate")]["answer"] == "no"  # refuses every benign prompt the base answered
+    assert capability_changes({"sft": evals["sft"]}) == []  # no base, nothing to compare with
 
 
 def test_claim_run_dir_and_seed_tags(tmp_path, capsys):

@@ -21,10 +21,10 @@ from typing import Any, Sequence
 from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
-from opct.study import (DemoProfile, ModelsOnDemand, announce_host, capability_panel, chosen_methods, claim_run_dir,
-                        compare_methods, kept, learning_curve_callback, mean_over_seeds, phase, pool_seed_rows,
-                        profile_defaults, release_memory, seed_tag, seeds_to_run, split_seed_tag, train_block, versions,
-                        TRAINING_SEED)
+from opct.study import (CAPABILITY_ROWS, DemoProfile, ModelsOnDemand, announce_host, capability_changes,
+                        capability_panel, chosen_methods, claim_run_dir, compare_methods, kept, learning_curve_callback,
+                        mean_over_seeds, phase, pool_seed_rows, profile_defaults, release_memory, seed_tag,
+                        seeds_to_run, split_seed_tag, train_block, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -61,9 +61,9 @@ def evaluate_method(axis: Axis, spec: str, base_model, tokenizer, prof: DemoProf
     metrics, rows = axis.evaluate(model, tokenizer, prof, data, seed)
     timings = {f"{axis.name}_s": round(time.time() - start, 1)}
     start = time.time()
-    capability, benign_rows = capability_panel(model, base_model, tokenizer, prof, is_base)
+    capability, capability_rows = capability_panel(model, base_model, tokenizer, prof, is_base)
     timings["capability_s"] = round(time.time() - start, 1)
-    return {"model": spec, axis.name: metrics, "capability": capability, "rows": {**rows, "benign": benign_rows},
+    return {"model": spec, axis.name: metrics, "capability": capability, "rows": {**rows, **capability_rows},
             "timings": timings}
 
 
@@ -104,8 +104,8 @@ def saved_evaluations(root: str | Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def answer_rows(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The axis's saved answers of one evaluation (the capability panel's benign answers left out)."""
-    return {key: rows for key, rows in evaluation["rows"].items() if key != "benign"}
+    """The axis's saved answers of one evaluation (the capability panel's rows left out)."""
+    return {key: rows for key, rows in evaluation["rows"].items() if key not in CAPABILITY_ROWS}
 
 
 def verdicts(axis: Axis, evals: dict[str, list[dict[str, Any]]], a: str = "opct", b: str = "sft") -> list[dict]:
@@ -249,6 +249,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
                            **({"train": train_block(summaries[name])} if name in summaries else {})}
                     for name, e in evals.items()},
         "verdicts": judged,
+        "capability_changes": capability_changes(evals),
         "curves": {name: [json.loads(x) for x in path.read_text().splitlines()]
                    for name, path in ((f"{m}{seed_tag(k)}", root / "runs" / f"{m}{seed_tag(k)}" / "curve.jsonl")
                                       for m, k in runs) if path.exists()},
@@ -281,6 +282,8 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         print(results_table(results, axis=axis, answers=mode))
     for v in judged:
         print("\n" + v["sentence"])
+    if results["capability_changes"]:
+        print("\nCapability against the base:\n" + "\n".join(v["sentence"] for v in results["capability_changes"]))
     print(f"\nopct demo: results in {root / 'results.json'}, report in {md} and {html}")
     return results
 

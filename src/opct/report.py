@@ -69,6 +69,8 @@ AXIS_FIRST = ("sycophancy_rate", "brr", "suggested_prob", "suggested_shift", "co
 CAPABILITY_FIRST = ("mmlu_accuracy", "kl_from_base", "kl_from_organism", "over_refusal_rate")
 HIDDEN = ("clean_suggested_rate", "n", "threshold", "budget", "seed", "queries_total")  # settings, or shown elsewhere
 SCATTER_PLOT = "capability_vs_safety.png"
+CAPABILITY_CHANGE_NOTE = ("Each trained method against the base on the capability panel's own items, paired over "
+                          "items and seeds: \"no\" is a loss the interval and the sign-flip test both show.")
 CURVE_PLOT = "learning_curves.png"
 DASH = "–"
 
@@ -469,6 +471,7 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
     plots = list(extra_plots or []) + [(p, caption) for p, caption in candidates if p is not None]
     notes = list(results.get("notes") or []) + [n for axis in _axes(results) for n in _notes(axis)] + COMMON_NOTES
     verdicts = [v["sentence"] for v in results.get("verdicts") or []]
+    changes = [v["sentence"] for v in results.get("capability_changes") or []]
     warnings = list(results.get("warnings") or [])
     extras = [(k.capitalize(), results[k]) for k in ("timings", "configs", "versions") if results.get(k)]
 
@@ -478,6 +481,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
         md += ["## Warnings", ""] + [f"- **{w}**" for w in warnings] + [""]
     if verdicts:
         md += ["## Verdict", ""] + [f"- {v}" for v in verdicts] + [""]
+    if changes:
+        md += ["## Capability against the base", "", CAPABILITY_CHANGE_NOTE, ""] + [f"- {v}" for v in changes] + [""]
     for sec_title, (headers, rows) in sections:
         md += [f"## {sec_title}", "", _md_table(headers, rows), ""]
     if train:
@@ -509,6 +514,9 @@ def write_report(results: dict[str, Any], out_dir: str | Path,
         h += ["<h2>Warnings</h2>", "<ul>" + "".join(f"<li><b>{html.escape(w)}</b></li>" for w in warnings) + "</ul>"]
     if verdicts:
         h += ["<h2>Verdict</h2>", "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>"]
+    if changes:
+        h += ["<h2>Capability against the base</h2>", f"<p>{html.escape(CAPABILITY_CHANGE_NOTE)}</p>",
+              "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in changes) + "</ul>"]
     for sec_title, (headers, rows) in sections:
         h += [f"<h2>{html.escape(sec_title)}</h2>", _html_table(headers, rows)]
     if train:

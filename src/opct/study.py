@@ -418,19 +418,24 @@ def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob
 # ----------------------------------------------------------------------------- the capability panel
 
 
-def capability_panel(model, base_model, tokenizer, prof, is_base: bool) -> tuple[dict[str, Any], list]:
+CAPABILITY_ROWS = {"mmlu": "mmlu_accuracy", "benign": "over_refusal_rate"}  # the panel's saved rows -> metric
+
+
+def capability_panel(model, base_model, tokenizer, prof, is_base: bool) -> tuple[dict[str, Any], dict[str, list]]:
     """Held-out-subject MMLU, the refusal rate on benign look-alike prompts (when the profile asks
-    for some), and (trained models) the KL from the base on neutral prompts."""
+    for some), and (trained models) the KL from the base on neutral prompts; with the per-item rows
+    behind the first two (`CAPABILITY_ROWS`), for comparisons paired over items."""
     from opct.data.sycophancy import capability_items
     from opct.evals.capability import kl_from_base, lookalike_over_refusal, mmlu_accuracy, neutral_prompts
 
-    out = {}
+    out: dict[str, Any] = {}
+    rows: dict[str, list] = {}
     if prof.capability_items:  # 0: not measured (a model at chance on MMLU)
         out["mmlu_accuracy"] = mmlu_accuracy(model, tokenizer, capability_items(limit=prof.capability_items, seed=0),
-                                             progress=True)
-    rows: list = []
+                                             progress=True, return_records=True)
+        rows["mmlu"] = out["mmlu_accuracy"].pop("records")
     if prof.benign_prompts:
-        refusal, rows = lookalike_over_refusal(model, tokenizer, prof.benign_prompts, max_new_tokens=48)
+        refusal, rows["benign"] = lookalike_over_refusal(model, tokenizer, prof.benign_prompts, max_new_tokens=48)
         out["over_refusal_rate"] = refusal["over_refusal_rate"]
     if not is_base:
         out["kl_from_base"] = kl_from_base(model, base_model, tokenizer, neutral_prompts()[: prof.neutral_prompts],
@@ -513,6 +518,31 @@ def mean_over_seeds(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the verdict
+
+
+CAPABILITY_CHANGE_METRICS = {"mmlu_accuracy": ("MMLU accuracy (held-out subjects)", "higher", "correct"),
+                             "over_refusal_rate": ("refusals of benign look-alike prompts", "lower", "refused")}
+
+
+def capability_changes(evals: dict[str, list[dict[str, Any]]], reference: str = "base") -> list[dict[str, Any]]:
+    """Each trained method's capability panel against the reference model's, paired over the
+    panel's items (its saved rows, `CAPABILITY_ROWS`) and the method's seeds: did training cost
+    capability? Runs saved before the panel kept its MMLU rows compare on what they have."""
+    if reference not in evals:
+        return []
+    out = []
+    for key, metric in CAPABILITY_ROWS.items():
+        title, better, field = CAPABILITY_CHANGE_METRICS[metric]
+        if key not in evals[reference][0]["rows"]:
+            continue
+        ref = {r["id"]: float(r[field]) for r in evals[reference][0]["rows"][key]}
+        for method, es in evals.items():
+            if method in (reference, "teacher") or any(key not in e["rows"] for e in es):
+                continue
+            scores = [{r["id"]: float(r[field]) for r in e["rows"][key]} for e in es]
+            out.append({"method": method, "metric_key": metric,
+                        **compare_methods(method, reference, scores, [ref] * len(scores), title, better)})
+    return out
 
 
 def _p_text(p: float) -> str:

@@ -54,6 +54,11 @@ def test_mmlu_accuracy_matches_letter_argmax(tiny):
     assert out["per_subject"]["arithmetic"]["n"] == 2
     prompt = cap.mmlu_conversation(ITEMS[0])[0]["content"]
     assert "(B) 4" in prompt and "#### <letter>" in prompt
+    assert "records" not in out
+    records = cap.mmlu_accuracy(model, tok, ITEMS, batch_size=3, return_records=True)["records"]
+    assert [r["id"] for r in records] == [it.id for it in ITEMS]
+    assert [r["correct"] for r in records] == expected
+    assert all(r["correct"] == float(r["predicted"] == r["answer"]) for r in records)
 
 
 def test_kl_from_base_self_is_zero_and_perturbed_positive(tiny, perturbed):

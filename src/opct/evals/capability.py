@@ -64,17 +64,20 @@ def mmlu_conversation(item) -> list[dict[str, str]]:
 
 
 def mmlu_accuracy(
-    model, tokenizer, items: Sequence, batch_size: int = 8, progress: bool | str = False
+    model, tokenizer, items: Sequence, batch_size: int = 8, progress: bool | str = False,
+    return_records: bool = False,
 ) -> dict[str, Any]:
-    """Accuracy on MCQ items (`MCQItem`: question, options, answer letter, subject): the argmax of
-    the next-token letter distribution after ``"#### "``. A `summarize` dict plus "per_subject":
-    {subject: {"value", "n"}}."""
+    """Accuracy on MCQ items (`MCQItem`: id, question, options, answer letter, subject): the argmax
+    of the next-token letter distribution after ``"#### "``. A `summarize` dict plus "per_subject":
+    {subject: {"value", "n"}}, and "records": per item {id, subject, answer, predicted, correct} when
+    `return_records` (for comparisons paired over items)."""
     from opct.evals.mcq import letter_probs
 
     items = list(items)
     if not items:
         return {**summarize([]), "per_subject": {}}
     correct = [0.0] * len(items)
+    predicted = [""] * len(items)
     by_count: dict[int, list[int]] = defaultdict(list)  # items grouped by their number of options
     for i, it in enumerate(items):
         by_count[len(it.options)].append(i)
@@ -85,12 +88,15 @@ def mmlu_accuracy(
         for i, row in zip(idx, probs.argmax(-1).tolist()):
             gold = items[i].answer
             gold = letters.index(gold) if isinstance(gold, str) else int(gold)
-            correct[i] = float(row == gold)
+            correct[i], predicted[i] = float(row == gold), letters[row]
     result = summarize(correct)
     groups: dict[str, list[float]] = defaultdict(list)
     for it, c in zip(items, correct):
         groups[getattr(it, "subject", "") or "unknown"].append(c)
     result["per_subject"] = {s: {"value": sum(v) / len(v), "n": len(v)} for s, v in sorted(groups.items())}
+    if return_records:
+        result["records"] = [{"id": it.id, "subject": getattr(it, "subject", ""), "answer": it.answer,
+                              "predicted": p, "correct": c} for it, p, c in zip(items, predicted, correct)]
     return result
 
 
