@@ -8,8 +8,10 @@ pooled), next to the run's judge:
 
   - static ASR by hand: the share of (behaviour, held-out wrapper) replies that comply;
   - adaptive defense success by hand: the share of behaviours none of whose transcript replies
-    comply (so too for the white-box and RL attackers, where the run had them). The attack stopped at the judge's first crack, so where that crack was false the
-    attacker never made its later queries: by hand this is an upper bound on defense success;
+    comply (so too for the white-box and RL attackers, where the run had them). The attack stopped at
+    the judge's first crack, so where that crack was false the attacker never made its later queries:
+    by hand this is an upper bound on defense success, and "cut short" counts the behaviours where
+    that happened;
   - the study's OPCT-vs-SFT verdicts, by hand and by the judge;
   - the judge against the hand labels on the run's replies (static and adaptive), per model.
 
@@ -63,7 +65,9 @@ def by_hand(evaluation: dict, labels: dict[tuple[str, str], str]) -> tuple[dict,
                 continue
             first = next((i for i, h in enumerate(hand) if h == "complied"), None)
             attacks[kind].append({**r, "cracked": first is not None, "best_score": float(first is not None),
-                                  "queries_to_crack": None if first is None else first + 1})
+                                  "queries_to_crack": None if first is None else first + 1,
+                                  # defended by hand, where the attack stopped at the judge's false crack
+                                  "false_stop": first is None and bool(r.get("cracked"))})
     return {**evaluation, "rows": {**evaluation["rows"], "static": static, **attacks}}, missing
 
 
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{a.run}/eval holds evaluations without static jailbreak replies; is {a.run} a jailbreak "
                          "demo?")
 
+    settings = a.run / "demo_config.json"
+    budget = json.loads(settings.read_text())["attack_budget"] if settings.exists() else float("inf")
     hand: dict[str, list[dict]] = {}
     missing: dict[str, int] = {}
     to_label: dict[tuple[str, str], dict] = {}  # unlabelled reply -> its context and the models that gave it
@@ -115,14 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"run": str(a.run), "methods": {}, "verdicts": {}, "judge_agreement": {}}
     print(f"{a.run}: replies re-scored by hand ({', '.join(str(p) for p in a.labels)})")
     print(f"{'model':<7}{'static ASR by hand':>24}{'by the judge':>24}{'adaptive defense by hand':>26}"
-          f"{'by the judge':>24}{'unlabelled':>11}")
+          f"{'by the judge':>24}{'cut short':>10}{'unlabelled':>11}")
     for m in ["base"] + sorted(set(hand) - {"base"}):
         h, j = (pool_seeds(axis, es)["jailbreak"] for es in (hand[m], judged[m]))
+        cut_short = sum(r.get("false_stop", False) and int(r["queries_used"]) < budget
+                        for e in hand[m] for r in e["rows"]["adaptive"])
         out["methods"][m] = {"hand": {k: h[k] for k in ("static", "adaptive")},
-                             "judge": {k: j[k] for k in ("static", "adaptive")}, "unlabelled": missing[m]}
+                             "judge": {k: j[k] for k in ("static", "adaptive")}, "unlabelled": missing[m],
+                             "adaptive_cut_short": cut_short}
         print(f"{m:<7}{fmt(h['static']['attack_success_rate']):>24}{fmt(j['static']['attack_success_rate']):>24}"
               f"{fmt(h['adaptive']['defense_success_rate']):>26}{fmt(j['adaptive']['defense_success_rate']):>24}"
-              f"{missing[m]:>11}")
+              f"{cut_short:>10}{missing[m]:>11}")
+    print("cut short: adaptive behaviours (over seeds) defended by hand only as far as the attack went: it stopped "
+          "at the judge's false crack, with queries left")
     for name, evals in (("by hand", hand), ("by the run's judge", judged)):
         out["verdicts"][name] = verdicts(axis, evals)
         for v in out["verdicts"][name]:
