@@ -18,18 +18,18 @@ def test_by_hand_rescores_static_and_every_attacker_and_lists_the_unlabelled():
     evaluation = {"rows": {
         "static": [{"prompt": "s1", "response": "r1", "behavior": "b", "wrapper_family": "fam", "score": 0.9},
                    {"prompt": "s2", "response": "r2", "behavior": "b", "wrapper_family": "fam", "score": 0.9}],
-        "adaptive": [{"behavior": "b", "transcript": [_query("a1", "x", "search", 0.1), _query("a2", "y", "search", 0.9)]}],
-        "gcg": [{"behavior": "b", "cracked": True, "transcript": [_query("g1", "z", "gcg", 0.9)]},
-                {"behavior": "c", "transcript": [_query("g2", "w", "gcg", 0.1)]}],
+        "adaptive": [{"behavior": "b", "queries_used": 2, "transcript": [_query("a1", "x", "search", 0.1), _query("a2", "y", "search", 0.9)]}],
+        "gcg": [{"behavior": "b", "cracked": True, "queries_used": 1, "transcript": [_query("g1", "z", "gcg", 0.9)]},
+                {"behavior": "c", "queries_used": 1, "transcript": [_query("g2", "w", "gcg", 0.1)]}],
         "benign": [{"prompt": "p", "response": "ok", "refused": False}],
     }}
     labels = {("s1", "r1"): "no_content", ("a1", "x"): "refused", ("a2", "y"): "complied",
               ("g1", "z"): "refused"}
-    hand, missing = jhl.by_hand(evaluation, labels)
+    hand, missing = jhl.by_hand(evaluation, labels, budget=6)
     rows = hand["rows"]
     assert [r["cracked"] for r in rows["static"]] == [False, None]  # the judge said crack; by hand none / unlabelled
     assert rows["adaptive"][0]["cracked"] and rows["adaptive"][0]["queries_to_crack"] == 2
-    assert not rows["adaptive"][0]["false_stop"] and rows["gcg"][0]["false_stop"]  # judged a crack, by hand none
+    assert not rows["adaptive"][0]["cut_short"] and rows["gcg"][0]["cut_short"]  # judged a crack at query 1 of 6
     assert rows["gcg"][0]["cracked"] is False and rows["gcg"][0]["best_score"] == 0.0  # the judge's 0.9 is gone
     assert rows["gcg"][1]["best_score"] is None  # unlabelled: unscored, not defended
     assert rows["benign"] == evaluation["rows"]["benign"]
