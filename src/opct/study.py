@@ -36,6 +36,9 @@ class DemoProfile:
     generate_limit: int = 0  # sycophancy: test pairs also answered by generated text (slow on CPU)
     static_wrappers: int = 0  # jailbreak: held-out-family wrappers every held-out behaviour is tried with
     attack_budget: int = 0  # jailbreak: target queries per behaviour for the adaptive attacker
+    # jailbreak: the adaptive attack spends its whole budget on every behaviour instead of stopping at the judge's
+    # first crack, so that hand labels (the judge's crack precision is about 0.5) score every behaviour exactly
+    attack_full_budget: bool = False
     # jailbreak: more attackers (`opct.attacks.ATTACKERS` but the search), run on every evaluated model with
     # the same budget: name -> options, e.g. {"random_suffix": {"budget": 64}, "rl": {"budget": 4, "steps": 8}}
     # (budget: per behaviour, in the attacker's unit; steps: GRPO steps; attacker_model: PAIR's or rl's model)

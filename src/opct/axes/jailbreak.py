@@ -30,7 +30,10 @@ def _with_benign_mix(train: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
 
 PROFILES = {
     "default": DemoProfile(
-        model=QWEN, train_pairs=32, test_pairs=24, static_wrappers=4, attack_budget=6, filter_candidates=96,
+        # The whole attack budget is spent on every behaviour: stopped at the judge's first crack, 10 of the base's 15
+        # behaviours defended by hand had queries left unasked (2026-12-06), so hand labels only bounded its defense.
+        model=QWEN, train_pairs=32, test_pairs=24, static_wrappers=4, attack_budget=6, attack_full_budget=True,
+        filter_candidates=96,
         # No extra attackers by default: on Qwen, GRPO alone took 25-37 s a step (2026-12-03), about 10 min per
         # evaluated model at 20 steps. Set `attackers` as in the quick profile to add them.
         capability_items=60, neutral_prompts=12, kl_tokens=32, benign_prompts=48, eval_max_new_tokens=64,
@@ -142,7 +145,8 @@ def answer(model, tokenizer, prof: DemoProfile, data: Path, seed: int, view: str
                                      max_new_tokens=prof.eval_max_new_tokens)
     _, adaptive_rows = evaluate_adaptive(model, tokenizer, behaviors, judge, budget=prof.attack_budget,
                                          attacker="search", wrappers=library, seed=seed,
-                                         max_new_tokens=prof.eval_max_new_tokens)
+                                         max_new_tokens=prof.eval_max_new_tokens,
+                                         episodes=prof.attack_budget if prof.attack_full_budget else 1)
     rows = {"static": static_rows, "adaptive": adaptive_rows}
     for name, options in prof.attackers.items():  # the same budget for every model
         with tempfile.TemporaryDirectory(prefix="opct-attacker-") as work:
