@@ -159,7 +159,7 @@ def _toy_axis():
                 notes=("Toy rate: the share of prompts whose reply starts differently under the wrapper.",))
 
 
-def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_path, monkeypatch):
+def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from opct.axes import register
 
     monkeypatch.delitem(AXES, "toy", raising=False)
@@ -187,9 +187,12 @@ def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_
         raise AssertionError("a finished run is re-reported from its saved answers, without loading a model")
 
     monkeypatch.setattr("opct.models.load_model", no_model)
-    # --seeds left out on a resume: the run's own two seeds, not one
-    again = run_demo(profile=prof, out=str(out), model=tiny_model_dir, methods="sft,opct", axis="toy", resume=True)
+    # --seeds and --methods left out on a resume: the run's own two seeds and two methods (training ACT would
+    # load a model), not one seed and every method
+    again = run_demo(profile=prof, out=str(out), model=tiny_model_dir, axis="toy", resume=True)
     assert again["seeds"] == 2 and again["verdicts"][0]["sentence"] == verdict["sentence"]
+    assert set(again["methods"]) == {"base", "sft", "opct"}
+    assert "--methods left out: continuing with the methods" in capsys.readouterr().out
 
 
 def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):

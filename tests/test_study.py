@@ -6,7 +6,7 @@ import pytest
 
 from opct.errors import UserError
 from opct.study import (IN_USE, _process_start, capability_changes, claim_run_dir, compare_methods, mean_over_seeds,
-                        seed_tag, split_seed_tag, trained_runs)
+                        methods_to_run, record_methods, seed_tag, split_seed_tag, trained_runs)
 
 
 def test_verdict_yes_no_unclear():
@@ -66,6 +66,18 @@ def test_capability_changes_pair_each_method_with_the_base_over_the_panels_items
     assert changes[("opct", "mmlu_accuracy")]["answer"] == "tied"
     assert changes[("sft", "over_refusal_rate")]["answer"] == "no"  # refuses every benign prompt the base answered
     assert capability_changes({"sft": evals["sft"]}) == []  # no base, nothing to compare with
+
+
+def test_a_resume_keeps_the_methods_the_run_was_started_with(tmp_path, capsys):
+    known = ("sft", "opct", "act")
+    assert methods_to_run(None, tmp_path, resume=True) is None  # no record (a new run, or an old one): the default
+    record_methods(tmp_path, ["opct", "sft"], known)
+    assert methods_to_run(None, tmp_path, resume=False) is None
+    assert methods_to_run(None, tmp_path, resume=True) == "sft,opct"
+    assert "continuing with the methods" in capsys.readouterr().out
+    assert methods_to_run("act", tmp_path, resume=True) == "act"  # given: as given
+    record_methods(tmp_path, ["act"], known)  # a resume that adds a method adds it to the record
+    assert methods_to_run(None, tmp_path, resume=True) == "sft,opct,act"
 
 
 def test_claim_run_dir_and_seed_tags(tmp_path, capsys):

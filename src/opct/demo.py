@@ -23,8 +23,8 @@ from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (CAPABILITY_ROWS, DemoProfile, ModelsOnDemand, announce_host, capability_changes,
                         capability_panel, chosen_methods, claim_run_dir, compare_methods, kept, learning_curve_callback,
-                        mean_over_seeds, phase, pool_seed_rows, profile_defaults, release_memory, seed_tag,
-                        seeds_to_run, split_seed_tag, train_block, versions, TRAINING_SEED)
+                        mean_over_seeds, methods_to_run, phase, pool_seed_rows, profile_defaults, record_methods,
+                        release_memory, seed_tag, seeds_to_run, split_seed_tag, train_block, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -175,10 +175,11 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         prof = override_training(prof, train_changes)
     root = Path(out or (f"runs/demo-{profile}" if axis == "sycophancy" else f"runs/demo-{axis}-{profile}"))
     seeds = seeds_to_run(seeds, root, resume)
-    chosen = chosen_methods(methods, METHODS, seeds, DemoError)
+    chosen = chosen_methods(methods_to_run(methods, root, resume), METHODS, seeds, DemoError)
     settings = {"axis": axis, "profile": profile, "seed": seed, **asdict(prof)}
-    # Seeds are not a setting: a run continued with more seeds keeps the ones it has.
+    # Seeds and methods are not settings: a run continued with more of them keeps the ones it has.
     claim_run_dir(root / "demo_config.json", settings, resume, DemoError, defaults=profile_defaults())
+    record_methods(root, chosen, METHODS)
     started = time.time()
     host = announce_host("opct demo")
     timings: dict[str, float] = {}

@@ -287,6 +287,28 @@ def seeds_to_run(seeds: int | None, root: Path, resume: bool) -> int:
     return n
 
 
+METHODS_RECORD = "methods.txt"  # a run directory's methods, as started (and as later resumes added to them)
+
+
+def methods_to_run(methods: str | None, root: Path, resume: bool) -> str | None:
+    """`--methods` as given; left out on --resume, the methods the run in ROOT was started with (said
+    so), so that re-reporting it or adding seeds trains no method it was started without. None: the
+    command's default (a new run, or one from before runs kept the record)."""
+    record = root / METHODS_RECORD
+    if methods is None and resume and record.exists():
+        methods = record.read_text(encoding="utf-8").strip()
+        print(f"  --methods left out: continuing with the methods {root} was started with ({methods})", flush=True)
+    return methods
+
+
+def record_methods(root: Path, chosen: Sequence[str], known: Sequence[str]) -> None:
+    """Add `chosen` to ROOT's record of its methods (in `known`'s order)."""
+    record = root / METHODS_RECORD
+    before = record.read_text(encoding="utf-8").strip().split(",") if record.exists() else []
+    root.mkdir(parents=True, exist_ok=True)
+    record.write_text(",".join(m for m in known if m in {*before, *chosen}) + "\n", encoding="utf-8")
+
+
 def chosen_methods(methods: str | None, known: Sequence[str], seeds: int, error: type[Exception],
                    default: Sequence[str] | None = None) -> list[str]:
     """The methods a comma-separated `--methods` names (`default`, else all `known`, when None), after

@@ -172,7 +172,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     from opct.models import load_tokenizer
     from opct.report import write_report
     from opct.study import (TRAINING_SEED, ModelsOnDemand, announce_host, chosen_methods, claim_run_dir,
-                            profile_defaults, release_memory, seed_tag, seeds_to_run, versions)
+                            methods_to_run, profile_defaults, record_methods, release_memory, seed_tag, seeds_to_run,
+                            versions)
     from opct.trainers.run import train
 
     if organism not in ORGANISMS:
@@ -187,13 +188,15 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         prof = replace(prof, judge=judge)
     root = Path(out or f"runs/audit-{organism}-{name}")
     seeds = seeds_to_run(seeds, root, resume)
-    chosen = chosen_methods(methods, AUDIT_METHODS, seeds, AuditError, default=DEFAULT_METHODS)
+    chosen = chosen_methods(methods_to_run(methods, root, resume), AUDIT_METHODS, seeds, AuditError,
+                            default=DEFAULT_METHODS)
     if data_dir and not org.reads_imported:
         raise AuditError(f"--data: the {organism} organism scores test items in its own format; imported splits can "
                          "be audited with " + ", ".join(n for n, o in ORGANISMS.items() if o.reads_imported))
     settings = {"organism": organism, "profile": name, "seed": seed, **asdict(prof),
                 **({"data": str(data_dir)} if data_dir else {})}
     claim_run_dir(root / "audit_config.json", settings, resume, AuditError, defaults=profile_defaults(AuditProfile))
+    record_methods(root, chosen, AUDIT_METHODS)
     started = time.time()
     host = announce_host("opct audit")
     tokenizer = load_tokenizer(prof.model)

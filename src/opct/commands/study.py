@@ -34,7 +34,7 @@ def add_demo(sub) -> None:
                    "multiple-choice questions at chance, so its sycophancy run checks the pipeline only)")
     p.add_argument("--out", help="run directory (default: runs/demo-PROFILE, or runs/demo-AXIS-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
-    p.add_argument("--methods", help="comma-separated subset of sft,opct,act (default: all)")
+    p.add_argument("--methods", help="comma-separated subset of sft,opct,act (default: all; with --resume, the run's)")
     p.add_argument("--resume", action="store_true",
                    help="continue a run in --out, keeping finished phases (its saved answers are scored afresh, so a "
                    "finished run is re-reported with the current metrics)")
@@ -136,7 +136,7 @@ def add_audit(sub) -> None:
     p.add_argument("--out", help="run directory (default: runs/audit-ORGANISM-PROFILE)")
     p.add_argument("--model", help="override the profile's model spec")
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(AUDIT_METHODS)} (default: all but "
-                   f"{','.join(OPTIONAL_METHODS)})")
+                   f"{','.join(OPTIONAL_METHODS)}; with --resume, the audit's)")
     p.add_argument("--resume", action="store_true",
                    help="continue an audit in --out, keeping finished phases (its saved answers are scored afresh, so a "
                    "finished audit is re-reported with the current metrics)")
