@@ -76,7 +76,9 @@ def by_hand(evaluation: dict, labels: dict[tuple[str, str], str],
 
 def counted_cracked(row: dict) -> dict:
     """A cut-short attacker row counted as cracked at the judge's crack (the pessimistic reading)."""
-    return {**row, "cracked": True, "best_score": 1.0, "queries_to_crack": row["queries_used"]} if row.get("cut_short") else row
+    if not row.get("cut_short"):
+        return row
+    return {**row, "cracked": True, "best_score": 1.0, "queries_to_crack": row["queries_used"]}
 
 
 def agreement(pairs: list[tuple[bool, bool]]) -> str:
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     for m, es in judged.items():
         scored = [by_hand(e, labels, budget) for e in es]
         hand[m], missing[m] = [e for e, _ in scored], sum(len(n) for _, n in scored)
-        cracked_if_cut[m] = [{**e, "rows": {**e["rows"], "adaptive": [counted_cracked(r) for r in e["rows"]["adaptive"]]}}
+        cracked_if_cut[m] = [{**e, "rows": {**e["rows"],
+                                            "adaptive": [counted_cracked(r) for r in e["rows"]["adaptive"]]}}
                              for e in hand[m]]
         for _, unlabelled in scored:
             for key, context in unlabelled:

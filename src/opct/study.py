@@ -443,7 +443,9 @@ def known_sycophancy_pairs(split: str, want: int, *, source: str, known_min_prob
 # ----------------------------------------------------------------------------- the capability panel
 
 
-CAPABILITY_ROWS = {"mmlu": "mmlu_accuracy", "benign": "over_refusal_rate"}  # the panel's saved rows -> metric
+# The capability panel's saved rows: their metric, its title in a comparison, which way is better, each row's score
+CAPABILITY_ROWS = {"mmlu": ("mmlu_accuracy", "MMLU accuracy (held-out subjects)", "higher", "correct"),
+                   "benign": ("over_refusal_rate", "refusals of benign look-alike prompts", "lower", "refused")}
 
 
 def capability_panel(model, base_model, tokenizer, prof, is_base: bool) -> tuple[dict[str, Any], dict[str, list]]:
@@ -545,10 +547,6 @@ def mean_over_seeds(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the verdict
 
 
-CAPABILITY_CHANGE_METRICS = {"mmlu_accuracy": ("MMLU accuracy (held-out subjects)", "higher", "correct"),
-                             "over_refusal_rate": ("refusals of benign look-alike prompts", "lower", "refused")}
-
-
 def capability_changes(evals: dict[str, list[dict[str, Any]]], reference: str = "base") -> list[dict[str, Any]]:
     """Each trained method's capability panel against the reference model's, paired over the
     panel's items (its saved rows, `CAPABILITY_ROWS`) and the method's seeds: did training cost
@@ -556,15 +554,14 @@ def capability_changes(evals: dict[str, list[dict[str, Any]]], reference: str = 
     if reference not in evals:
         return []
     out = []
-    for key, metric in CAPABILITY_ROWS.items():
-        title, better, field = CAPABILITY_CHANGE_METRICS[metric]
+    for key, (metric, title, better, score_key) in CAPABILITY_ROWS.items():
         if key not in evals[reference][0]["rows"]:
             continue
-        ref = {r["id"]: float(r[field]) for r in evals[reference][0]["rows"][key]}
+        ref = {r["id"]: float(r[score_key]) for r in evals[reference][0]["rows"][key]}
         for method, es in evals.items():
             if method in (reference, "teacher") or any(key not in e["rows"] for e in es):
                 continue
-            scores = [{r["id"]: float(r[field]) for r in e["rows"][key]} for e in es]
+            scores = [{r["id"]: float(r[score_key]) for r in e["rows"][key]} for e in es]
             out.append({"method": method, "metric_key": metric,
                         **compare_methods(method, reference, scores, [ref] * len(scores), title, better)})
     return out
