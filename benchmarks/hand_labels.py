@@ -31,5 +31,6 @@ def read_hand_labels(paths: Sequence[Path], classes: Sequence[str]) -> dict[tupl
 def write_missing(path: Path, missing: dict[tuple[str, str], dict[str, Any]]) -> None:
     """Write the unlabelled answers as JSONL rows to label: prompt, response, `"label": null` and
     whatever context each carries (the models that gave it, the behaviour, ...)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"prompt": p, "response": r, "label": None, **extra}) + "\n"
                             for (p, r), extra in missing.items()), encoding="utf-8")

@@ -125,6 +125,7 @@ def test_all_axes_into_one_report(tiny_model_dir, tmp_path, monkeypatch):
         assert f"## {axis}:" in report and f"({axis}/report.md)" in report
         assert (tmp_path / "all" / axis / "report.md").is_file()
     assert "| opct |" in report
+    assert report.count("Capability against the base:") == 3 and "OPCT above BASE on MMLU accuracy" in report
     assert json.loads((tmp_path / "all" / "results.json").read_text()).keys() == results.keys()
 
 

@@ -37,7 +37,7 @@ def test_by_hand_rescores_static_and_every_attacker_and_lists_the_unlabelled():
 
 
 def test_written_missing_rows_read_back_once_labelled(tmp_path):
-    path = tmp_path / "to_label.jsonl"
+    path = tmp_path / "new" / "to_label.jsonl"  # its folder is made
     write_missing(path, {("p", "r"): {"behavior": "b", "models": ["opct"]}})
     row = json.loads(path.read_text())
     assert row == {"prompt": "p", "response": "r", "label": None, "behavior": "b", "models": ["opct"]}
