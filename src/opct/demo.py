@@ -308,8 +308,9 @@ def run_all_axes(profile: str = "default", out: str | None = None, **kwargs) -> 
         lines += [f"## {axis}: {res['model']}", "", f"Full report: [{axis}/report.md]({axis}/report.md)", ""]
         lines += [f"- **{w}**" for w in res.get("warnings", [])] + ([""] if res.get("warnings") else [])
         lines += [f"- {v['sentence']}" for v in res.get("verdicts", [])] + ([""] if res.get("verdicts") else [])
-        changes = res.get("capability_changes", [])
-        lines += ["Capability against the base:", ""] + [f"- {v['sentence']}" for v in changes] + [""] if changes else []
+        if res.get("capability_changes"):
+            lines += ["Capability against the base:", ""]
+            lines += [f"- {v['sentence']}" for v in res["capability_changes"]] + [""]
         for mode in [m for m in AXES[axis].modes if m in res["methods"]["base"][axis]] or [None]:
             lines += [results_table(res, axis=axis, answers=mode), ""]
     write_json(root / "results.json", results)
