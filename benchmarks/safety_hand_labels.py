@@ -12,10 +12,11 @@ by default: fact_id, prompt, response, label pass | fail). Prints, per model (se
 
 Every answer of the run must have a hand label: a missing one stops the script with the count (a
 rate over the labelled part only would not be the run's rate), unless --allow-missing, which leaves
-unlabelled answers out of the hand-labelled rates as unparsed, and says how many.
+unlabelled answers out of the hand-labelled rates as unparsed, and says how many. `--write-missing FILE`
+writes the unlabelled answers as rows to label (fact id, prompt, response, the models that gave them).
 
 Usage:
-  python benchmarks/safety_hand_labels.py runs/demo-safety-v4 [--labels FILE ...] [--json FILE]
+  python benchmarks/safety_hand_labels.py runs/demo-safety-v4 [--labels FILE ...] [--json FILE] [--write-missing FILE]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from hand_labels import read_hand_labels  # noqa: E402  (benchmarks/, beside this script)
+from hand_labels import read_hand_labels, write_missing  # noqa: E402  (benchmarks/, beside this script)
 
 LABELS = sorted((ROOT / "tests" / "fixtures").glob("safety_labelled*.jsonl"))
 
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                     "tests/fixtures/safety_labelled*.jsonl); repeat for several files")
     ap.add_argument("--allow-missing", action="store_true", help="leave unlabelled answers out instead of stopping")
     ap.add_argument("--json", type=Path, help="write the numbers here")
+    ap.add_argument("--write-missing", type=Path, metavar="FILE",
+                    help="write the answers that have no hand label here, as JSONL rows to label")
     a = ap.parse_args(argv)
 
     from opct.axes import AXES
@@ -68,8 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     if any("safety" not in e.get("rows", {}) for es in judged.values() for e in es):
         raise SystemExit(f"{a.run}/eval holds evaluations without safety answers; is {a.run} a safety demo?")
 
-    missing = sum((r["prompt"], r["response"]) not in labels
-                  for es in judged.values() for e in es for r in e["rows"]["safety"])
+    unlabelled: dict[tuple[str, str], dict] = {}  # unlabelled answer -> its fact and the models that gave it
+    for m, es in judged.items():
+        for e in es:
+            for r in e["rows"]["safety"]:
+                key = (r["prompt"], r["response"])
+                if key not in labels:
+                    unlabelled.setdefault(key, {"fact_id": r["fact_id"], "models": []})
+                    unlabelled[key]["models"].append(m)
+    missing = sum(len(u["models"]) for u in unlabelled.values())
+    if a.write_missing:
+        write_missing(a.write_missing, unlabelled)
+        print(f"{len(unlabelled)} distinct unlabelled answers written to {a.write_missing}")
     if missing and not a.allow_missing:
         raise SystemExit(f"{missing} answers of {a.run} have no hand label; label them or pass --allow-missing")
 
