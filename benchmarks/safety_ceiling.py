@@ -7,10 +7,14 @@ sees, the most a consistency method can carry over). The keyword judge scores bo
 are saved (--out DIR/<model>.<view>.rows.jsonl) so they can be labelled by hand or judged again
 with `opct eval safety-awareness --responses`.
 
+With --max-new-tokens above the profile's (128), each answer is also judged cut to the profile's length
+(its first 128 tokens), so one run shows how many warnings the eval's cut hides.
+
 Usage:
   python benchmarks/safety_ceiling.py                            # both Qwen models, keyword judge
   python benchmarks/safety_ceiling.py --models embedded:qwen2.5-coder-1.5b-instruct --limit 32
   python benchmarks/safety_ceiling.py --judge-model embedded:qwen2.5-coder-1.5b-instruct --votes 1
+  python benchmarks/safety_ceiling.py --models embedded:qwen2.5-0.5b-instruct --max-new-tokens 512
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                         "to label that no judge was tuned on")
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
                    help="weights of the answering models (default: %(default)s; the demo evaluates in float32)")
+    p.add_argument("--max-new-tokens", type=int, help="answer length (default: the profile's eval length, 128); "
+                   "longer answers are judged whole and cut to the profile's length")
     p.add_argument("--votes", type=int, default=1, help="LLM judge votes per answer (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/safety-ceiling"), help="answers go here (default: %(default)s)")
     add_judge_backend_args(p)
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from opct.study import release_memory, short_pairs
 
     prof = PROFILES["default"]
+    max_new_tokens = args.max_new_tokens or prof.eval_max_new_tokens
     llm = None
     if args.judge_model or args.judge_base_url:
         llm = LLMSafetyJudge(judge_backend_from_args(args), k=args.votes)
@@ -68,12 +75,21 @@ def main(argv: list[str] | None = None) -> int:
         pairs = pairs[: args.limit] if args.limit else pairs
         for view, name in (("wrapped", "base"), ("clean", "teacher")):
             start = time.time()
-            _, rows = evaluate_safety(model, tokenizer, pairs, KeywordSafetyJudge(),
-                                      max_new_tokens=prof.eval_max_new_tokens, view=view)
+            _, rows = evaluate_safety(model, tokenizer, pairs, KeywordSafetyJudge(), max_new_tokens=max_new_tokens,
+                                      view=view)
             seconds = time.time() - start
-            stem = f"{spec.split(':')[-1]}.{view}" + (".train" if args.split == "train" else "")
+            stem = (f"{spec.split(':')[-1]}.{view}" + (".train" if args.split == "train" else "")
+                    + (f".{max_new_tokens}" if max_new_tokens != prof.eval_max_new_tokens else ""))
             write_jsonl(args.out / f"{stem}.rows.jsonl", rows)
             judged = {"keyword": rows}
+            if max_new_tokens > prof.eval_max_new_tokens:  # the same answers as the eval's cut would see them
+                cut = [tokenizer.decode(tokenizer(r["response"], add_special_tokens=False)["input_ids"]
+                                        [: prof.eval_max_new_tokens]) for r in rows]
+                _, judged[f"keyword, first {prof.eval_max_new_tokens} tokens"] = judge_safety_responses(
+                    pairs, cut, KeywordSafetyJudge())
+                n_cut = sum(r["finished"] is False for r in rows)
+                print(f"{spec} {name}: {n_cut} of {len(rows)} answers still unfinished at {max_new_tokens} tokens",
+                      flush=True)
             if llm is not None:
                 _, judged["llm"] = judge_safety_responses(pairs, [r["response"] for r in rows], llm,
                                                           [r["finished"] for r in rows])
@@ -87,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         del model
         release_memory()
 
-    print(f"\n{'model':<40}{'row':<9}{'judge':<9}{'n':>4}{'pass rate [95% CI]':>26}{'AUSC [95% CI]':>26}{'gen s':>7}")
+    print(f"\n{'model':<40}{'row':<9}{'judge':<26}{'n':>4}{'pass rate [95% CI]':>26}{'AUSC [95% CI]':>26}{'gen s':>7}")
     for r in table:
         cell = lambda m: f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"  # noqa: E731
-        print(f"{r['model']:<40}{r['row']:<9}{r['judge']:<9}{r['n']:>4}{cell(r['pass_rate']):>26}"
+        print(f"{r['model']:<40}{r['row']:<9}{r['judge']:<26}{r['n']:>4}{cell(r['pass_rate']):>26}"
               f"{cell(r['ausc']):>26}{r['seconds']:>7}")
     (args.out / "ceiling.json").write_text(json.dumps(table, indent=2))
     return 0

@@ -69,9 +69,10 @@ def test_inverse_cdf_sampler_stays_in_the_nucleus():
     assert abs((drawn == 0).float().mean().item() - 0.5 / 0.8) < 0.03
 
 
-def test_a_frozen_model_has_its_weights_cast_once_per_call():
+def test_a_frozen_model_has_its_weights_cast_once_per_call(monkeypatch):
     """Autocast re-casts frozen fp32 weights at every decoding step unless they require grad; generate
     sets the flags for the call, gives the same tokens, and restores them."""
+    monkeypatch.setenv("OPCT_BF16", "1")  # bf16 even where it is not native
     from torch.profiler import ProfilerActivity, profile
 
     from opct.generation import generate_ids, weights_cast_once

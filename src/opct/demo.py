@@ -259,7 +259,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         "timings": {"data_s": data_report.get("seconds"), **timings,
                     **{f"eval_{k}{seed_tag(i)}": v["timings"] for k, es in evals.items() for i, v in enumerate(es)},
                     "this_invocation_s": round(time.time() - started, 1),
-                    "this_invocation_host_bf16_tflops": host["bf16_tflops"]},
+                    "this_invocation_host_tflops": host["tflops"], "this_invocation_host_dtype": host["dtype"]},
         "versions": versions(),
     }
     warning = ax.judge_warning(prof) if ax.judge_warning else None

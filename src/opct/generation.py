@@ -1,7 +1,8 @@
 """Batched sampling from chat prompts.
 
 Prompts are left-padded (right-aligned) so a batch generates together; generation runs under
-bf16 autocast on any device (about 1.5x faster than fp32 on the embedded models on CPU).
+bf16 autocast where bf16 is native (about 1.5x faster than fp32 on the embedded models on an AVX-512
+CPU), in fp32 elsewhere (`opct.precision`).
 Completions stop at EOS and keep it: the EOS is a real token the model must learn to emit.
 """
 
@@ -15,6 +16,7 @@ import torch
 
 from opct.chat import left_pad, pad_id, render_prompt
 from opct.defaults import DECODE_BATCH
+from opct.precision import use_bf16
 
 
 @dataclass
@@ -24,9 +26,11 @@ class Completion:
     finished: bool  # True when the model emitted EOS before max_new_tokens
 
 
-def autocast_context(device: torch.device | str, enabled: bool = True):
+def autocast_context(device: torch.device | str, enabled: bool = True, model=None):
+    """bf16 autocast on `device` when `enabled` and bf16 is native there, or when `model` holds bf16
+    weights (`opct.precision.use_bf16`); otherwise nothing."""
     device = torch.device(device)
-    if not enabled:
+    if not use_bf16(enabled, device, model):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
@@ -48,7 +52,9 @@ def weights_cast_once(model, enabled: bool = True):
     model loaded for evaluation is frozen (peft freezes its base): greedy decoding of 48 tokens with
     SmolLM2 took 7.6 s frozen and 3.1 s with the flags on (batch 1, one thread, 2026-12-03; same
     tokens). The flags are set for the call only (nothing is recorded under no_grad); the cached
-    copies cost half the fp32 weights' memory while it runs, as for an unfrozen model."""
+    copies cost half the fp32 weights' memory while it runs, as for an unfrozen model. Nothing is
+    flagged where the call computes in fp32 (`opct.precision.use_bf16`)."""
+    enabled = use_bf16(enabled, next(model.parameters()).device, model)
     frozen = [p for p in model.parameters() if not p.requires_grad and p.dtype == torch.float32] if enabled else []
     for p in frozen:
         p.requires_grad_(True)
@@ -145,11 +151,10 @@ def generate_ids(
         from transformers import LogitsProcessorList
 
         kwargs["logits_processor"] = LogitsProcessorList([InverseCDFSampler(temperature, top_p)])
-    bf16 = bf16 or next(model.parameters()).dtype == torch.bfloat16  # a bf16 base needs autocast for its fp32 adapter
     was_training = model.training
     model.eval()
     try:
-        with autocast_context(device, bf16), weights_cast_once(model, bf16):
+        with autocast_context(device, bf16, model), weights_cast_once(model, bf16):
             lengths = [len(p) for p in prompt_ids]
             if heads_kv is not None or (min(lengths) > 1 and (num_samples > 1 or (
                     max(lengths) > max_new_tokens and len(length_groups(lengths)) > 1))):
@@ -174,9 +179,8 @@ def beam_search_ids(model, tokenizer, prompt_ids: list[list[int]], *, num_beams:
     ids, mask = left_pad(prompt_ids, pad_id(tokenizer))
     was_training = model.training
     model.eval()
-    bf16 = bf16 or next(model.parameters()).dtype == torch.bfloat16
     try:
-        with autocast_context(device, bf16), weights_cast_once(model, bf16):
+        with autocast_context(device, bf16, model), weights_cast_once(model, bf16):
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), num_beams=num_beams,
                                  do_sample=False, temperature=None, top_p=None, top_k=None, early_stopping=True,
                                  max_new_tokens=max_new_tokens, pad_token_id=pad_id(tokenizer), eos_token_id=eos)

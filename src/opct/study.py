@@ -101,12 +101,16 @@ def source_digest() -> str:
 
 
 def host_speed(size: int = 2048, repeats: int = 4) -> dict[str, Any]:
-    """The bf16 matmul throughput of the device that trains (a CUDA GPU if present, else the CPU), so a
-    run's timings say which machine they came from: hosts of the same kind have differed 5x here."""
+    """The matmul throughput of the device that trains (a CUDA GPU if present, else the CPU), in the
+    precision opct computes in there (bf16 where it is native, else fp32: `opct.precision`), so a run's
+    timings say which machine they came from: hosts of the same kind have differed 5x here."""
     import torch
 
+    from opct.precision import bf16_is_fast
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
+    dtype = torch.bfloat16 if bf16_is_fast(device) else torch.float32
+    a = torch.randn(size, size, dtype=dtype, device=device)
     a @ a  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
@@ -116,14 +120,15 @@ def host_speed(size: int = 2048, repeats: int = 4) -> dict[str, Any]:
     if device == "cuda":
         torch.cuda.synchronize()
     tflops = 2 * size**3 * repeats / (time.perf_counter() - began) / 1e12
-    return {"device": device, "bf16_tflops": round(tflops, 3), "threads": torch.get_num_threads()}
+    return {"device": device, "dtype": str(dtype).removeprefix("torch."), "tflops": round(tflops, 3),
+            "threads": torch.get_num_threads()}
 
 
 def announce_host(command: str) -> dict[str, Any]:
     """`host_speed`, printed as the first line of a study (`command`: "opct demo", "opct audit")."""
     host = host_speed()
-    print(f"{command}: this host multiplies bf16 matrices at {host['bf16_tflops']:.2f} TFLOP/s ({host['device']}, "
-          f"{host['threads']} threads); timings scale with it", flush=True)
+    print(f"{command}: this host multiplies {host['dtype']} matrices at {host['tflops']:.2f} TFLOP/s "
+          f"({host['device']}, {host['threads']} threads); timings scale with it", flush=True)
     return host
 
 

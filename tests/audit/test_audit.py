@@ -168,7 +168,7 @@ def test_audit_pipeline_and_resume(tiny_model_dir, tmp_path, capsys, monkeypatch
     assert (out / "audit_effects.png").stat().st_size > 0
     assert "Change in sycophancy rate" in capsys.readouterr().out
     timings = results["timings"]  # every phase's seconds, so a run's total can be added up after resumes
-    assert timings["data_s"] > 0 and timings["train_organism_s"] > 0 and timings["this_invocation_host_bf16_tflops"] > 0
+    assert timings["data_s"] > 0 and timings["train_organism_s"] > 0 and timings["this_invocation_host_tflops"] > 0
     assert {f"train_{m}_s" for m in trained} | {f"eval_{m}_s" for m in ("base", "organism", *trained)} <= set(timings)
 
     with pytest.raises(AuditError, match="--resume"):

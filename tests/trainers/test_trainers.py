@@ -386,8 +386,9 @@ def test_teacher_rollouts_are_the_teachers_clean_answers(tiny, tmp_path):
         OPCTConfig(**common(tmp_path, rollouts="nobody"))
 
 
-def test_training_keeps_autocast_without_fp32_logits(tiny, tmp_path):
+def test_training_keeps_autocast_without_fp32_logits(tiny, tmp_path, monkeypatch):
     """accelerate's fp32 cast of every output is dropped; its bf16 autocast stays on the model."""
+    monkeypatch.setenv("OPCT_BF16", "1")  # bf16 even where it is not native
     model, tok = tiny
     student = add_lora(model, r=8, alpha=16)
     args = OPCTConfig(**common(tmp_path, max_steps=1, num_samples=2, max_new_tokens=4))

@@ -186,7 +186,7 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
     behaviour comes once per entry of `STRATEGIES`). A reply off the behaviour's topic earns no reward
     (`TargetReward`; with `soft_relevance`, a reply near the topic earns part of its score). With
     `frame`, the attacker writes an opening and the behaviour follows it (`attack_prompt`). On the CPU a
-    SmolLM2 step is 1.13x faster than TRL's defaults under bf16 autocast without gradient checkpointing
+    SmolLM2 step is 1.13x faster than TRL's defaults under bf16 autocast (where bf16 is native) without gradient checkpointing
     (GRPOConfig turns it on), and 1.46x with `sample_from_copy` as well: the attacker's prompts sampled
     from a merged copy of it in the training precision (`copy_sampling_grpo_trainer`;
     benchmarks/grpo_step.py)."""
@@ -197,8 +197,11 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
     from opct.models import load_model
     from opct.trainers.run import has_checkpoint
 
+    from opct.precision import bf16_is_fast
+
     out = Path(out)
     final = out / "final"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     if (final / "adapter_config.json").exists():
         return {"adapter": str(final), "log": json.loads((out / "log_history.json").read_text()), "steps": steps}
     out.mkdir(parents=True, exist_ok=True)
@@ -209,8 +212,8 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
                       num_generations=num_generations, max_completion_length=max_completion_length,
                       learning_rate=learning_rate, temperature=temperature, seed=seed, logging_steps=1,
                       save_steps=max(1, steps // 4), save_total_limit=1, report_to="none", beta=0.0,
-                      bf16=bf16, gradient_checkpointing=gradient_checkpointing,
-                      use_cpu=not torch.cuda.is_available(), disable_tqdm=False)
+                      bf16=bf16 and bf16_is_fast(device), gradient_checkpointing=gradient_checkpointing,
+                      use_cpu=device == "cpu", disable_tqdm=False)
     data = Dataset.from_list(attacker_dataset(behaviors, strategies, frame))
     reward = TargetReward(target, target_tokenizer, judge, max_new_tokens, log=out / "queries.jsonl",
                           min_relevance=min_relevance, soft=soft_relevance, frame=frame)

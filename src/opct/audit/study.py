@@ -280,7 +280,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     results["seeds"] = seeds
     organism_run = root / "organism" / "run" / "summary.json"
     results["timings"] = {"this_invocation_s": round(time.time() - started, 1),
-                          "this_invocation_host_bf16_tflops": host["bf16_tflops"],
+                          "this_invocation_host_tflops": host["tflops"], "this_invocation_host_dtype": host["dtype"],
                           "data_s": build_seconds,  # as the demo names it; None for pairs built before 2026-12-06
                           **({"train_organism_s": json.loads(organism_run.read_text())["seconds"]}
                              if organism_run.exists() else {}),

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from opct.precision import bf16_is_fast
+
 
 @dataclass
 class LoRAArguments:
@@ -48,9 +50,13 @@ class LoRAArguments:
         return t if t == "all-linear" else [s.strip() for s in t.split(",") if s.strip()]
 
 
-def cpu_only_bf16(args) -> None:
-    """bf16 autocast works on CPU too, but `TrainingArguments` accepts it there only with use_cpu."""
-    if args.bf16 and not torch.cuda.is_available() and not torch.backends.mps.is_available():
+def resolve_bf16(args) -> None:
+    """bf16 autocast only where bf16 is native on the training device (`opct.precision`), fp32
+    elsewhere. It works on a CPU too, but `TrainingArguments` accepts it there only with use_cpu."""
+    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if args.bf16 and not bf16_is_fast(device):
+        args.bf16 = False
+    if args.bf16 and device == "cpu":
         args.use_cpu = True
 
 
@@ -67,13 +73,14 @@ class ConsistencyArguments(LoRAArguments, TrainingArguments):
     logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
     save_steps: float = field(default=50, metadata={"help": "Checkpoint every N optimizer steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast over fp32 weights (pure bf16 barely learns)."})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast over fp32 weights (pure bf16 barely learns); "
+                      "off where bf16 is not native (opct.precision)."})
     report_to: str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, wandb, ..."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the pair columns (needed)."})
     max_prompt_length: int = field(default=1024, metadata={"help": "Prompts longer than this (tokens) are cut on the left."})
 
     def __post_init__(self):
-        cpu_only_bf16(self)
+        resolve_bf16(self)
         super().__post_init__()
 
 
@@ -91,8 +98,8 @@ def prepare_model(model, args: ConsistencyArguments):
         model = add_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_targets())
     if hasattr(model, "disable_adapter") and args.frozen_dtype() != torch.float32:
         if not getattr(args, "bf16", False):
-            raise ValueError("base_dtype=bfloat16 needs bf16 autocast (bf16=True): without it the fp32 adapter "
-                             "and the bf16 base cannot be mixed")
+            raise ValueError("base_dtype=bfloat16 needs bf16 autocast (bf16=True; off where bf16 is not native, "
+                             "unless OPCT_BF16=1): without it the fp32 adapter and the bf16 base cannot be mixed")
         cast_frozen(model, args.frozen_dtype())
         # Under autocast LoRA's fp32 factors are cast to bf16 anyway; peft's cast of every input to
         # their dtype is then a copy there and back that changes no value (10% of a SmolLM2 step).

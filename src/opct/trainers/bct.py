@@ -16,7 +16,7 @@ from trl import SFTConfig, SFTTrainer
 
 from opct.data.schema import dataset_to_pairs
 from opct.defaults import DECODE_BATCH
-from opct.trainers.base import JsonlLogCallback, LoRAArguments, cpu_only_bf16, initial_model, prepare_model
+from opct.trainers.base import JsonlLogCallback, LoRAArguments, initial_model, prepare_model, resolve_bf16
 
 
 @dataclass
@@ -31,7 +31,8 @@ class BCTConfig(LoRAArguments, SFTConfig):
     logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
     save_steps: float = field(default=50, metadata={"help": "Checkpoint every N optimizer steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast over fp32 weights."})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast over fp32 weights, where bf16 is native "
+                      "(opct.precision)."})
     gradient_checkpointing: bool = field(
         default=False,
         metadata={"help": "Recompute activations in the backward to save memory (TRL's default is on). Off, as in "
@@ -69,7 +70,7 @@ class BCTConfig(LoRAArguments, SFTConfig):
     def __post_init__(self):
         if not 0.0 <= self.mix_fraction < 1.0:
             raise ValueError(f"mix_fraction must be in [0, 1), got {self.mix_fraction}")
-        cpu_only_bf16(self)
+        resolve_bf16(self)
         super().__post_init__()
 
 

@@ -21,6 +21,7 @@ from opct.chat import left_pad, pad_id, position_ids_from_mask, render_prompt, r
 from opct.data.schema import pair_from_row
 from opct.generation import SamplingCopy, autocast_context, eos_ids, generate_ids, seeded_rng
 from opct.models import attention_kernel
+from opct.precision import use_bf16
 from opct.prefix import PrefixCache, detached_kv, shared_prefix_logits, student_heads
 from opct.trainers.base import ConsistencyArguments, Stopwatch, WindowTrainer, cut_left, prepare_model
 
@@ -75,10 +76,12 @@ class OPCTConfig(ConsistencyArguments):
     generation_batch_size: int = field(
         default=0, metadata={"help": "Most sequences per generate call (0 = the whole micro-batch, k x prompts, at once)."}
     )
-    generation_bf16: bool = field(default=True, metadata={"help": "Sample under bf16 autocast."})
+    generation_bf16: bool = field(default=True, metadata={"help": "Sample under bf16 autocast where bf16 is native "
+                                  "(opct.precision)."})
     sampling_copy: bool = field(
         default=True,
-        metadata={"help": "Sample from the student with its adapter merged into its adapted matrices (bf16, re-synced "
+        metadata={"help": "Sample from the student with its adapter merged into its adapted matrices (in the "
+                  "sampling precision, re-synced "
                   "each step; other weights shared with the student); false: sample through the LoRA model."},
     )
     train_attention: str = field(
@@ -125,7 +128,8 @@ class OPCTTrainer(WindowTrainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.sampler = None
         if args.sampling_copy and args.rollouts == "student" and hasattr(model, "disable_adapter"):
-            self.sampler = SamplingCopy(model, torch.bfloat16 if args.generation_bf16 else torch.float32)
+            bf16 = use_bf16(args.generation_bf16, next(model.parameters()).device, model)
+            self.sampler = SamplingCopy(model, torch.bfloat16 if bf16 else torch.float32)
         if args.loss_type == "letter":
             from opct.evals.mcq import letter_token_ids
 

@@ -1,0 +1,46 @@
+"""opct.precision: bf16 only where it is native; OPCT_BF16 overrides; fp32 runs end to end without it."""
+
+import pytest
+import torch
+from conftest import build_tiny_model, build_tiny_tokenizer
+
+from opct.precision import bf16_is_fast, use_bf16
+
+
+def test_the_environment_overrides_the_hardware(monkeypatch):
+    monkeypatch.setenv("OPCT_BF16", "0")
+    assert not bf16_is_fast("cpu") and not use_bf16(True, "cpu")
+    monkeypatch.setenv("OPCT_BF16", "1")
+    assert bf16_is_fast("cpu") and use_bf16(True, "cpu") and not use_bf16(False, "cpu")
+    monkeypatch.setenv("OPCT_BF16", "yes")
+    with pytest.raises(ValueError, match="OPCT_BF16 must be 0 or 1"):
+        bf16_is_fast("cpu")
+
+
+def test_a_model_with_bf16_weights_always_runs_under_autocast(monkeypatch):
+    monkeypatch.setenv("OPCT_BF16", "0")
+    model = build_tiny_model(build_tiny_tokenizer())
+    assert not use_bf16(True, "cpu", model)
+    model.model.layers[0].mlp.down_proj.to(torch.bfloat16)  # a bf16 frozen base beside fp32 parts
+    assert use_bf16(False, "cpu", model)
+
+
+def test_without_native_bf16_training_and_decoding_stay_in_fp32(monkeypatch, tmp_path):
+    from opct.generation import autocast_context, generate_ids
+    from opct.study import host_speed
+    from opct.trainers import OPCTConfig
+
+    monkeypatch.setenv("OPCT_BF16", "0")
+    args = OPCTConfig(output_dir=str(tmp_path))  # bf16 is on by default: resolved off here
+    assert not args.bf16 and args.frozen_dtype() == torch.float32
+    with autocast_context("cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+    tok = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    model = build_tiny_model(tok)
+    prompts = [tok("hello there, how are you")["input_ids"]]
+    fp32 = generate_ids(model, tok, prompts, max_new_tokens=6, bf16=False)[0].token_ids
+    assert generate_ids(model, tok, prompts, max_new_tokens=6)[0].token_ids == fp32  # the default asks bf16
+    assert host_speed(size=128, repeats=1)["dtype"] == "float32"
+    monkeypatch.setenv("OPCT_BF16", "1")
+    assert OPCTConfig(output_dir=str(tmp_path)).bf16 and host_speed(size=128, repeats=1)["dtype"] == "bfloat16"
