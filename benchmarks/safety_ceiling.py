@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="facts to ask about: the held-out ones (default) or the training ones, e.g. for fresh answers "
                         "to label that no judge was tuned on")
-    p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
-                   help="weights of the answering models (default: %(default)s; the demo evaluates in float32)")
+    p.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto",
+                   help="weights of the answering models (default: auto, bfloat16 where bf16 is native, else float32; "
+                        "the demo evaluates fp32 weights under bf16 autocast where bf16 is native)")
     p.add_argument("--max-new-tokens", type=int, help="answer length (default: the profile's eval length, 128); "
                    "longer answers are judged whole and cut to the profile's length")
     p.add_argument("--votes", type=int, default=1, help="LLM judge votes per answer (default: %(default)s)")
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from opct.evals.safety import (KeywordSafetyJudge, LLMSafetyJudge, evaluate_safety, judge_safety_responses,
                                    safety_metrics)
     from opct.models import load_model
+    from opct.precision import bf16_is_fast
     from opct.study import release_memory, short_pairs
 
     prof = PROFILES["default"]
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     for spec in args.models.split(","):
-        model, tokenizer = load_model(spec, dtype=getattr(torch, args.dtype))
+        dtype = args.dtype if args.dtype != "auto" else "bfloat16" if bf16_is_fast("cuda" if torch.cuda.is_available() else "cpu") else "float32"
+        model, tokenizer = load_model(spec, dtype=getattr(torch, dtype))
         pairs, _ = short_pairs(build_safety_pairs(args.split, seed=0), tokenizer, prof.max_prompt_tokens, prof.test_pairs)
         pairs = pairs[: args.limit] if args.limit else pairs
         for view, name in (("wrapped", "base"), ("clean", "teacher")):
