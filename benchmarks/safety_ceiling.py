@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     for spec in args.models.split(","):
-        dtype = args.dtype if args.dtype != "auto" else "bfloat16" if bf16_is_fast("cuda" if torch.cuda.is_available() else "cpu") else "float32"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = args.dtype if args.dtype != "auto" else "bfloat16" if bf16_is_fast(device) else "float32"
         model, tokenizer = load_model(spec, dtype=getattr(torch, dtype))
         pairs, _ = short_pairs(build_safety_pairs(args.split, seed=0), tokenizer, prof.max_prompt_tokens, prof.test_pairs)
         pairs = pairs[: args.limit] if args.limit else pairs
