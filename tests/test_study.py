@@ -240,4 +240,5 @@ def test_host_speed_measures_a_matmul():
     from opct.study import host_speed
 
     host = host_speed(size=512, repeats=2)
-    assert host["device"] in ("cpu", "cuda") and host["tflops"] > 0 and host["dtype"] in ("bfloat16", "float32") and host["threads"] >= 1
+    assert host["device"] in ("cpu", "cuda") and host["tflops"] > 0 and host["threads"] >= 1
+    assert host["dtype"] in ("bfloat16", "float32")
