@@ -257,9 +257,10 @@ def device_sync(device: str):
     return torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
 
-def machine_limits(device: str = "cpu") -> dict:
+def machine_limits(device: str = "cpu", fp32: bool = False) -> dict:
     """Measured here, in this process, on `device`: memory bandwidth (GB/s, a 1 GiB copy: bytes
-    read + written) and the bf16 matmul peak (TFLOP/s; 2048^3 products on CPU, 8192^3 on CUDA)."""
+    read + written) and the matmul peak in the trainers' precision, bf16 or fp32 (TFLOP/s; 2048^3
+    products on CPU, 8192^3 on CUDA)."""
     import torch
 
     sync = device_sync(device)
@@ -279,9 +280,10 @@ def machine_limits(device: str = "cpu") -> dict:
     dst = torch.empty_like(src)
     bandwidth = 2 * src.numel() * 4 / best_of(3, lambda: dst.copy_(src)) / 1e9
     n = 8192 if device == "cuda" else 2048
-    a = torch.randn(n, n, dtype=torch.bfloat16, device=device)
-    b = torch.randn(n, n, dtype=torch.bfloat16, device=device)
-    return {"bandwidth_gbs": bandwidth, "bf16_tflops": 2 * n**3 / best_of(5, lambda: a @ b) / 1e12}
+    dtype = torch.float32 if fp32 else torch.bfloat16
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    return {"bandwidth_gbs": bandwidth, "matmul_tflops": 2 * n**3 / best_of(5, lambda: a @ b) / 1e12}
 
 
 def make_step_clock(probe: Probe, warmup: int, device: str):
@@ -650,7 +652,7 @@ def summarize(r: dict, limits: dict | None = None) -> dict:
         flop = 2 * mean("fwd_grad_flop") + mean("fwd_nograd_flop")
         train_s = sec - gen
         if flop > 0 and train_s > 0:
-            out["train_pct"] = 100 * flop / train_s / (limits["bf16_tflops"] * 1e12)
+            out["train_pct"] = 100 * flop / train_s / (limits["matmul_tflops"] * 1e12)
     return out
 
 
@@ -700,7 +702,8 @@ def print_table(results: list[dict], opts, limits: dict | None = None) -> None:
         print(f"gen%bw: the time decoding's weight reads alone need at {limits['bandwidth_gbs']:.1f} GB/s (measured copy "
               "bandwidth), as a share of gen s (prefill and KV reads count against it)")
         print(f"trn%pk: matmul FLOP/s of the forwards (+1x for the student's backward) over the time outside generate, "
-              f"as a share of the measured bf16 matmul peak, {limits['bf16_tflops']:.2f} TFLOP/s")
+              f"as a share of the measured {'fp32' if opts.fp32 else 'bf16'} matmul peak, "
+              f"{limits['matmul_tflops']:.2f} TFLOP/s")
     if opts.device == "cuda":
         print("peak MB: the device allocator's peak (max_memory_allocated, load included); step MB: its peak over "
               "the timed steps only")
@@ -736,7 +739,7 @@ def driver(opts) -> None:
         opts.mem_limit_gb = round(avail * 0.85, 1) if avail else 0
     versions = " ".join(f"{p}={md.version(p)}" for p in ("torch", "transformers", "trl", "peft", "accelerate"))
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    limits = machine_limits(opts.device)
+    limits = machine_limits(opts.device, opts.fp32)
     print(f"OPCT step benchmark  {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"shapes (prompts x samples) {', '.join(f'{p}x{k}' for p, k in shapes)}  new tokens N={opts.new_tokens} "
           f"(EOS suppressed)  timed steps S={opts.steps} (+1 warm-up)  "
@@ -751,8 +754,8 @@ def driver(opts) -> None:
         print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  cuda {torch.version.cuda}")
     if opts.stand_ins:
         print(f"stand-in models from {opts.stand_ins}: the embedded models' configs and tokenizers, random weights")
-    print(f"measured limits: memory bandwidth {limits['bandwidth_gbs']:.1f} GB/s, bf16 matmul "
-          f"{limits['bf16_tflops']:.2f} TFLOP/s")
+    print(f"measured limits: memory bandwidth {limits['bandwidth_gbs']:.1f} GB/s, {'fp32' if opts.fp32 else 'bf16'} "
+          f"matmul {limits['matmul_tflops']:.2f} TFLOP/s")
     print(versions)
     print()
     results = []
@@ -798,7 +801,8 @@ def main(argv=None) -> None:
                     "prompt prefill, share_prompt_forward=False; default: all but it)")
     ap.add_argument("--max-prompt-tokens", type=int, default=256,
                     help="use only pairs whose wrapped and clean prompts have at most this many tokens (0 = any)")
-    ap.add_argument("--fp32", action="store_true", help="train and sample in fp32 (default: bf16 autocast, like opct)")
+    ap.add_argument("--fp32", action="store_true", help="train and sample in fp32 (default: bf16 autocast where bf16 "
+                    "is native, as opct does; fp32 for every trainer elsewhere)")
     ap.add_argument("--mem-limit-gb", type=float, default=None,
                     help="stop a trainer whose RSS passes this (default: 85%% of MemAvailable at start; 0 = off)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per trainer run")
@@ -812,6 +816,10 @@ def main(argv=None) -> None:
     opts = ap.parse_args(argv)
     if min(opts.prompts, opts.samples, opts.new_tokens, opts.steps) < 1:
         ap.error("--prompts, --samples, --new-tokens and --steps must be >= 1")
+    from opct.precision import bf16_is_fast
+
+    if not opts.fp32 and not bf16_is_fast(opts.device):  # opct computes in fp32 here, so every trainer does
+        opts.fp32 = True
     if opts.export_stand_ins:
         export_stand_ins(opts.export_stand_ins)
     elif opts.worker:
