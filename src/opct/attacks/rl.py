@@ -186,8 +186,8 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
     behaviour comes once per entry of `STRATEGIES`). A reply off the behaviour's topic earns no reward
     (`TargetReward`; with `soft_relevance`, a reply near the topic earns part of its score). With
     `frame`, the attacker writes an opening and the behaviour follows it (`attack_prompt`). On the CPU a
-    SmolLM2 step is 1.13x faster than TRL's defaults under bf16 autocast (where bf16 is native) without gradient checkpointing
-    (GRPOConfig turns it on), and 1.46x with `sample_from_copy` as well: the attacker's prompts sampled
+    SmolLM2 step is 1.13x faster than TRL's defaults under bf16 autocast (where bf16 is native) without
+    gradient checkpointing (GRPOConfig turns it on), and 1.46x with `sample_from_copy` as well: the attacker's prompts sampled
     from a merged copy of it in the training precision (`copy_sampling_grpo_trainer`;
     benchmarks/grpo_step.py)."""
     from datasets import Dataset
@@ -195,9 +195,8 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
     from trl import GRPOConfig, GRPOTrainer
 
     from opct.models import load_model
-    from opct.trainers.run import has_checkpoint
-
     from opct.precision import bf16_is_fast
+    from opct.trainers.run import has_checkpoint
 
     out = Path(out)
     final = out / "final"

@@ -81,8 +81,8 @@ class OPCTConfig(ConsistencyArguments):
     sampling_copy: bool = field(
         default=True,
         metadata={"help": "Sample from the student with its adapter merged into its adapted matrices (in the "
-                  "sampling precision, re-synced "
-                  "each step; other weights shared with the student); false: sample through the LoRA model."},
+                  "sampling precision, re-synced each step; other weights shared with the student); false: sample "
+                  "through the LoRA model."},
     )
     train_attention: str = field(
         default="auto",
@@ -128,7 +128,7 @@ class OPCTTrainer(WindowTrainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.sampler = None
         if args.sampling_copy and args.rollouts == "student" and hasattr(model, "disable_adapter"):
-            bf16 = use_bf16(args.generation_bf16, next(model.parameters()).device, model)
+            bf16 = use_bf16(args.generation_bf16, next(model.parameters()).device)
             self.sampler = SamplingCopy(model, torch.bfloat16 if bf16 else torch.float32)
         if args.loss_type == "letter":
             from opct.evals.mcq import letter_token_ids
