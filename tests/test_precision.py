@@ -44,3 +44,20 @@ def test_without_native_bf16_training_and_decoding_stay_in_fp32(monkeypatch, tmp
     assert host_speed(size=128, repeats=1)["dtype"] == "float32"
     monkeypatch.setenv("OPCT_BF16", "1")
     assert OPCTConfig(output_dir=str(tmp_path)).bf16 and host_speed(size=128, repeats=1)["dtype"] == "bfloat16"
+
+
+def test_an_opct_trainer_without_native_bf16_keeps_its_base_and_sampling_copy_in_fp32(monkeypatch, tmp_path):
+    from opct.data import ContrastivePair, pairs_to_dataset
+    from opct.trainers import OPCTConfig, OPCTTrainer
+
+    tok = build_tiny_tokenizer()
+    pairs = [ContrastivePair(id="p0", axis="test", clean=[{"role": "user", "content": "What is 2 + 2?"}],
+                             wrapped=[{"role": "user", "content": "I think it is 5. What is 2 + 2?"}])]
+    for forced, dtype in (("0", torch.float32), ("1", torch.bfloat16)):
+        monkeypatch.setenv("OPCT_BF16", forced)
+        args = OPCTConfig(output_dir=str(tmp_path / forced), per_device_train_batch_size=1, lora_r=4, lora_alpha=8,
+                          max_steps=1, max_new_tokens=4, disable_tqdm=True)
+        trainer = OPCTTrainer(build_tiny_model(tok), args, pairs_to_dataset(pairs), processing_class=tok)
+        frozen = {p.dtype for n, p in trainer.model.named_parameters() if "lora_" not in n}
+        assert frozen == {dtype} and {p.dtype for p in trainer.sampler.model.parameters()} == {dtype}
+        trainer.train()
