@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     def write_jsonl(path: Path, rows: list[dict]) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if bf16_is_fast(device) else "float32"
     for spec in args.models.split(","):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = args.dtype if args.dtype != "auto" else "bfloat16" if bf16_is_fast(device) else "float32"
         model, tokenizer = load_model(spec, dtype=getattr(torch, dtype))
         pairs, _ = short_pairs(build_safety_pairs(args.split, seed=0), tokenizer, prof.max_prompt_tokens, prof.test_pairs)
         pairs = pairs[: args.limit] if args.limit else pairs
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                     + (f".{max_new_tokens}" if max_new_tokens != prof.eval_max_new_tokens else ""))
             write_jsonl(args.out / f"{stem}.rows.jsonl", rows)
             judged = {"keyword": rows}
-            if max_new_tokens > prof.eval_max_new_tokens:  # the same answers as the eval's cut would see them
+            if max_new_tokens > prof.eval_max_new_tokens:  # the same answers as the eval's cut sees them (re-tokenized)
                 cut = [tokenizer.decode(tokenizer(r["response"], add_special_tokens=False)["input_ids"]
                                         [: prof.eval_max_new_tokens]) for r in rows]
                 _, judged[f"keyword, first {prof.eval_max_new_tokens} tokens"] = judge_safety_responses(
