@@ -239,6 +239,7 @@ def test_audit_rejects_unknown_methods(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     code, stdout, _ = run_cli(capsys)
     assert code == 2 and "usage: opct" in stdout
+    assert "OPCT_BF16" in stdout and "OPCT_CACHE" in stdout  # the environment it reads
 
 
 # ------------------------------------------------------------------------------ data

@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Consistency training for language-model safety: train with OPCT, SFT/BCT or ACT on contrastive "
         "pairs, and evaluate sycophancy, jailbreaks, safety awareness and capability.",
         epilog="Start with `opct demo --profile quick` (minutes) or `opct demo` (the sycophancy study on the embedded "
-        "Qwen-Coder 1.5B). " + EPILOG_MODELS,
+        "Qwen-Coder 1.5B). " + EPILOG_MODELS + " Environment: OPCT_CACHE (embedded models' cache, default "
+        "~/.cache/opct); OPCT_BF16=1|0 (bf16 autocast on or off; by default on where bf16 matmuls are native: Ampere "
+        "and later GPUs, CPUs with AVX-512; fp32 elsewhere, where emulated bf16 was 90x slower on a CPU).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in ALL:

@@ -1,7 +1,8 @@
 """Whether opct computes in bf16 on a device.
 
-bf16 autocast over fp32 weights is opct's default: on GPUs and on CPUs with AVX-512 it is about 1.5x
-faster than fp32 for the embedded models. On a CPU without it torch emulates bf16 matmuls: on a
+bf16 autocast over fp32 weights is opct's default where bf16 matmuls are native: Ampere and later
+GPUs, and CPUs with AVX-512 (there about 1.5x faster than fp32 for the embedded models). On a CPU
+without it torch emulates bf16 matmuls: on a
 2-core AMD EPYC with AVX2 only (2026-12-06) a 1024x1024 matmul ran at 0.0009 TFLOP/s in bf16 against
 0.078 in fp32, 90x slower. There opct computes in fp32, and says so once. `OPCT_BF16=1` (or `0`)
 overrides the choice on any device.
@@ -19,7 +20,7 @@ import torch
 @functools.lru_cache(maxsize=None)
 def _hardware_bf16(device_type: str) -> bool:
     if device_type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)  # native only (Ampere and later)
     if device_type != "cpu":
         return True  # mps and others: autocast decides what it supports
     try:  # what torch's own CPU autocast tests ask: oneDNN's bf16 kernels (AVX-512 on x86, bf16 on Arm)
