@@ -2,10 +2,9 @@
 
 bf16 autocast over fp32 weights is opct's default where bf16 matmuls are native: Ampere and later
 GPUs, and CPUs with AVX-512 (there about 1.5x faster than fp32 for the embedded models). On a CPU
-without it torch emulates bf16 matmuls: on a
-2-core AMD EPYC with AVX2 only (2026-12-06) a 1024x1024 matmul ran at 0.0009 TFLOP/s in bf16 against
-0.078 in fp32, 90x slower. There opct computes in fp32, and says so once. `OPCT_BF16=1` (or `0`)
-overrides the choice on any device.
+without it torch emulates bf16 matmuls: on a 2-core AMD EPYC with AVX2 only (2026-12-06) a
+1024x1024 matmul ran at 0.0009 TFLOP/s in bf16 against 0.078 in fp32, 90x slower. There opct
+computes in fp32, and says so once. `OPCT_BF16=1` (or `0`) overrides the choice on any device.
 """
 
 from __future__ import annotations
