@@ -187,9 +187,9 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
     (`TargetReward`; with `soft_relevance`, a reply near the topic earns part of its score). With
     `frame`, the attacker writes an opening and the behaviour follows it (`attack_prompt`). On the CPU a
     SmolLM2 step is 1.13x faster than TRL's defaults under bf16 autocast (where bf16 is native) without
-    gradient checkpointing (GRPOConfig turns it on), and 1.46x with `sample_from_copy` as well: the attacker's prompts sampled
-    from a merged copy of it in the training precision (`copy_sampling_grpo_trainer`;
-    benchmarks/grpo_step.py)."""
+    gradient checkpointing (GRPOConfig turns it on), and 1.46x with `sample_from_copy` as well: the
+    attacker's prompts sampled from a merged copy of it in the training precision
+    (`copy_sampling_grpo_trainer`; benchmarks/grpo_step.py)."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
@@ -200,13 +200,13 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
 
     out = Path(out)
     final = out / "final"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     if (final / "adapter_config.json").exists():
         return {"adapter": str(final), "log": json.loads((out / "log_history.json").read_text()), "steps": steps}
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_model(attacker)
     if prompts_per_step < 1:
         raise ValueError(f"prompts_per_step must be at least 1, got {prompts_per_step}")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     args = GRPOConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=num_generations * prompts_per_step,
                       num_generations=num_generations, max_completion_length=max_completion_length,
                       learning_rate=learning_rate, temperature=temperature, seed=seed, logging_steps=1,
