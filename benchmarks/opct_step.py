@@ -322,11 +322,19 @@ def make_step_clock(probe: Probe, warmup: int, device: str):
 # one trainer in one process
 # ---------------------------------------------------------------------------------------------
 def without_opct_guard(model) -> None:
-    """A TRL user loads with `from_pretrained`: drop the output-layer guard opct's `load_model` adds
-    (`opct.models.contiguous_lm_head_input`), so the TRL rows measure TRL as it is used."""
+    """A TRL user loads with `from_pretrained`: drop what opct's `load_model` adds (the output
+    layer's contiguous-input guard, `opct.models.contiguous_lm_head_input`, and oneDNN linears,
+    `opct.kernels`), so the TRL rows measure TRL as it is used."""
+    import torch
+
+    from opct.kernels import OneDNNLinear
+
     head = model.get_output_embeddings()
     head._opct_contiguous_input.remove()
     head._opct_contiguous_input = None
+    for module in model.modules():
+        if type(module) is OneDNNLinear:
+            module.__class__ = torch.nn.Linear
 
 
 def lora_config():
@@ -510,6 +518,7 @@ def export_stand_ins(directory: str) -> None:
 
 def load_bench_model(spec: str, opts):
     """(model, tokenizer): the embedded model, or its stand-in with random weights (--stand-ins)."""
+    from opct.kernels import onednn_linears
     from opct.models import contiguous_lm_head_input, load_model, load_tokenizer
 
     if not opts.stand_ins:
@@ -522,7 +531,7 @@ def load_bench_model(spec: str, opts):
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
     model.generation_config = GenerationConfig.from_pretrained(folder)
     model.generation_config.pad_token_id = tok.pad_token_id
-    return contiguous_lm_head_input(model), tok
+    return contiguous_lm_head_input(onednn_linears(model)), tok
 
 
 def worker(opts) -> None:

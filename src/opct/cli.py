@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `opct demo --profile quick` (minutes) or `opct demo` (the sycophancy study on the embedded "
         "Qwen-Coder 1.5B). " + EPILOG_MODELS + " Environment: OPCT_CACHE (embedded models' cache, default "
         "~/.cache/opct); OPCT_BF16=1|0 (bf16 autocast on or off; by default on where bf16 matmuls are native: Ampere "
-        "and later GPUs, CPUs with AVX-512; fp32 elsewhere, where emulated bf16 was 90x slower on a CPU).",
+        "and later GPUs, CPUs with AVX-512; fp32 elsewhere, where emulated bf16 was 90x slower on a CPU); "
+        "OPCT_ONEDNN=1|0 (fp32 CPU linears without gradients on oneDNN instead of MKL; by default on AMD CPUs, "
+        "where MKL is slow: 1.58x faster sampling on a 2-core EPYC).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in ALL:

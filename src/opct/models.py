@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from opct.errors import UserError
+from opct.kernels import onednn_linears
 from opct.packages import package_dir
 
 DEFAULT_MODEL = "embedded:qwen2.5-0.5b-instruct"
@@ -228,7 +230,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, merge_adapter: boo
             model = model.to(dtype)
     tokenizer = load_tokenizer(spec)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return contiguous_lm_head_input(model), tokenizer
+    return contiguous_lm_head_input(onednn_linears(model)), tokenizer
 
 
 def _contiguous_input(module, args):

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from opct.evals.judges import Judge, JudgeItem, Verdict, VerdictCache
+from opct.kernels import onednn_linears
 from opct.models import cache_root
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -180,7 +181,7 @@ def _load_embedder(device: str):
 
     folder = str(embedder_dir())
     tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).to(device).eval()
+    model = onednn_linears(AutoModel.from_pretrained(folder).to(device).eval())
     return tok, model
 
 
