@@ -242,3 +242,13 @@ def test_host_speed_measures_a_matmul():
     host = host_speed(size=512, repeats=2)
     assert host["device"] in ("cpu", "cuda") and host["tflops"] > 0 and host["threads"] >= 1
     assert host["dtype"] in ("bfloat16", "float32")
+
+
+def test_host_speed_names_the_fp32_linear_kernel(monkeypatch):
+    from opct.study import host_speed, host_timings
+
+    for forced, kernel in (("1", "oneDNN"), ("0", "torch default")):
+        monkeypatch.setenv("OPCT_ONEDNN", forced)
+        host = host_speed(size=64, repeats=1)
+        assert host["fp32_linears"] == (kernel if host["device"] == "cpu" else "torch default")
+        assert host_timings(host)["this_invocation_host_fp32_linears"] == host["fp32_linears"]

@@ -22,9 +22,10 @@ from opct.axes import AXES, Axis
 from opct.errors import UserError
 from opct.files import write_json
 from opct.study import (CAPABILITY_ROWS, DemoProfile, ModelsOnDemand, announce_host, capability_changes,
-                        capability_panel, chosen_methods, claim_run_dir, compare_methods, kept, learning_curve_callback,
-                        mean_over_seeds, methods_to_run, phase, pool_seed_rows, profile_defaults, record_methods,
-                        release_memory, seed_tag, seeds_to_run, split_seed_tag, train_block, versions, TRAINING_SEED)
+                        capability_panel, chosen_methods, claim_run_dir, compare_methods, host_timings, kept,
+                        learning_curve_callback, mean_over_seeds, methods_to_run, phase, pool_seed_rows,
+                        profile_defaults, record_methods, release_memory, seed_tag, seeds_to_run, split_seed_tag,
+                        train_block, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -258,8 +259,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         "data": data_report,
         "timings": {"data_s": data_report.get("seconds"), **timings,
                     **{f"eval_{k}{seed_tag(i)}": v["timings"] for k, es in evals.items() for i, v in enumerate(es)},
-                    "this_invocation_s": round(time.time() - started, 1),
-                    "this_invocation_host_tflops": host["tflops"], "this_invocation_host_dtype": host["dtype"]},
+                    "this_invocation_s": round(time.time() - started, 1), **host_timings(host)},
         "versions": versions(),
     }
     warning = ax.judge_warning(prof) if ax.judge_warning else None

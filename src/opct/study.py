@@ -106,6 +106,7 @@ def host_speed(size: int = 2048, repeats: int = 4) -> dict[str, Any]:
     timings say which machine they came from: hosts of the same kind have differed 5x here."""
     import torch
 
+    from opct.kernels import onednn_is_preferred
     from opct.precision import bf16_is_fast
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -121,14 +122,21 @@ def host_speed(size: int = 2048, repeats: int = 4) -> dict[str, Any]:
         torch.cuda.synchronize()
     tflops = 2 * size**3 * repeats / (time.perf_counter() - began) / 1e12
     return {"device": device, "dtype": str(dtype).removeprefix("torch."), "tflops": round(tflops, 3),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            "fp32_linears": "oneDNN" if device == "cpu" and onednn_is_preferred() else "torch default"}
+
+
+def host_timings(host: dict[str, Any]) -> dict[str, Any]:
+    """`host_speed`'s figures as a run's results name them (`timings.this_invocation_host_*`)."""
+    return {f"this_invocation_host_{key}": host[key] for key in ("tflops", "dtype", "fp32_linears")}
 
 
 def announce_host(command: str) -> dict[str, Any]:
     """`host_speed`, printed as the first line of a study (`command`: "opct demo", "opct audit")."""
     host = host_speed()
     print(f"{command}: this host multiplies {host['dtype']} matrices at {host['tflops']:.2f} TFLOP/s "
-          f"({host['device']}, {host['threads']} threads); timings scale with it", flush=True)
+          f"({host['device']}, {host['threads']} threads, fp32 linears: {host['fp32_linears']}); timings scale with it",
+          flush=True)
     return host
 
 

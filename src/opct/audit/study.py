@@ -172,8 +172,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     from opct.models import load_tokenizer
     from opct.report import write_report
     from opct.study import (TRAINING_SEED, ModelsOnDemand, announce_host, chosen_methods, claim_run_dir,
-                            methods_to_run, profile_defaults, record_methods, release_memory, seed_tag, seeds_to_run,
-                            versions)
+                            host_timings, methods_to_run, profile_defaults, record_methods, release_memory, seed_tag,
+                            seeds_to_run, versions)
     from opct.trainers.run import train
 
     if organism not in ORGANISMS:
@@ -279,8 +279,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     results = audit_results(org, name, prof, evals, summaries, chosen, data_report, settings, skipped)
     results["seeds"] = seeds
     organism_run = root / "organism" / "run" / "summary.json"
-    results["timings"] = {"this_invocation_s": round(time.time() - started, 1),
-                          "this_invocation_host_tflops": host["tflops"], "this_invocation_host_dtype": host["dtype"],
+    results["timings"] = {"this_invocation_s": round(time.time() - started, 1), **host_timings(host),
                           "data_s": build_seconds,  # as the demo names it; None for pairs built before 2026-12-06
                           **({"train_organism_s": json.loads(organism_run.read_text())["seconds"]}
                              if organism_run.exists() else {}),
