@@ -755,6 +755,10 @@ def driver(opts) -> None:
           f"precision={'fp32' if opts.fp32 else 'bf16 autocast'}")
     print(f"sycophancy train pairs with prompts <= {opts.max_prompt_tokens or 'any'} tokens")
     print(f"LoRA r={LORA['r']} alpha={LORA['alpha']} {LORA['targets']}; temperature 1.0; lr 1e-5; no grad checkpointing")
+    from opct.kernels import onednn_is_preferred
+
+    if opts.device == "cpu" and onednn_is_preferred():
+        print("fp32 linears without gradients: oneDNN in opct's rows (opct.kernels), MKL in TRL's (as from_pretrained)")
     print(f"{platform.platform()}  python {platform.python_version()}  cpus={os.cpu_count()}  "
           f"loadavg={' '.join(f'{x:.2f}' for x in load)}  memory guard={opts.mem_limit_gb} GiB")
     if opts.device == "cuda":
