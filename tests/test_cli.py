@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from opct.cli import main
 from opct.data.schema import ContrastivePair, read_pairs, write_pairs
+from opct.embedded import EMBEDDED
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +242,13 @@ def test_audit_rejects_unknown_methods(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     code, stdout, _ = run_cli(capsys)
     assert code == 2 and "usage: opct" in stdout
-    assert "OPCT_BF16" in stdout and "OPCT_CACHE" in stdout  # the environment it reads
+    assert all(v in stdout for v in ("OPCT_BF16", "OPCT_CACHE", "OPCT_ONEDNN"))  # the environment it reads
+    assert all(f"embedded:{name} = {model.description}" in " ".join(stdout.split()) for name, model in EMBEDDED.items())
+
+
+def test_help_imports_no_torch():
+    code = "import sys; from opct.cli import build_parser; build_parser().format_help(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 # ------------------------------------------------------------------------------ data

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import opct.models as models
-from opct.models import EmbeddedModel, ModelSpecError, add_lora, load_model, resolve_spec
+from opct.embedded import EmbeddedModel
+from opct.models import ModelSpecError, add_lora, load_model, resolve_spec
 
 INPUT = torch.tensor([[5, 17, 33, 2, 90, 41, 7]])
 

@@ -6,10 +6,11 @@ import dataclasses
 import json
 
 from opct.errors import UsageError
+from opct.embedded import EMBEDDED
 
 EPILOG_MODELS = (
-    "model specs: embedded:qwen2.5-0.5b-instruct (default), embedded:smollm2-135m-instruct, "
-    "a local HF model or adapter folder, an opct run directory, or a hub id (org/name)."
+    "model specs: " + ", ".join(f"embedded:{name} = {m.description}" for name, m in EMBEDDED.items())
+    + "; a local HF model or adapter folder, an opct run directory, or a hub id (org/name)."
 )
 
 
