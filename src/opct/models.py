@@ -35,8 +35,6 @@ class ModelSpecError(UserError):
     """A model spec that cannot be resolved; the message says what was expected."""
 
 
-
-
 def cache_root() -> Path:
     return Path(os.environ.get("OPCT_CACHE", Path.home() / ".cache" / "opct"))
 
