@@ -3,8 +3,8 @@
 torch runs an fp32 `linear` on a CPU through MKL, and MKL takes slow code paths on AMD CPUs. On a
 2-core AMD EPYC (Zen 1, AVX2 only; 2026-12-07) an [8, 576] x [576, 1536] product, a SmolLM2 layer at
 8 decoding rows, took 0.93 ms with MKL and 0.59 ms with oneDNN (which ships inside torch), and the
-[8, 576] x [576, 49152] output layer 44 ms against 16 ms; a SmolLM2 `generate` call ran 1.36x faster
-(benchmarks/README.md, "MKL on an AMD CPU"). So on an AMD CPU with torch's MKL, `onednn_linears`
+[8, 576] x [576, 49152] output layer 44 ms against 16 ms; sampling ran 1.58x faster on SmolLM2 and
+2.01x on Qwen2.5-Coder-0.5B (benchmarks/README.md, "MKL on an AMD CPU"). So on an AMD CPU with torch's MKL, `onednn_linears`
 turns a model's `nn.Linear` layers into `OneDNNLinear`: the same module, whose fp32 calls without
 gradients (decoding, the frozen teacher, evaluation) run on oneDNN. Calls that need gradients, or
 run under autocast, or in another dtype, are unchanged. `OPCT_ONEDNN=1` (or `0`) overrides the rule.
@@ -18,6 +18,7 @@ import os
 import torch
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_vendor() -> str:
     try:
         with open("/proc/cpuinfo") as f:
