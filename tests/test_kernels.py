@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import build_tiny_model, build_tiny_tokenizer
 
+from opct.errors import UserError
 from opct.kernels import OneDNNLinear, onednn_is_preferred, onednn_linears
 
 pytestmark = pytest.mark.skipif(not (torch.backends.mkldnn.is_available()
@@ -27,7 +28,7 @@ def test_the_environment_overrides_the_rule(monkeypatch):
     model = onednn_linears(build_tiny_model(build_tiny_tokenizer()))
     assert not any(isinstance(m, OneDNNLinear) for m in model.modules())
     monkeypatch.setenv("OPCT_ONEDNN", "on")
-    with pytest.raises(ValueError, match="OPCT_ONEDNN must be 0 or 1"):
+    with pytest.raises(UserError, match="OPCT_ONEDNN must be 0 or 1"):
         onednn_is_preferred()
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import build_tiny_model, build_tiny_tokenizer
 
+from opct.errors import UserError
 from opct.precision import bf16_is_fast, use_bf16
 
 
@@ -13,7 +14,7 @@ def test_the_environment_overrides_the_hardware(monkeypatch):
     monkeypatch.setenv("OPCT_BF16", "1")
     assert bf16_is_fast("cpu") and use_bf16(True, "cpu") and not use_bf16(False, "cpu")
     monkeypatch.setenv("OPCT_BF16", "yes")
-    with pytest.raises(ValueError, match="OPCT_BF16 must be 0 or 1"):
+    with pytest.raises(UserError, match="OPCT_BF16 must be 0 or 1"):
         bf16_is_fast("cpu")
 
 

@@ -17,6 +17,8 @@ import os
 
 import torch
 
+from opct.errors import UserError
+
 
 @functools.lru_cache(maxsize=None)
 def _cpu_vendor() -> str:
@@ -40,7 +42,7 @@ def onednn_is_preferred() -> bool:
     `OPCT_ONEDNN=0|1` says otherwise."""
     forced = os.environ.get("OPCT_ONEDNN")
     if forced not in (None, "", "0", "1"):
-        raise ValueError(f"OPCT_ONEDNN must be 0 or 1, not {forced!r}")
+        raise UserError(f"OPCT_ONEDNN must be 0 or 1, not {forced!r}")
     if not _onednn_usable():
         return False
     if forced:

@@ -15,6 +15,8 @@ import sys
 
 import torch
 
+from opct.errors import UserError
+
 
 @functools.lru_cache(maxsize=None)
 def _hardware_bf16(device_type: str) -> bool:
@@ -35,7 +37,7 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     """Whether bf16 matmuls are native on `device` (`OPCT_BF16=0|1` overrides)."""
     forced = os.environ.get("OPCT_BF16")
     if forced not in (None, "", "0", "1"):
-        raise ValueError(f"OPCT_BF16 must be 0 or 1, not {forced!r}")
+        raise UserError(f"OPCT_BF16 must be 0 or 1, not {forced!r}")
     if forced:
         return forced == "1"
     device_type = torch.device(device).type
