@@ -322,9 +322,9 @@ def make_step_clock(probe: Probe, warmup: int, device: str):
 # one trainer in one process
 # ---------------------------------------------------------------------------------------------
 def without_opct_guard(model) -> None:
-    """A TRL user loads with `from_pretrained`: drop what opct's `load_model` adds (the output
-    layer's contiguous-input guard, `opct.models.contiguous_lm_head_input`, and oneDNN linears,
-    `opct.kernels`), so the TRL rows measure TRL as it is used."""
+    """A TRL user loads with `from_pretrained`: undo `opct.models.fast_layers`, which `load_model`
+    applies (the output layer's contiguous-input guard and oneDNN linears), so the TRL rows measure
+    TRL as it is used."""
     import torch
 
     from opct.kernels import OneDNNLinear
@@ -518,8 +518,7 @@ def export_stand_ins(directory: str) -> None:
 
 def load_bench_model(spec: str, opts):
     """(model, tokenizer): the embedded model, or its stand-in with random weights (--stand-ins)."""
-    from opct.kernels import onednn_linears
-    from opct.models import contiguous_lm_head_input, load_model, load_tokenizer
+    from opct.models import fast_layers, load_model, load_tokenizer
 
     if not opts.stand_ins:
         return load_model(spec)
@@ -531,7 +530,7 @@ def load_bench_model(spec: str, opts):
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
     model.generation_config = GenerationConfig.from_pretrained(folder)
     model.generation_config.pad_token_id = tok.pad_token_id
-    return contiguous_lm_head_input(onednn_linears(model)), tok
+    return fast_layers(model), tok
 
 
 def worker(opts) -> None:

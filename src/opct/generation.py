@@ -291,10 +291,9 @@ class SamplingCopy:
         if left:
             raise RuntimeError(f"SamplingCopy: tensors left unfilled: {left[:5]}")
         model.generation_config = copy.deepcopy(base.generation_config)
-        from opct.kernels import onednn_linears
-        from opct.models import contiguous_lm_head_input
+        from opct.models import fast_layers
 
-        self.model = contiguous_lm_head_input(onednn_linears(model.eval().requires_grad_(False)))
+        self.model = fast_layers(model.eval().requires_grad_(False))
         targets = dict(self.model.named_modules())
         self.pairs = [(module, targets[name]) for name, module in adapted.items()]
         self.sync()

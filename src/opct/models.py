@@ -199,7 +199,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, merge_adapter: boo
             model = model.to(dtype)
     tokenizer = load_tokenizer(spec)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return contiguous_lm_head_input(onednn_linears(model)), tokenizer
+    return fast_layers(model), tokenizer
 
 
 def _contiguous_input(module, args):
@@ -219,6 +219,12 @@ def contiguous_lm_head_input(model):
     if head is not None and getattr(head, "_opct_contiguous_input", None) is None:
         head._opct_contiguous_input = head.register_forward_pre_hook(_contiguous_input)
     return model
+
+
+def fast_layers(model):
+    """What opct does to every model it runs, in place; returns `model`. Idempotent: fp32 CPU linears
+    on oneDNN where MKL is slow (`opct.kernels`), and the output layer's contiguous input."""
+    return contiguous_lm_head_input(onednn_linears(model))
 
 
 @contextmanager

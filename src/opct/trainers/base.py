@@ -86,8 +86,7 @@ class ConsistencyArguments(LoRAArguments, TrainingArguments):
 
 def prepare_model(model, args: ConsistencyArguments):
     """(model, tokenizer) ready to train: a spec string is loaded, a LoRA adapter added if asked."""
-    from opct.kernels import onednn_linears
-    from opct.models import add_lora, contiguous_lm_head_input, load_model
+    from opct.models import add_lora, fast_layers, load_model
 
     tokenizer = None
     if isinstance(model, str):
@@ -107,7 +106,7 @@ def prepare_model(model, args: ConsistencyArguments):
         for module in model.modules():
             if hasattr(module, "cast_input_dtype_enabled"):
                 module.cast_input_dtype_enabled = False
-    return contiguous_lm_head_input(onednn_linears(model)), tokenizer
+    return fast_layers(model), tokenizer
 
 
 def fresh_adapter(model) -> bool:
