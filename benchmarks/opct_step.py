@@ -548,6 +548,8 @@ def worker(opts) -> None:
         from opct.generation import eos_ids
 
         spec = MODELS[opts.model]
+        if not opts.worker.startswith("opct"):
+            os.environ["OPCT_HEAP"] = "0"  # glibc's default heap, as TRL runs (opct.heap)
         model, tok = load_bench_model(spec, opts)
         if not opts.worker.startswith("opct"):
             without_opct_guard(model)
@@ -758,6 +760,9 @@ def driver(opts) -> None:
 
     if opts.device == "cpu" and onednn_is_preferred():
         print("fp32 linears without gradients: oneDNN in opct's rows (opct.kernels), MKL in TRL's (as from_pretrained)")
+    if opts.device == "cpu" and os.environ.get("OPCT_HEAP") != "0" and not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        print("C heap: freed blocks of 4 MB or more returned to the system in opct's rows (opct.heap), "
+              "glibc's default in TRL's")
     print(f"{platform.platform()}  python {platform.python_version()}  cpus={os.cpu_count()}  "
           f"loadavg={' '.join(f'{x:.2f}' for x in load)}  memory guard={opts.mem_limit_gb} GiB")
     if opts.device == "cuda":

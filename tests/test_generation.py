@@ -24,6 +24,23 @@ def test_sampling_copy_tracks_student():
         assert not torch.allclose(student(x).logits, copy.model(x).logits, atol=1e-5)
 
 
+def test_sampling_copy_frees_its_merged_matrices_between_samplings():
+    tok = build_tiny_tokenizer()
+    student = tiny_trained_lora(tok)
+    copy = SamplingCopy(student, torch.float32)
+    copy.release()
+    adapted = [target.weight for _, target in copy.pairs]
+    assert adapted and copy.buffer is None and all(w.stride() == (0, 0) for w in adapted)
+    x = torch.tensor([[1, 5, 9, 22, 31]])
+    with torch.no_grad():
+        for name, p in student.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.1)  # a training step while the copy is freed
+    with copy.merged() as model:
+        assert torch.allclose(student(x).logits, model(x).logits, atol=1e-5)
+    assert copy.buffer is None and all(target.weight.stride() == (0, 0) for _, target in copy.pairs)
+
+
 def test_sampling_copy_is_one_bf16_copy_with_tied_weights_kept():
     tok = build_tiny_tokenizer()
     base = build_tiny_model(tok)

@@ -9,6 +9,7 @@ Completions stop at EOS and keep it: the EOS is a real token the model must lear
 from __future__ import annotations
 
 import contextlib
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,6 +238,12 @@ def generate(
     return results
 
 
+def unallocated(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """A placeholder of `shape` that holds one element (every entry is it), for a weight whose memory
+    is given later."""
+    return torch.empty((), dtype=dtype, device=device).expand(shape)
+
+
 class SamplingCopy:
     """The LoRA student with its adapter merged, used only for sampling.
 
@@ -245,8 +252,9 @@ class SamplingCopy:
     for the adapted matrices only; every other tensor (embeddings, norms, the output layer) is the
     student's own when it already has that dtype (the bf16 frozen base), so the copy costs one
     extra set of adapted matrices, never a second model. `sync()` refreshes them (W + scale * B @ A,
-    one fused kernel per matrix) after each optimizer step. Built on the meta device and filled
-    tensor by tensor; tied weights stay tied.
+    one fused kernel per matrix) after each optimizer step; `release()` frees them until the next
+    `sync()`, so that the training step can use that memory; `merged()` does both around sampling.
+    Built on the meta device and filled tensor by tensor; tied weights stay tied.
     """
 
     def __init__(self, peft_model, dtype: torch.dtype = torch.bfloat16):
@@ -274,7 +282,7 @@ class SamplingCopy:
             if tensor is None:
                 raise RuntimeError(f"SamplingCopy: no student tensor for {name}")
             if owner in adapted and leaf == "weight":
-                state[name] = torch.empty_like(tensor, dtype=dtype)  # filled by sync()
+                state[name] = unallocated(tensor.shape, dtype, tensor.device)  # given memory by sync()
                 continue
             key = id(tensor)
             if key not in converted:
@@ -296,10 +304,20 @@ class SamplingCopy:
         self.model = fast_layers(model.eval().requires_grad_(False))
         targets = dict(self.model.named_modules())
         self.pairs = [(module, targets[name]) for name, module in adapted.items()]
+        self.buffer: torch.Tensor | None = None  # every merged matrix, in one allocation
         self.sync()
 
     @torch.no_grad()
     def sync(self) -> None:
+        """Fills the merged matrices from the student's current weights, allocating them after `release()`."""
+        if self.buffer is None and self.pairs:
+            # One allocation, so that freeing it returns the memory to the system: freed matrices of
+            # a few MB each stay in the C allocator's heap, and the process's peak did not go down.
+            align = 16  # elements: 64-byte aligned rows for the matmul kernels
+            sizes = [-(-t.weight.numel() // align) * align for _, t in self.pairs]
+            self.buffer = torch.empty(sum(sizes), dtype=self.dtype, device=self.pairs[0][1].weight.device)
+            for (_, target), offset, size in zip(self.pairs, itertools.accumulate([0] + sizes), sizes):
+                target.weight.data = self.buffer[offset : offset + target.weight.numel()].view(target.weight.shape)
         for lora, target in self.pairs:
             weight = lora.get_base_layer().weight
             adapters = [a for a in lora.active_adapters if a in lora.lora_A]
@@ -312,3 +330,19 @@ class SamplingCopy:
             for a in adapters:
                 weight = weight + lora.get_delta_weight(a)
             target.weight.copy_(weight)
+
+    def release(self) -> None:
+        """Frees the merged matrices (1.4 GB for Qwen 0.5B in fp32) until the next `sync()`."""
+        for _, target in self.pairs:
+            target.weight.data = unallocated(target.weight.shape, self.dtype, target.weight.device)
+        self.buffer = None
+
+    @contextlib.contextmanager
+    def merged(self):
+        """The copy, in step with the student, for the length of a `with` block; its merged matrices
+        are freed afterwards."""
+        self.sync()
+        try:
+            yield self.model
+        finally:
+            self.release()

@@ -25,6 +25,7 @@ import torch
 
 from opct.embedded import EMBEDDED
 from opct.errors import UserError
+from opct.heap import return_large_frees
 from opct.kernels import onednn_linears
 from opct.packages import package_dir
 
@@ -184,6 +185,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, merge_adapter: boo
     `merge_adapter=False`, in which case a `PeftModel` is returned (trainable if asked)."""
     from transformers import AutoModelForCausalLM
 
+    return_large_frees()
     base, adapter = resolve_spec(spec)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32 if adapter else dtype)
     # Recorded as the base of adapters trained from it: keep embedded specs and hub ids as they

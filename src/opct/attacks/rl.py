@@ -144,16 +144,15 @@ def attacker_dataset(behaviors: Sequence["Behavior"], strategies: bool = False,
 @functools.cache
 def copy_sampling_grpo_trainer():
     """TRL's `GRPOTrainer`, sampling the attacker's prompts from a merged copy of it
-    (`opct.generation.SamplingCopy`, refreshed once per optimizer step) instead of through peft's
-    unmerged adapter, which costs a few extra small matmuls per layer at every decoding step.
-    vLLM and continuous batching are TRL's own paths, left as they are."""
+    (`opct.generation.SamplingCopy`, merged for each sampling call and freed after it) instead of
+    through peft's unmerged adapter, which costs a few extra small matmuls per layer at every
+    decoding step. vLLM and continuous batching are TRL's own paths, left as they are."""
     from trl import GRPOTrainer
 
     from opct.generation import SamplingCopy
 
     class CopySamplingGRPOTrainer(GRPOTrainer):
         sampler: SamplingCopy | None = None
-        synced_at: int | None = None
 
         def _generate_single_turn(self, *args, **kwargs):
             if self.use_vllm or self.use_transformers_continuous_batching:
@@ -161,12 +160,10 @@ def copy_sampling_grpo_trainer():
             if self.sampler is None:
                 dtype = torch.bfloat16 if self.args.bf16 else next(self.model.parameters()).dtype
                 self.sampler = SamplingCopy(self.accelerator.unwrap_model(self.model), dtype=dtype)
-            elif self.synced_at != self.state.global_step:
-                self.sampler.sync()
-            self.synced_at = self.state.global_step
-            trained, self.model_wrapped = self.model_wrapped, self.sampler.model  # what TRL samples from
+            trained = self.model_wrapped
             try:
-                return super()._generate_single_turn(*args, **kwargs)
+                with self.sampler.merged() as self.model_wrapped:  # what TRL samples from
+                    return super()._generate_single_turn(*args, **kwargs)
             finally:
                 self.model_wrapped = trained
 

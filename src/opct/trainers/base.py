@@ -86,8 +86,10 @@ class ConsistencyArguments(LoRAArguments, TrainingArguments):
 
 def prepare_model(model, args: ConsistencyArguments):
     """(model, tokenizer) ready to train: a spec string is loaded, a LoRA adapter added if asked."""
+    from opct.heap import return_large_frees
     from opct.models import add_lora, fast_layers, load_model
 
+    return_large_frees()
     tokenizer = None
     if isinstance(model, str):
         model, tokenizer = load_model(model)

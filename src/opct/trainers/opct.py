@@ -152,15 +152,13 @@ class OPCTTrainer(WindowTrainer):
         # run draws the same samples as an uninterrupted one and training's RNG is untouched.
         stream = hash((args.seed, self.state.global_step, micro_index, args.process_index)) % (2**63)
         model = self.accelerator.unwrap_model(self.model)
-        context = nullcontext()
+        context, sampling = nullcontext(), nullcontext(model)
         if args.rollouts == "teacher":
             prompts, context = clean, self.teacher_context(model)
         else:
             prompts = wrapped
-            if self.sampler is not None:
-                if micro_index == 0:  # weights change only between windows
-                    self.sampler.sync()
-                model = self.sampler.model
+            if self.sampler is not None:  # merged for this sampling only: training gets that memory back
+                sampling = self.sampler.merged()
         k = args.num_samples
         chunk = max(1, args.generation_batch_size // k) if args.generation_batch_size else len(prompts)
         heads, kernel = None, None
@@ -170,7 +168,7 @@ class OPCTTrainer(WindowTrainer):
             heads = self.wrapped_heads(wrapped, kernel)
         watch = Stopwatch()
         completions = []
-        with seeded_rng(stream, self.model.device), context:
+        with seeded_rng(stream, self.model.device), context, sampling as model:
             for s in range(0, len(prompts), chunk):
                 completions += generate_ids(
                     model, tok, prompts[s : s + chunk], num_samples=k,
