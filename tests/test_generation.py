@@ -1,16 +1,21 @@
 """Generation helpers: the merged sampling copy follows the LoRA student."""
 
+import pytest
 import torch
 from conftest import build_tiny_model, build_tiny_tokenizer, tiny_trained_lora
 
 from opct.generation import SamplingCopy
+from opct.kernels import _onednn_usable as onednn_usable
 from opct.models import add_lora
 
 
-def test_sampling_copy_tracks_student():
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_sampling_copy_tracks_student(onednn, monkeypatch):
+    monkeypatch.setenv("OPCT_ONEDNN", onednn)  # "1": merged matrices in oneDNN's packed layout
     tok = build_tiny_tokenizer()
     student = tiny_trained_lora(tok)
     copy = SamplingCopy(student, torch.float32)
+    assert copy.packs == (onednn == "1" and onednn_usable())
     x = torch.tensor([[1, 5, 9, 22, 31]])
     assert torch.allclose(student(x).logits, copy.model(x).logits, atol=1e-5)
     with torch.no_grad():
@@ -24,13 +29,16 @@ def test_sampling_copy_tracks_student():
         assert not torch.allclose(student(x).logits, copy.model(x).logits, atol=1e-5)
 
 
-def test_sampling_copy_frees_its_merged_matrices_between_samplings():
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_sampling_copy_frees_its_merged_matrices_between_samplings(onednn, monkeypatch):
+    monkeypatch.setenv("OPCT_ONEDNN", onednn)
     tok = build_tiny_tokenizer()
     student = tiny_trained_lora(tok)
     copy = SamplingCopy(student, torch.float32)
     copy.release()
     adapted = [target.weight for _, target in copy.pairs]
     assert adapted and copy.buffer is None and all(w.stride() == (0, 0) for w in adapted)
+    assert all(getattr(target, "packed", None) is None for _, target in copy.pairs)
     x = torch.tensor([[1, 5, 9, 22, 31]])
     with torch.no_grad():
         for name, p in student.named_parameters():
@@ -39,6 +47,7 @@ def test_sampling_copy_frees_its_merged_matrices_between_samplings():
     with copy.merged() as model:
         assert torch.allclose(student(x).logits, model(x).logits, atol=1e-5)
     assert copy.buffer is None and all(target.weight.stride() == (0, 0) for _, target in copy.pairs)
+    assert all(getattr(target, "packed", None) is None for _, target in copy.pairs)
 
 
 def test_sampling_copy_is_one_bf16_copy_with_tied_weights_kept():

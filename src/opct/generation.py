@@ -254,6 +254,8 @@ class SamplingCopy:
     extra set of adapted matrices, never a second model. `sync()` refreshes them (W + scale * B @ A,
     one fused kernel per matrix) after each optimizer step; `release()` frees them until the next
     `sync()`, so that the training step can use that memory; `merged()` does both around sampling.
+    In fp32 where opct's linears run on oneDNN, the merged matrices are kept in oneDNN's packed
+    layout (`opct.kernels.pack_weight`; sampling's matmuls about 1.5x faster).
     Built on the meta device and filled tensor by tensor; tied weights stay tied.
     """
 
@@ -305,11 +307,24 @@ class SamplingCopy:
         targets = dict(self.model.named_modules())
         self.pairs = [(module, targets[name]) for name, module in adapted.items()]
         self.buffer: torch.Tensor | None = None  # every merged matrix, in one allocation
+        from opct.kernels import OneDNNLinear
+
+        self.packs = dtype == torch.float32 and all(type(t) is OneDNNLinear and t.weight.device.type == "cpu"
+                                                     for _, t in self.pairs)
         self.sync()
 
     @torch.no_grad()
     def sync(self) -> None:
         """Fills the merged matrices from the student's current weights, allocating them after `release()`."""
+        if self.packs:
+            from opct.kernels import pack_weight
+
+            scratch = torch.empty(max((t.weight.numel() for _, t in self.pairs), default=0), dtype=self.dtype)
+            for lora, target in self.pairs:
+                merged = scratch[: target.weight.numel()].view(target.weight.shape)
+                self._merge(lora, merged)
+                target.packed = pack_weight(merged)
+            return
         if self.buffer is None and self.pairs:
             # One allocation, so that freeing it returns the memory to the system: freed matrices of
             # a few MB each stay in the C allocator's heap, and the process's peak did not go down.
@@ -319,22 +334,26 @@ class SamplingCopy:
             for (_, target), offset, size in zip(self.pairs, itertools.accumulate([0] + sizes), sizes):
                 target.weight.data = self.buffer[offset : offset + target.weight.numel()].view(target.weight.shape)
         for lora, target in self.pairs:
-            weight = lora.get_base_layer().weight
-            adapters = [a for a in lora.active_adapters if a in lora.lora_A]
-            plain = len(adapters) == 1 and not lora.fan_in_fan_out and not lora.use_dora.get(adapters[0], False)
-            if plain and weight.dtype == self.dtype:
-                a = adapters[0]  # out = W + scale * B @ A, in one kernel, straight into the copy
-                torch.addmm(weight, lora.lora_B[a].weight.to(self.dtype), lora.lora_A[a].weight.to(self.dtype),
-                            alpha=lora.scaling[a], out=target.weight)
-                continue
-            for a in adapters:
-                weight = weight + lora.get_delta_weight(a)
-            target.weight.copy_(weight)
+            self._merge(lora, target.weight)
+
+    def _merge(self, lora, out: torch.Tensor) -> None:
+        weight = lora.get_base_layer().weight
+        adapters = [a for a in lora.active_adapters if a in lora.lora_A]
+        plain = len(adapters) == 1 and not lora.fan_in_fan_out and not lora.use_dora.get(adapters[0], False)
+        if plain and weight.dtype == self.dtype:
+            a = adapters[0]  # out = W + scale * B @ A, in one kernel
+            torch.addmm(weight, lora.lora_B[a].weight.to(self.dtype), lora.lora_A[a].weight.to(self.dtype),
+                        alpha=lora.scaling[a], out=out)
+            return
+        for a in adapters:
+            weight = weight + lora.get_delta_weight(a)
+        out.copy_(weight)
 
     def release(self) -> None:
         """Frees the merged matrices (1.4 GB for Qwen 0.5B in fp32) until the next `sync()`."""
         for _, target in self.pairs:
             target.weight.data = unallocated(target.weight.shape, self.dtype, target.weight.device)
+            target.packed = None
         self.buffer = None
 
     @contextlib.contextmanager

@@ -8,6 +8,8 @@ torch runs an fp32 `linear` on a CPU through MKL, and MKL takes slow code paths 
 turns a model's `nn.Linear` layers into `OneDNNLinear`: the same module, whose fp32 calls without
 gradients (decoding, the frozen teacher, evaluation) run on oneDNN. Calls that need gradients, or
 run under autocast, or in another dtype, are unchanged. `OPCT_ONEDNN=1` (or `0`) overrides the rule.
+A weight that only ever serves such calls can be held in oneDNN's packed layout (`pack_weight`), as
+the OPCT sampling copy holds its merged matrices: a further 1.4x on 8-row products.
 """
 
 from __future__ import annotations
@@ -54,11 +56,28 @@ def onednn_is_preferred() -> bool:
 MIN_ROWS, WIDE_OUTPUT = 4, 16384
 
 
+# The row count oneDNN lays a packed weight out for; any count works (measured the same at 1-64).
+PACKED_ROWS = 8
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """An fp32 weight in oneDNN's own layout (a copy): on the AVX2 host 8-row products of SmolLM2's
+    layers took 54 ms against 80 unpacked and 114 with MKL, and 1-2 rows were as fast as MKL's."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, PACKED_ROWS)
+
+
 class OneDNNLinear(torch.nn.Linear):
-    """`nn.Linear` whose fp32 CPU calls without gradients run on oneDNN (equal up to fp32 rounding)."""
+    """`nn.Linear` whose fp32 CPU calls without gradients run on oneDNN (equal up to fp32 rounding).
+    With `packed` set (`pack_weight`), every call uses it and `weight` is not read."""
+
+    packed: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.weight, self.bias
+        if self.packed is not None:
+            if torch.is_grad_enabled() and x.requires_grad:
+                raise RuntimeError("OneDNNLinear: a packed weight has no gradient path")
+            return torch.ops.mkldnn._linear_pointwise(x.float(), self.packed, b, "none", [], "")
         if (x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
                 and (x.numel() >= MIN_ROWS * x.shape[-1] or w.shape[0] >= WIDE_OUTPUT)
                 and not torch.is_autocast_enabled("cpu")
