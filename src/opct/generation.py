@@ -331,7 +331,7 @@ class SamplingCopy:
             align = 16  # elements: 64-byte aligned rows for the matmul kernels
             sizes = [-(-t.weight.numel() // align) * align for _, t in self.pairs]
             self.buffer = torch.empty(sum(sizes), dtype=self.dtype, device=self.pairs[0][1].weight.device)
-            for (_, target), offset, size in zip(self.pairs, itertools.accumulate([0] + sizes), sizes):
+            for (_, target), offset in zip(self.pairs, itertools.accumulate([0] + sizes)):
                 target.weight.data = self.buffer[offset : offset + target.weight.numel()].view(target.weight.shape)
         for lora, target in self.pairs:
             self._merge(lora, target.weight)
