@@ -760,7 +760,9 @@ def driver(opts) -> None:
 
     if opts.device == "cpu" and onednn_is_preferred():
         print("fp32 linears without gradients: oneDNN in opct's rows (opct.kernels), MKL in TRL's (as from_pretrained)")
-    if opts.device == "cpu" and os.environ.get("OPCT_HEAP") != "0" and not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+    from opct.heap import return_large_frees
+
+    if opts.device == "cpu" and return_large_frees():  # what opct's workers will do
         print("C heap: freed blocks of 4 MB or more returned to the system in opct's rows (opct.heap), "
               "glibc's default in TRL's")
     print(f"{platform.platform()}  python {platform.python_version()}  cpus={os.cpu_count()}  "
