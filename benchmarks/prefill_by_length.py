@@ -7,7 +7,7 @@ Both sides see the same batches (the prompts sorted by length, `--batch` per cal
 
   transformers  one left-padded batch per call into `model.generate` (its DynamicCache)
   opct          `opct.generation.generate`: the prompts of similar length prefilled together
-                (`opct.prefix.grouped_head_kv`), then decoded into a static cache written in place
+                (`opct.prefix.head_kv`), then decoded into a static cache written in place
                 (`opct.prefix.decoding_cache`)
 
 Prints each side's best time over `--repeats`, the tokens, the rows whose answers differ (greedy

@@ -53,7 +53,10 @@ def unshared_and_shared(model, tok, prompts, k, completions):
 
 
 def test_shared_prefix_matches_unshared_logits_and_gradients(setup):
+    from opct.prefix import length_groups
+
     tok, model, prompts, k, completions = setup
+    assert len(length_groups([len(p) - 1 for p in prompts])) > 1  # heads run in groups, gradients through the stacking
     ((ref, ref_grads), (got, got_grads)), mask = unshared_and_shared(model, tok, prompts, k, completions)
     assert torch.allclose(ref[mask], got[mask], atol=1e-5)
     assert ref_grads.keys() == got_grads.keys() and any("lora_A" in n for n in ref_grads)
@@ -140,13 +143,14 @@ def test_length_groups_keep_padding_within_slack():
 
 def test_grouped_prefill_equals_one_padded_batch_and_keeps_dtypes(setup):
     from opct.generation import autocast_context
-    from opct.prefix import grouped_head_kv, head_kv
+    from opct.prefix import head_kv, length_groups, padded_head_kv
 
     tok, model, prompts, _, _ = setup
     heads = [p[:-1] for p in prompts] + [prompts[0][:-1] + [5] * 40]  # lengths far apart: several groups
     with torch.no_grad(), autocast_context("cpu", True):
-        ref, ref_mask = head_kv(model, heads, pad_id(tok))
-        got, got_mask = grouped_head_kv(model, heads, pad_id(tok))
+        ref, ref_mask = padded_head_kv(model, heads, pad_id(tok))
+        got, got_mask = head_kv(model, heads, pad_id(tok))
+    assert len(length_groups([len(h) for h in heads])) > 1
     assert torch.equal(ref_mask, got_mask)
     real = ref_mask.bool()
     for (rk, rv), (gk, gv) in zip(ref, got):

@@ -46,8 +46,8 @@ def _kv_of(cache) -> KV:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def head_kv(model, heads: list[list[int]], pad: int) -> tuple[KV, torch.Tensor]:
-    """Run the left-padded heads once: (per-layer KV, head attention mask [B, L])."""
+def padded_head_kv(model, heads: list[list[int]], pad: int) -> tuple[KV, torch.Tensor]:
+    """Run the heads once as one left-padded batch: (per-layer KV, head attention mask [B, L])."""
     device = next(model.parameters()).device
     ids, mask = left_pad(heads, pad)
     ids, mask = ids.to(device), mask.to(device)
@@ -70,17 +70,19 @@ def length_groups(lengths: list[int], slack: float = PADDING_SLACK) -> list[list
     return groups
 
 
-def grouped_head_kv(model, heads: list[list[int]], pad: int, slack: float = PADDING_SLACK) -> tuple[KV, torch.Tensor]:
-    """`head_kv` without computing much padding: heads of similar length run together
-    (`length_groups`), then their KV is stacked left-padded in the given order. Prompts of mixed
-    lengths are common in evaluation (jailbreak wrappers run from 60 to 800 tokens), where one padded
-    batch spent most of its prefill on padding (benchmarks/README.md, "Prefill by length")."""
+def head_kv(model, heads: list[list[int]], pad: int, slack: float = PADDING_SLACK) -> tuple[KV, torch.Tensor]:
+    """Run the heads once: (per-layer KV, head attention mask [B, L]), left-padded in the given
+    order. Heads of similar length run together (`length_groups`), so little padding is computed:
+    jailbreak wrappers run from 60 to 800 tokens, where one padded batch spent most of an
+    evaluation's prefill on padding, and four random training prompts carry about 25% padding
+    (benchmarks/README.md, "Prefill by length", "Training prompts by length"). With gradients on,
+    they flow through the stacking into each group's forward."""
     groups = length_groups([len(h) for h in heads], slack)
     if len(groups) == 1:
-        return head_kv(model, heads, pad)
+        return padded_head_kv(model, heads, pad)
     rows: list[KV | None] = [None] * len(heads)
     for group in groups:
-        kv, mask = head_kv(model, [heads[i] for i in group], pad)
+        kv, mask = padded_head_kv(model, [heads[i] for i in group], pad)
         for i, row in zip(group, _unpadded_rows(kv, mask, [len(heads[i]) for i in group])):
             rows[i] = row
     return _stack_left_padded(rows, [len(h) for h in heads])
@@ -258,12 +260,12 @@ def decoding_cache(model, kv: KV, room: int):
 def prefilled_cache(model, prompts: list[list[int]], num_samples: int, pad: int,
                     heads_kv: tuple[KV, torch.Tensor] | None = None, room: int | None = None):
     """(input ids [B*k, W], attention mask, cache) for `model.generate`: every head run once, with
-    heads of similar length together (`grouped_head_kv`; or taken from `heads_kv`, detached, in
+    heads of similar length together (`head_kv`; or taken from `heads_kv`, detached, in
     the model's KV dtype) and repeated k times; generate then only processes each prompt's last
     token. The cache is a DynamicCache, or with `room` (the tokens generate will add: the last
     prompt token and the new ones) a `decoding_cache`."""
     heads, lasts = _heads_and_lasts(prompts)
-    kv, mask = heads_kv if heads_kv is not None else grouped_head_kv(model, heads, pad)
+    kv, mask = heads_kv if heads_kv is not None else head_kv(model, heads, pad)
     kv, mask = repeat_kv(kv, mask, num_samples)
     lasts = lasts.repeat_interleave(num_samples).to(mask.device)
     ids = torch.full(mask.shape, pad, dtype=torch.long)  # the heads, right-aligned to the cache's width
