@@ -199,6 +199,42 @@ def test_act_reduces_distance(tiny, tmp_path):
     assert last < 0.5 * first, (first, last)
 
 
+def test_act_loss_in_length_groups_equals_one_padded_batch(tiny, tmp_path):
+    """ACT runs the rows of a micro-batch in groups of similar wrapped length; the loss and the
+    adapter's gradients are those of one padded batch."""
+    from opct import losses
+    from opct.prefix import length_groups
+
+    model, tok = tiny
+    pairs = [ContrastivePair(id=f"p{i}", axis="test", clean=[{"role": "user", "content": f"What is {i} + {i}?"}],
+                             wrapped=[{"role": "user", "content": "I think it is B. " * (1 + 6 * i) + f"What is {i} + {i}?"}])
+             for i in range(4)]
+    trainer = ACTTrainer(model, ACTConfig(**common(tmp_path, max_steps=1)), pairs_to_dataset(pairs), processing_class=tok)
+    batch = trainer.prepare_batch([trainer.train_dataset[i] for i in range(4)], 0)
+    assert len(length_groups(batch["wrapped_mask"].sum(1).tolist())) > 1
+    n = batch["num_items"]
+
+    def loss_and_grads(compute):
+        trainer.model.zero_grad()
+        loss = compute()
+        loss.backward()
+        return loss.detach(), {k: p.grad.clone() for k, p in trainer.model.named_parameters() if p.grad is not None}
+
+    def one_batch():
+        width = batch["suffix_mask"].shape[1]
+        wrapped = trainer.hidden_states(trainer.model, batch["wrapped_ids"], batch["wrapped_mask"], width)
+        with torch.no_grad():
+            clean = trainer.hidden_states(trainer.model, batch["clean_ids"], batch["clean_mask"], width)
+        return losses.act_l2_loss(wrapped, clean, batch["suffix_mask"], n)[0] * trainer.loss_scale()
+
+    grouped, grouped_grads = loss_and_grads(lambda: trainer.compute_loss(trainer.model, batch, num_items_in_batch=n))
+    padded, padded_grads = loss_and_grads(one_batch)
+    assert torch.allclose(grouped, padded, rtol=1e-5, atol=1e-7), (grouped, padded)
+    assert padded_grads.keys() == grouped_grads.keys() and padded_grads
+    for name in padded_grads:
+        assert torch.allclose(grouped_grads[name], padded_grads[name], rtol=1e-4, atol=1e-6), name
+
+
 def test_sft_reduces_cross_entropy(tiny, tmp_path):
     model, tok = tiny
     args = BCTConfig(**common(tmp_path, max_steps=30, learning_rate=3e-3, target_max_new_tokens=10))

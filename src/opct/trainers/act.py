@@ -16,6 +16,7 @@ import torch
 from opct import losses
 from opct.chat import left_pad, pad_id, position_ids_from_mask, render_prompt
 from opct.data.schema import pair_from_row
+from opct.prefix import length_groups
 from opct.trainers.base import ConsistencyArguments, WindowTrainer, cut_left, prepare_model
 
 
@@ -77,12 +78,33 @@ class ACTTrainer(WindowTrainer):
         return [h[:, -width:] for h in chosen]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The loss of the micro-batch, its rows run in groups of similar wrapped length
+        (`opct.prefix.length_groups`), so the forwards and the backward compute little padding
+        (benchmarks/README.md, "Training prompts by length"); each group's part is over the
+        whole micro-batch's positions, so the sum is the one-batch loss."""
         suffix_mask = inputs["suffix_mask"]
-        width = suffix_mask.shape[1]
-        wrapped = self.hidden_states(model, inputs["wrapped_ids"], inputs["wrapped_mask"], width)
-        with torch.no_grad():
-            clean = self.hidden_states(model, inputs["clean_ids"], inputs["clean_mask"], width)
-        loss, stats = losses.act_l2_loss(wrapped, clean, suffix_mask, num_items_in_batch)
-        self.record(act_l2=stats["act_l2"], suffix_tokens=float(suffix_mask.sum()) / suffix_mask.shape[0])
+        num_positions = num_items_in_batch if num_items_in_batch is not None else suffix_mask.sum()
+        loss, l2_sum = 0.0, 0.0
+        for group in length_groups(inputs["wrapped_mask"].sum(1).tolist()):
+            rows = torch.tensor(group)
+            part = {key: unpadded_rows(inputs[key], rows) for key in ("wrapped_mask", "clean_mask", "suffix_mask")}
+            width = min(mask.shape[1] for mask in part.values())  # the suffix's, unless no row has one
+            part["suffix_mask"] = part["suffix_mask"][:, -width:]
+            wrapped = self.hidden_states(model, inputs["wrapped_ids"][rows][:, -part["wrapped_mask"].shape[1]:],
+                                         part["wrapped_mask"], width)
+            with torch.no_grad():
+                clean = self.hidden_states(model, inputs["clean_ids"][rows][:, -part["clean_mask"].shape[1]:],
+                                           part["clean_mask"], width)
+            group_loss, stats = losses.act_l2_loss(wrapped, clean, part["suffix_mask"], num_positions)
+            loss = loss + group_loss
+            l2_sum += stats["act_l2"] * stats["positions"]
+        self.record(act_l2=l2_sum / max(float(suffix_mask.sum()), 1.0),
+                    suffix_tokens=float(suffix_mask.sum()) / suffix_mask.shape[0])
         loss = loss * self.loss_scale()
         return (loss, {}) if return_outputs else loss
+
+
+def unpadded_rows(mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """`rows` of a left-padded (right-aligned) mask, without the columns that are padding in all of them."""
+    mask = mask[rows]
+    return mask[:, int(mask.any(0).long().argmax()):]
