@@ -87,15 +87,14 @@ class ACTTrainer(WindowTrainer):
         loss, l2_sum = 0.0, 0.0
         for group in length_groups(inputs["wrapped_mask"].sum(1).tolist()):
             rows = torch.tensor(group)
-            part = {key: unpadded_rows(inputs[key], rows) for key in ("wrapped_mask", "clean_mask", "suffix_mask")}
-            width = min(mask.shape[1] for mask in part.values())  # the suffix's, unless no row has one
-            part["suffix_mask"] = part["suffix_mask"][:, -width:]
-            wrapped = self.hidden_states(model, inputs["wrapped_ids"][rows][:, -part["wrapped_mask"].shape[1]:],
-                                         part["wrapped_mask"], width)
+            w_ids, w_mask = unpadded_rows(inputs["wrapped_ids"], inputs["wrapped_mask"], rows)
+            c_ids, c_mask = unpadded_rows(inputs["clean_ids"], inputs["clean_mask"], rows)
+            width = max(1, int(suffix_mask[rows].sum(1).max()))  # the group's longest shared suffix
+            suffix = suffix_mask[rows][:, -width:]
+            wrapped = self.hidden_states(model, w_ids, w_mask, width)
             with torch.no_grad():
-                clean = self.hidden_states(model, inputs["clean_ids"][rows][:, -part["clean_mask"].shape[1]:],
-                                           part["clean_mask"], width)
-            group_loss, stats = losses.act_l2_loss(wrapped, clean, part["suffix_mask"], num_positions)
+                clean = self.hidden_states(model, c_ids, c_mask, width)
+            group_loss, stats = losses.act_l2_loss(wrapped, clean, suffix, num_positions)
             loss = loss + group_loss
             l2_sum += stats["act_l2"] * stats["positions"]
         self.record(act_l2=l2_sum / max(float(suffix_mask.sum()), 1.0),
@@ -104,7 +103,8 @@ class ACTTrainer(WindowTrainer):
         return (loss, {}) if return_outputs else loss
 
 
-def unpadded_rows(mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """`rows` of a left-padded (right-aligned) mask, without the columns that are padding in all of them."""
-    mask = mask[rows]
-    return mask[:, int(mask.any(0).long().argmax()):]
+def unpadded_rows(ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rows` of a left-padded batch, without the columns that are padding in all of them."""
+    ids, mask = ids[rows], mask[rows]
+    first = int(mask.any(0).long().argmax())
+    return ids[:, first:], mask[:, first:]
