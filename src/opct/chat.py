@@ -45,6 +45,12 @@ def right_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
     return ids, mask
 
 
+def first_real_column(mask: torch.Tensor) -> int:
+    """The first column of a left-padded mask that is real in some row: the columns before it are
+    padding in every row and can be cut."""
+    return int(mask.any(0).long().argmax())
+
+
 def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
     """Positions that start at 0 on each row's first real token, so left padding changes nothing."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -24,7 +24,7 @@ from collections import OrderedDict
 
 import torch
 
-from opct.chat import left_pad, position_ids_from_mask
+from opct.chat import first_real_column, left_pad, position_ids_from_mask
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values): [B, heads, L, dim]
 PADDING_SLACK = 0.1  # `length_groups`: padding allowed per group, as a share of its real tokens
@@ -227,7 +227,7 @@ def detached_kv(heads_kv: tuple[KV, torch.Tensor], dtype: torch.dtype, start: in
     in all of them."""
     kv, mask = heads_kv
     mask = mask[start:stop]
-    first = int(mask.any(0).long().argmax())
+    first = first_real_column(mask)
     return [(a[start:stop, :, first:].detach().to(dtype), b[start:stop, :, first:].detach().to(dtype))
             for a, b in kv], mask[:, first:]
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from opct import losses
-from opct.chat import left_pad, pad_id, position_ids_from_mask, render_prompt
+from opct.chat import first_real_column, left_pad, pad_id, position_ids_from_mask, render_prompt
 from opct.data.schema import pair_from_row
 from opct.prefix import length_groups
 from opct.trainers.base import ConsistencyArguments, WindowTrainer, cut_left, prepare_model
@@ -106,5 +106,5 @@ class ACTTrainer(WindowTrainer):
 def unpadded_rows(ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`rows` of a left-padded batch, without the columns that are padding in all of them."""
     ids, mask = ids[rows], mask[rows]
-    first = int(mask.any(0).long().argmax())
+    first = first_real_column(mask)
     return ids[:, first:], mask[:, first:]
