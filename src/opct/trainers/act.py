@@ -89,8 +89,9 @@ class ACTTrainer(WindowTrainer):
             rows = torch.tensor(group)
             w_ids, w_mask = unpadded_rows(inputs["wrapped_ids"], inputs["wrapped_mask"], rows)
             c_ids, c_mask = unpadded_rows(inputs["clean_ids"], inputs["clean_mask"], rows)
-            width = max(1, int(suffix_mask[rows].sum(1).max()))  # the group's longest shared suffix
-            suffix = suffix_mask[rows][:, -width:]
+            suffix = suffix_mask[rows]
+            width = max(1, int(suffix.sum(1).max()))  # the group's longest shared suffix
+            suffix = suffix[:, -width:]
             wrapped = self.hidden_states(model, w_ids, w_mask, width)
             with torch.no_grad():
                 clean = self.hidden_states(model, c_ids, c_mask, width)
