@@ -61,8 +61,9 @@ PACKED_ROWS = 8
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
-    """An fp32 weight in oneDNN's own layout (a copy): on the AVX2 host 8-row products of SmolLM2's
-    layers took 54 ms against 80 unpacked and 114 with MKL, and 1-2 rows at least as fast as MKL's."""
+    """An fp32 weight in oneDNN's own layout (a copy). On the AVX2 host every SmolLM2 layer once took,
+    at 8 rows, 77 ms packed against 108 unpacked and 168 with MKL; at 2 rows 55 against 78 and 81; at
+    1 row 48 on all three (benchmarks/README.md, `cpu_linear.py`)."""
     return torch.ops.mkldnn._reorder_linear_weight(weight, PACKED_ROWS)
 
 
