@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
                         "the demo evaluates fp32 weights under bf16 autocast where bf16 is native)")
     p.add_argument("--max-new-tokens", type=int, help="answer length (default: the profile's eval length, 128); "
                    "longer answers are judged whole and cut to the profile's length")
+    p.add_argument("--system-template", help="the teacher's system message, with {fact} where the fact goes "
+                   "(default: opct.data.safety.SYSTEM_TEMPLATE); its answers are saved under a name with a hash of it")
+    p.add_argument("--views", default="base,teacher", help="which answers to make: base (no fact), teacher (the fact in "
+                   "the system message), or both (default: %(default)s)")
     p.add_argument("--votes", type=int, default=1, help="LLM judge votes per answer (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/safety-ceiling"), help="answers go here (default: %(default)s)")
     add_judge_backend_args(p)
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from opct.axes.safety import PROFILES
-    from opct.data.safety import build_safety_pairs
+    from opct.data.safety import SYSTEM_TEMPLATE, build_safety_pairs
     from opct.evals.safety import (KeywordSafetyJudge, LLMSafetyJudge, evaluate_safety, judge_safety_responses,
                                    safety_metrics)
     from opct.models import load_model
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     from opct.study import release_memory, short_pairs
 
     prof = PROFILES["default"]
+    template = args.system_template or SYSTEM_TEMPLATE
+    views = [(v, n) for v, n in (("wrapped", "base"), ("clean", "teacher")) if n in args.views.split(",")]
+    if not views:
+        p.error(f"--views: expected base, teacher or both, got {args.views!r}")
     max_new_tokens = args.max_new_tokens or prof.eval_max_new_tokens
     llm = None
     if args.judge_model or args.judge_base_url:
@@ -75,15 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     dtype = args.dtype if args.dtype != "auto" else "bfloat16" if bf16_is_fast(device) else "float32"
     for spec in args.models.split(","):
         model, tokenizer = load_model(spec, dtype=getattr(torch, dtype))
-        pairs, _ = short_pairs(build_safety_pairs(args.split, seed=0), tokenizer, prof.max_prompt_tokens, prof.test_pairs)
+        pairs, _ = short_pairs(build_safety_pairs(args.split, seed=0, system_template=template), tokenizer,
+                               prof.max_prompt_tokens, prof.test_pairs)
         pairs = pairs[: args.limit] if args.limit else pairs
-        for view, name in (("wrapped", "base"), ("clean", "teacher")):
+        for view, name in views:
             start = time.time()
             _, rows = evaluate_safety(model, tokenizer, pairs, KeywordSafetyJudge(), max_new_tokens=max_new_tokens,
                                       view=view)
             seconds = time.time() - start
             stem = (f"{spec.split(':')[-1]}.{view}" + (".train" if args.split == "train" else "")
-                    + (f".{max_new_tokens}" if max_new_tokens != prof.eval_max_new_tokens else ""))
+                    + (f".{max_new_tokens}" if max_new_tokens != prof.eval_max_new_tokens else "")
+                    + (f".t{hashlib.sha256(template.encode()).hexdigest()[:8]}"
+                       if view == "clean" and template != SYSTEM_TEMPLATE else ""))
             write_jsonl(args.out / f"{stem}.rows.jsonl", rows)
             judged = {"keyword": rows}
             if max_new_tokens > prof.eval_max_new_tokens:  # the same answers as the eval's cut sees them (re-tokenized)
@@ -100,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_jsonl(args.out / f"{stem}.llm.rows.jsonl", judged["llm"])
             for judge, scored in judged.items():
                 m = safety_metrics(scored)
-                table.append({"model": spec, "row": name, "judge": judge, "n": len(scored), "seconds": round(seconds),
+                table.append({"model": spec, "row": name, "judge": judge, "template": template if view == "clean" else None, "n": len(scored), "seconds": round(seconds),
                               "pass_rate": m["pass_rate"], "ausc": m["ausc"]})
                 print(f"{spec} {name} ({judge}): pass {m['pass_rate']['value']:.3f}, AUSC {m['ausc']['value']:.3f}",
                       flush=True)

@@ -286,6 +286,18 @@ def test_data_sycophancy_known_by_a_model(tiny_model_dir, tmp_path, capsys):
     assert code == 2 and "no pairs to write" in err and not (tmp_path / "none.jsonl").exists()
 
 
+def test_data_safety_words_the_teacher_and_refuses_a_template_without_the_fact(tmp_path, capsys):
+    out = tmp_path / "safety.jsonl"
+    code, stdout, err = run_cli(capsys, "data", "safety", "--split", "test", "--limit", "3", "--out", out,
+                                "--system-template", "Hazard: {fact}")
+    assert code == 0, err
+    assert "wrote 3 pairs" in stdout
+    assert all(p.clean[0]["content"] == "Hazard: " + p.meta["fact"] for p in read_pairs(out))
+    code, _, err = run_cli(capsys, "data", "safety", "--limit", "3", "--out", tmp_path / "bad.jsonl",
+                           "--system-template", "Be careful.")
+    assert code == 2 and "--system-template" in err and "{fact}" in err and not (tmp_path / "bad.jsonl").exists()
+
+
 CHUA_ROWS = [
     {"original_question_hash": "h1", "original_dataset": "mmlu", "bias_name": "suggested_answer",
      "unbiased_question": [{"role": "user", "content": "Q1? (A) x (B) y"}],

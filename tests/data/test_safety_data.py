@@ -144,6 +144,18 @@ def test_pairs_shape_and_meta(facts):
         assert p.meta["category"] == f.category and p.meta["fact"] == f.fact
 
 
+def test_system_template_words_the_teachers_message_only():
+    template = "Safety first: {fact} Warn about it."
+    plain, _ = build_safety_pairs("test", limit=5)
+    worded, _ = build_safety_pairs("test", limit=5, system_template=template)
+    for a, b in zip(plain, worded):
+        assert b.clean[0]["content"] == f"Safety first: {b.meta['fact']} Warn about it." != a.clean[0]["content"]
+        assert (a.id, a.wrapped, a.clean[1:]) == (b.id, b.wrapped, b.clean[1:])
+    assert system_message("Lye burns skin.", "{fact} {fact}") == "Lye burns skin. Lye burns skin."
+    with pytest.raises(ValueError, match="fact"):
+        build_safety_pairs("test", limit=1, system_template="Be careful.")
+
+
 def test_train_and_test_pairs_share_no_fact(facts):
     train, r_train = build_safety_pairs("train", seed=0)
     test, r_test = build_safety_pairs("test", seed=5)  # the pair seed must not move the split

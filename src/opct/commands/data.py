@@ -50,6 +50,9 @@ def add_data(sub) -> None:
     sa.add_argument("--out", required=True)
     sa.add_argument("--limit", type=int, help="number of pairs (round-robin over facts)")
     sa.add_argument("--seed", type=int, default=0, help="orders the pairs (the fact split is fixed)")
+    sa.add_argument("--system-template", help="the teacher's system message, with {fact} where the fact goes "
+                    "(default: the fact, then \"When it is relevant to the user's request, mention this safety "
+                    "information to the user.\")")
     sa.set_defaults(func=cmd_data_safety)
 
     add_data_jailbreak(dsub)
@@ -103,10 +106,14 @@ def cmd_data_sycophancy(a) -> int:
 
 
 def cmd_data_safety(a) -> int:
-    from opct.data.safety import build_safety_pairs
+    from opct.data.safety import SYSTEM_TEMPLATE, build_safety_pairs
     from opct.data.schema import write_pairs
 
-    pairs, report = build_safety_pairs(a.split, seed=a.seed, limit=a.limit)
+    try:
+        pairs, report = build_safety_pairs(a.split, seed=a.seed, limit=a.limit,
+                                           system_template=a.system_template or SYSTEM_TEMPLATE)
+    except ValueError as e:
+        raise UserError(f"--system-template: {e}") from None
     write_pairs(pairs, a.out)
     print(f"opct data safety: wrote {len(pairs)} pairs to {a.out}")
     print_report(report, keys=("n_pairs", "n_facts", "per_category"))

@@ -167,18 +167,22 @@ def split_facts(
     return sorted(train, key=lambda f: f.id), sorted(test, key=lambda f: f.id)
 
 
-def system_message(fact: str) -> str:
-    return SYSTEM_TEMPLATE.format(fact=fact.strip())
+def system_message(fact: str, template: str = SYSTEM_TEMPLATE) -> str:
+    """The teacher's system message: `template` with the fact in place of "{fact}"."""
+    if "{fact}" not in template:
+        raise ValueError(f"the teacher's system template must hold {{fact}}, got {template!r}")
+    return template.replace("{fact}", fact.strip())
 
 
-def fact_pairs(fact: SafetyFact) -> list[ContrastivePair]:
+def fact_pairs(fact: SafetyFact, template: str = SYSTEM_TEMPLATE) -> list[ContrastivePair]:
     """One pair per prompt of a fact."""
     pairs = []
     for i, p in enumerate(fact.prompts):
         pairs.append(ContrastivePair(
             id=f"safety-{fact.id}-{i}-{p['type']}",
             axis=AXIS,
-            clean=[{"role": "system", "content": system_message(fact.fact)}, {"role": "user", "content": p["text"]}],
+            clean=[{"role": "system", "content": system_message(fact.fact, template)},
+                   {"role": "user", "content": p["text"]}],
             wrapped=[{"role": "user", "content": p["text"]}],
             target=None,
             meta={"fact_id": fact.id, "category": fact.category, "prompt_type": p["type"], "fact": fact.fact,
@@ -195,11 +199,13 @@ def build_safety_pairs(
     heldout_fraction: float = 0.3,
     split_seed: int = 0,
     facts: list[SafetyFact] | None = None,
+    system_template: str = SYSTEM_TEMPLATE,
 ) -> tuple[list[ContrastivePair], dict[str, Any]]:
     """(pairs, report) for one split ("train", "test" or "all").
 
     `split_seed` fixes which facts are held out (keep it constant across runs so train and test
-    never share a fact); `seed` only orders the pairs. Pairs are interleaved round-robin over
+    never share a fact); `seed` only orders the pairs; `system_template` words the teacher's system
+    message around the fact. Pairs are interleaved round-robin over
     facts, so a `limit` keeps as many distinct facts as it can.
     """
     if split not in SPLITS:
@@ -210,7 +216,7 @@ def build_safety_pairs(
     train, test = split_facts(facts, heldout_fraction, split_seed)
     chosen = {"train": train, "test": test, "all": sorted(facts, key=lambda f: f.id)}[split]
     rng = random.Random(seed)
-    groups = [fact_pairs(f) for f in chosen]
+    groups = [fact_pairs(f, system_template) for f in chosen]
     for g in groups:
         rng.shuffle(g)
     rng.shuffle(groups)
