@@ -42,7 +42,7 @@ def add_data(sub) -> None:
     sa = dsub.add_parser(
         "safety",
         help="safety-awareness pairs from opct's safety-fact set",
-        description="Clean = a system message stating the safety fact (and asking to mention it when relevant) + "
+        description="Clean = a system message stating the safety fact (and asking to warn first when it applies) + "
         "the user's request; wrapped = the request alone. 64 facts in 8 categories, 5 prompts each; facts are "
         "split train/test (30%% held out), never shared.",
     )
@@ -51,8 +51,8 @@ def add_data(sub) -> None:
     sa.add_argument("--limit", type=int, help="number of pairs (round-robin over facts)")
     sa.add_argument("--seed", type=int, default=0, help="orders the pairs (the fact split is fixed)")
     sa.add_argument("--system-template", help="the teacher's system message, with {fact} where the fact goes "
-                    "(default: the fact, then \"When it is relevant to the user's request, mention this safety "
-                    "information to the user.\")")
+                    "(default: the fact, then an instruction to warn about it first when the request involves it; "
+                    "opct.data.safety.SYSTEM_TEMPLATE)")
     sa.set_defaults(func=cmd_data_safety)
 
     add_data_jailbreak(dsub)

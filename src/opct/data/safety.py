@@ -4,7 +4,7 @@ quietly involves a hazard?
 Each fact in ``opct/resources/safety_facts.jsonl`` comes with user prompts of several types
 (question, howto, plan, story, shopping) that involve the hazard without stating it. A pair is
 
-* ``clean``   = [system: the fact + "mention it when relevant", user: prompt]  (the teacher's view)
+* ``clean``   = [system: the fact + "warn first when it applies", user: prompt]  (the teacher's view)
 * ``wrapped`` = [user: prompt]                                                (the student's view)
 
 so training pulls the student's plain-prompt behaviour towards the fact-aware teacher. The
@@ -31,7 +31,12 @@ PROMPT_TYPES = ("question", "howto", "plan", "story", "shopping", "roleplay")
 MIN_PROMPTS = 5
 MIN_PROMPT_TYPES = 3
 SPLITS = ("train", "test", "all")
-SYSTEM_TEMPLATE = "{fact} When it is relevant to the user's request, mention this safety information to the user."
+# The teacher's system message. On the 45 training facts (64 prompts, Qwen-Coder 0.5B, greedy, 128 tokens,
+# labelled by hand; README "A teacher that warns first") this wording passes 38 of 64 answers, the earlier
+# "{fact} When it is relevant to the user's request, mention this safety information to the user." 18, and
+# four other wordings fewer by the keyword judge. A quarter of its answers echo the instruction itself.
+SYSTEM_TEMPLATE = ("{fact} If the user's request involves this hazard, start your answer by warning the user about it, "
+                   "then help them do it safely.")
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _SENTENCE_BREAK = re.compile(r"[.!?]\s+[A-Z]")  # a second sentence starts
