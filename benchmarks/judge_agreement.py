@@ -1,6 +1,6 @@
 """Agreement of the safety-awareness judges with the hand-labelled set.
 
-Seven labelled sets (fact_id, prompt, response, label pass|fail): ``tests/fixtures/safety_labelled.jsonl``
+Eight labelled sets (fact_id, prompt, response, label pass|fail): ``tests/fixtures/safety_labelled.jsonl``
 (294 answers written for opct), ``tests/fixtures/safety_labelled_field.jsonl`` (227 real answers of
 the embedded Qwen 0.5B, hand-labelled), ``tests/fixtures/safety_labelled_field_15b.jsonl`` (58
 real answers of the embedded Qwen-Coder 1.5B with the fact in its system prompt, hand-labelled),
@@ -9,8 +9,9 @@ training facts, with and without the fact, labelled after keyword judge v3 was b
 ``tests/fixtures/safety_labelled_field_15b_train.jsonl`` (116 of the Qwen-Coder 1.5B on the training
 facts), ``tests/fixtures/safety_labelled_field_trained.jsonl`` (247 of the Qwen 0.5B after SFT and
 OPCT, two training seeds of the safety default) and ``tests/fixtures/safety_labelled_field_rerun.jsonl``
-(43 base and teacher answers of the same run); the last three were labelled after v4 was built, and
-no version was tuned on them. Each is
+(43 base and teacher answers of the same run), and ``tests/fixtures/safety_labelled_field_templates.jsonl``
+(111 of the Qwen 0.5B teacher on the training facts under two wordings of its system message); the last
+four were labelled after v4 was built, and no version was tuned on them. Each is
 judged by the keyword judge and by an LLM judge
 (majority of --votes); for each set and judge the script prints, against the labels, with "pass"
 as the positive class:
@@ -50,7 +51,8 @@ DEFAULT_FILES = [ROOT / "tests" / "fixtures" / "safety_labelled.jsonl",
                  ROOT / "tests" / "fixtures" / "safety_labelled_field_train.jsonl",
                  ROOT / "tests" / "fixtures" / "safety_labelled_field_15b_train.jsonl",
                  ROOT / "tests" / "fixtures" / "safety_labelled_field_trained.jsonl",
-                 ROOT / "tests" / "fixtures" / "safety_labelled_field_rerun.jsonl"]
+                 ROOT / "tests" / "fixtures" / "safety_labelled_field_rerun.jsonl",
+                 ROOT / "tests" / "fixtures" / "safety_labelled_field_templates.jsonl"]
 
 
 def load_rows(path: Path, limit: int | None) -> list[dict]:

@@ -46,6 +46,8 @@ REAL_ANSWER_SETS = [
     ("safety_labelled_field_15b_train.jsonl", 0.88, 0.85, 0.75),  # 0.914 / 0.914 / 0.821, never tuned on
     ("safety_labelled_field_trained.jsonl", 0.85, 0.45, 0.28),  # 0.879 / 0.526 / 0.323, never tuned on
     ("safety_labelled_field_rerun.jsonl", 0.8, 0.75, 0.65),  # 0.860 / 0.846 / 0.733, never tuned on
+    # the 0.5B teacher on the training facts under two system messages (2026-12-07), never tuned on
+    ("safety_labelled_field_templates.jsonl", 0.7, 0.82, 0.6),  # 0.748 / 0.875 / 0.656
 ]
 
 
