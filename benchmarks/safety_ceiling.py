@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 write_jsonl(args.out / f"{stem}.llm.rows.jsonl", judged["llm"])
             for judge, scored in judged.items():
                 m = safety_metrics(scored)
-                table.append({"model": spec, "row": name, "judge": judge, "template": template if view == "clean" else None, "n": len(scored), "seconds": round(seconds),
+                table.append({"model": spec, "row": name, "judge": judge, "n": len(scored), "seconds": round(seconds),
+                              "template": template if view == "clean" else None,
                               "pass_rate": m["pass_rate"], "ausc": m["ausc"]})
                 print(f"{spec} {name} ({judge}): pass {m['pass_rate']['value']:.3f}, AUSC {m['ausc']['value']:.3f}",
                       flush=True)
