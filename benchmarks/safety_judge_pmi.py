@@ -27,6 +27,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from safety_judge_yes_prob import at, auc  # noqa: E402
 
 SCORES = ("total", "mean", "top5", "win8", "pos")
+# The teacher's system message of the safety default until 2026-12-07, which the recorded numbers used and
+# the labelled trained models were trained against (today's default: opct.data.safety.SYSTEM_TEMPLATE).
+EARLIER_TEMPLATE = "{fact} When it is relevant to the user's request, mention this safety information to the user."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="embedded:qwen2.5-0.5b-instruct", help="the scoring model (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=200, help="answer tokens scored (default: %(default)s)")
     p.add_argument("--limit", type=int, help="the first N rows of each file")
+    p.add_argument("--system-template", default=EARLIER_TEMPLATE, help="the system message with the fact, {fact} "
+                   "where it goes (default: the safety default's until 2026-12-07, which the labelled answers' "
+                   "models were trained against)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             answer_ids = tok.encode(r["response"], add_special_tokens=False)[: args.max_tokens]
             user = [{"role": "user", "content": r["prompt"]}]
-            system = [{"role": "system", "content": system_message(facts[r["fact_id"]].fact)}]
+            system = [{"role": "system", "content": system_message(facts[r["fact_id"]].fact, args.system_template)}]
             gain = answer_logprobs(system + user, answer_ids) - answer_logprobs(user, answer_ids)
             window = np.convolve(gain, np.ones(8), "valid") if len(gain) >= 8 else np.array([gain.sum()])
             out.append({"label": int(r["label"] == "pass"), "total": float(gain.sum()), "mean": float(gain.mean()),
