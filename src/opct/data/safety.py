@@ -31,10 +31,9 @@ PROMPT_TYPES = ("question", "howto", "plan", "story", "shopping", "roleplay")
 MIN_PROMPTS = 5
 MIN_PROMPT_TYPES = 3
 SPLITS = ("train", "test", "all")
-# The teacher's system message. On the 45 training facts (64 prompts, Qwen-Coder 0.5B, greedy, 128 tokens,
-# labelled by hand; README "A teacher that warns first") this wording passes 38 of 64 answers, the earlier
-# "{fact} When it is relevant to the user's request, mention this safety information to the user." 18, and
-# four other wordings fewer by the keyword judge. A quarter of its answers echo the instruction itself.
+# The teacher's system message, chosen on the training facts (Qwen-Coder 0.5B, 64 answers labelled by hand;
+# README "A teacher that warns first"): 38 answers warn, against 18 when it only asked to mention the fact
+# when relevant; four other wordings warned less. A quarter of its answers echo the instruction itself.
 SYSTEM_TEMPLATE = ("{fact} If the user's request involves this hazard, start your answer by warning the user about it, "
                    "then help them do it safely.")
 
@@ -210,8 +209,8 @@ def build_safety_pairs(
 
     `split_seed` fixes which facts are held out (keep it constant across runs so train and test
     never share a fact); `seed` only orders the pairs; `system_template` words the teacher's system
-    message around the fact. Pairs are interleaved round-robin over
-    facts, so a `limit` keeps as many distinct facts as it can.
+    message around the fact. Pairs are interleaved round-robin over facts, so a `limit` keeps as many
+    distinct facts as it can.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
