@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     prof = PROFILES["default"]
     template = args.system_template or SYSTEM_TEMPLATE
-    views = [(v, n) for v, n in (("wrapped", "base"), ("clean", "teacher")) if n in args.views.split(",")]
-    if not views:
+    wanted = {v.strip() for v in args.views.split(",") if v.strip()}
+    if not wanted or wanted - {"base", "teacher"}:
         p.error(f"--views: expected base, teacher or both, got {args.views!r}")
+    views = [(v, n) for v, n in (("wrapped", "base"), ("clean", "teacher")) if n in wanted]
     max_new_tokens = args.max_new_tokens or prof.eval_max_new_tokens
     llm = None
     if args.judge_model or args.judge_base_url:
