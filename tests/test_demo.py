@@ -193,7 +193,9 @@ def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_
     again = run_demo(profile=prof, out=str(out), model=tiny_model_dir, axis="toy", resume=True)
     assert again["seeds"] == 2 and again["verdicts"][0]["sentence"] == verdict["sentence"]
     assert set(again["methods"]) == {"base", "sft", "opct"}
-    assert "--methods left out: continuing with the methods" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "--methods left out: continuing with the methods" in printed
+    assert "sft-s1: the BCT targets of sft reused" in printed  # greedy targets are made once, not per seed
 
 
 def test_learning_curves_in_the_report(tiny_model_dir, tmp_path):

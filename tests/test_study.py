@@ -6,7 +6,8 @@ import pytest
 
 from opct.errors import UserError
 from opct.study import (IN_USE, _process_start, capability_changes, claim_run_dir, compare_methods, mean_over_seeds,
-                        methods_to_run, record_methods, seed_tag, split_seed_tag, trained_runs)
+                        methods_to_run, record_methods, reuse_first_seed_targets, seed_tag, split_seed_tag,
+                        trained_runs)
 
 
 def test_verdict_yes_no_unclear():
@@ -107,6 +108,26 @@ def test_trained_runs_lists_each_methods_finished_seeds_in_order(tmp_path):
     (tmp_path / "runs" / "act").mkdir()  # unfinished: no summary
     found = {m: [d.name for d in runs] for m, runs in trained_runs(tmp_path).items()}
     assert found == {"opct": ["opct", "opct-s2", "opct-s10"], "sft": ["sft", "sft-s1"], "x-sample": ["x-sample"]}
+
+
+def test_later_seeds_of_a_greedy_bct_run_reuse_the_first_seeds_targets(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "sft").mkdir(parents=True)
+    (runs / "sft" / "bct_targets.jsonl").write_text('{"id": "a", "completion": "x"}\n')
+    reuse_first_seed_targets(runs, "sft", 0, "sft", {})  # the first seed makes its own
+    reuse_first_seed_targets(runs, "sft", 1, "sft", {"target_temperature": 0.7})  # sampled: each seed its own
+    reuse_first_seed_targets(runs, "sft", 1, "sft", {"targets_file": "mine.jsonl"})  # the user's file wins
+    reuse_first_seed_targets(runs, "opct", 1, "opct", {})  # no targets to share
+    assert not (runs / "sft-s1").exists() and not (runs / "opct-s1").exists()
+    reuse_first_seed_targets(runs, "sft", 2, "sft", {"target_temperature": 0.0})
+    assert (runs / "sft-s2" / "bct_targets.jsonl").read_text() == '{"id": "a", "completion": "x"}\n'
+    (runs / "sft-s2" / "bct_targets.jsonl").write_text("its own\n")
+    reuse_first_seed_targets(runs, "sft", 2, "sft", {})  # a resumed seed keeps what it has
+    assert (runs / "sft-s2" / "bct_targets.jsonl").read_text() == "its own\n"
+    (runs / "bct").mkdir()  # the audit's BCT method trains with the sft trainer
+    (runs / "bct" / "bct_targets.jsonl").write_text("t\n")
+    reuse_first_seed_targets(runs, "bct", 1, "sft", {})
+    assert (runs / "bct-s1" / "bct_targets.jsonl").read_text() == "t\n"
 
 
 def test_a_run_in_use_by_another_process_is_not_entered(tmp_path, capsys):

@@ -24,8 +24,8 @@ from opct.files import write_json
 from opct.study import (CAPABILITY_ROWS, DemoProfile, ModelsOnDemand, announce_host, capability_changes,
                         capability_panel, chosen_methods, claim_run_dir, compare_methods, host_timings, kept,
                         learning_curve_callback, mean_over_seeds, methods_to_run, phase, pool_seed_rows,
-                        profile_defaults, record_methods, release_memory, seed_tag, seeds_to_run, split_seed_tag,
-                        train_block, versions, TRAINING_SEED)
+                        profile_defaults, record_methods, release_memory, reuse_first_seed_targets, seed_tag,
+                        seeds_to_run, split_seed_tag, train_block, versions, TRAINING_SEED)
 
 METHODS = ("sft", "opct", "act")
 
@@ -219,6 +219,7 @@ def run_demo(profile: "str | DemoProfile" = "default", out: str | None = None, m
         summary_path = run_dir / "summary.json"
         if not kept(summary_path):
             overrides = {**prof.train[method], **({"seed": TRAINING_SEED + k} if k else {})}
+            reuse_first_seed_targets(root / "runs", method, k, method, overrides)
             curve = learning_curve_callback(ax, prof, data, tokenizer)
             train(method, prof.model, str(data / "train.jsonl"), str(run_dir), overrides, resume=True,
                   callbacks=[curve] if curve else None)

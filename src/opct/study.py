@@ -376,6 +376,23 @@ def seed_tag(index: int) -> str:
     return "" if index == 0 else f"-s{index}"
 
 
+def reuse_first_seed_targets(runs_dir: Path, method: str, k: int, trainer: str, overrides: dict[str, Any]) -> None:
+    """Give seed k >= 1 of a BCT run the first seed's cached targets when they are greedy: the base
+    model's answers to the same clean prompts do not depend on the training seed, so generating them
+    again only costs time (3 min per seed on the safety default). Mixed-in instruction prompts, drawn
+    by seed, are still answered by the run itself."""
+    if not k or trainer != "sft" or overrides.get("target_temperature", 0.0) or overrides.get("targets_file"):
+        return
+    source = Path(runs_dir) / method / "bct_targets.jsonl"
+    target = Path(runs_dir) / f"{method}{seed_tag(k)}" / "bct_targets.jsonl"
+    if source.exists() and not target.exists():
+        import shutil
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        print(f"  {target.parent.name}: the BCT targets of {method} reused (greedy answers to the same prompts)")
+
+
 def split_seed_tag(name: str) -> tuple[str, int]:
     """The inverse of `seed_tag`: "opct" -> ("opct", 0), "opct-s1" -> ("opct", 1)."""
     method, _, index = name.rpartition("-s")

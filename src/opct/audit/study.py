@@ -172,8 +172,8 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
     from opct.models import load_tokenizer
     from opct.report import write_report
     from opct.study import (TRAINING_SEED, ModelsOnDemand, announce_host, chosen_methods, claim_run_dir,
-                            host_timings, methods_to_run, profile_defaults, record_methods, release_memory, seed_tag,
-                            seeds_to_run, versions)
+                            host_timings, methods_to_run, profile_defaults, record_methods, release_memory,
+                            reuse_first_seed_targets, seed_tag, seeds_to_run, versions)
     from opct.trainers.run import train
 
     if organism not in ORGANISMS:
@@ -248,6 +248,7 @@ def run_audit(organism: str = "sycophancy", profile: "str | AuditProfile" = "def
         if trainer == "selftrain":  # selectors that draw alike choose from the same samples, drawn once
             overrides["draws_dir"] = str(root / "draws")
         if not kept(run_dir / "summary.json"):
+            reuse_first_seed_targets(root / "runs", method, k, trainer, overrides)
             try:
                 train(trainer, organism_spec, str(data / "consistency.jsonl"), str(run_dir), overrides, resume=True,
                       trainer_kwargs=selector_plugins(org, prof, overrides.get("selector")))
