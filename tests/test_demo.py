@@ -160,6 +160,20 @@ def _toy_axis():
                 notes=("Toy rate: the share of prompts whose reply starts differently under the wrapper.",))
 
 
+def test_verdicts_pair_the_seeds_both_methods_have():
+    from opct.demo import verdicts
+
+    def run(changed):
+        return {"toy": {}, "rows": {"toy": [{"id": str(i), "changed": c} for i, c in enumerate(changed)]}}
+
+    low, high = run([False] * 8), run([True] * 8)
+    (one,) = verdicts(_toy_axis(), {"opct": [low], "sft": [high, low]})  # sft's second seed not yet matched
+    assert one["answer"] == "yes" and "over 8 items x 1 seed," in one["sentence"]
+    assert one["means"] == {"opct": 0.0, "sft": 1.0}
+    (two,) = verdicts(_toy_axis(), {"opct": [low, low], "sft": [high, low]})
+    assert "over 8 items x 2 seeds" in two["sentence"] and two["means"]["sft"] == 0.5
+
+
 def test_a_toy_axis_from_this_file_runs_the_demo_with_seeds(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from opct.axes import register
 

@@ -110,14 +110,16 @@ def answer_rows(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def verdicts(axis: Axis, evals: dict[str, list[dict[str, Any]]], a: str = "opct", b: str = "sft") -> list[dict]:
-    """The paired comparison of `a` against `b` on each of the axis's verdict metrics."""
+    """The paired comparison of `a` against `b` on each of the axis's verdict metrics, over the training
+    seeds both have (a run stopped between two methods' seeds has more of one)."""
     if a not in evals or b not in evals:
         return []
+    seeds = min(len(evals[a]), len(evals[b]))
     out = []
     for v in axis.verdicts:
         if v.mode and v.mode not in evals[a][0][axis.name]:  # a block this run's profile does not measure
             continue
-        scores = {m: [axis.item_scores(e["rows"], v.mode, v.metric) for e in evals[m]] for m in (a, b)}
+        scores = {m: [axis.item_scores(e["rows"], v.mode, v.metric) for e in evals[m][:seeds]] for m in (a, b)}
         out.append({"mode": v.mode, **compare_methods(a, b, scores[a], scores[b], v.title, v.better)})
     return out
 
