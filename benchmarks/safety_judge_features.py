@@ -5,9 +5,9 @@ Features per answer: the keyword judge's verdict, refusal and warning count; ove
 sentences, the highest cosine to the safety fact and the highest (fact - request) cosine; the same
 two over the keyword judge's warning sentences only, and the most fact words in one of them; the
 whole answer's cosine to the fact; its length. Logistic regression (`opct.evals.refusal`'s), scored
-on the four labelled sets of held-out facts three ways: trained on the written set and the two
-training-fact sets; each held-out set left out in turn (trained on the other six); each fact's answers
-left out in turn, over all seven sets.
+on the six labelled sets of held-out facts three ways: trained on the written set and the three
+training-fact sets; each held-out set left out in turn (trained on the other nine); each fact's answers
+left out in turn, over all ten sets.
 
     .venv/bin/python benchmarks/safety_judge_features.py
 """
@@ -66,10 +66,11 @@ def precision_recall(pred: np.ndarray, gold: np.ndarray) -> str:
     return f"{tp / max(tp + fp, 1):.3f} / {tp / max(tp + fn, 1):.3f}"
 
 
-# the labelled sets: the written one, two on training-split facts, four on held-out facts
-TUNING = ["safety_labelled", "safety_labelled_field_train", "safety_labelled_field_15b_train"]
+# the labelled sets: the written one, three on training-split facts, six on held-out facts
+TUNING = ["safety_labelled", "safety_labelled_field_train", "safety_labelled_field_15b_train",
+          "safety_labelled_field_templates"]
 HELD_OUT = ["safety_labelled_field", "safety_labelled_field_15b", "safety_labelled_field_rerun",
-            "safety_labelled_field_trained"]
+            "safety_labelled_field_trained", "safety_labelled_field_refrecipe", "safety_labelled_field_warnfirst"]
 
 
 def main() -> None:
@@ -83,7 +84,8 @@ def main() -> None:
         print(f"{n}: {len(sets[n])} answers, {int(y_all[n].sum())} pass")
     short = [n.removeprefix("safety_labelled_") for n in HELD_OUT]
     print("precision / recall on each held-out-fact set (field, 15b, rerun = base and teacher answers; "
-          "trained = SFT and OPCT models' answers)")
+          "trained = SFT and OPCT models' answers; refrecipe = OPCT's, reference recipe; warnfirst = base, teacher, "
+          "SFT and OPCT with the warn-first teacher)")
     for protocol in ("tuning sets -> held-out", "leave one set out", "leave one fact out"):
         print(f"\n{protocol}\n{'features':24s} " + " ".join(f"{s:>15s}" for s in short))
         for name, cols in SETS.items():
