@@ -45,6 +45,8 @@ def main() -> int:
     parser.add_argument("run", type=Path, help="a finished `opct demo --axis safety` directory")
     parser.add_argument("--word", default="Warning", help="the opening to look for (its first token; default %(default)s)")
     a = parser.parse_args()
+    if not (a.run / "demo_config.json").is_file() or not (a.run / "data" / "test.jsonl").is_file():
+        parser.error(f"{a.run}: not an `opct demo` run (no demo_config.json or data/test.jsonl)")
     config = json.loads((a.run / "demo_config.json").read_text())
     opct = config["train"]["opct"]
     temperature, samples = opct.get("temperature", 1.0), opct.get("num_samples", 1)
