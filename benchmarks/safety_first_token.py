@@ -35,7 +35,7 @@ def first_token_prob(model, tokenizer, conversations, token: int, temperature: f
     out = []
     for conversation in conversations:
         ids = torch.tensor([render_prompt(tokenizer, conversation)])
-        logits = model(input_ids=ids).logits[0, -1].float()
+        logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()  # no [T, V] head over the prompt
         out.append(torch.softmax(logits / temperature, -1)[token].item())
     return out
 
@@ -66,7 +66,7 @@ def main() -> int:
         show("base (wrapped prompt)", first_token_prob(model, tokenizer, [p.wrapped for p in pairs], token, temperature),
              split, expected=split == "train")
     del model
-    for method, dirs in trained_runs(a.run).items():
+    for dirs in trained_runs(a.run).values():
         for run_dir in dirs:
             model, _ = load_model(str(run_dir))
             show(run_dir.name, first_token_prob(model, tokenizer, [p.wrapped for p in test], token, temperature), "test")
