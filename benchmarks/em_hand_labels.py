@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the numbers here")
     ap.add_argument("--write-missing", type=Path, metavar="FILE",
                     help="write the answers that have no hand label here, as JSONL rows to label")
+    ap.add_argument("--blind", action="store_true", help="with --write-missing: shuffle the rows and leave out "
+                    "the models that gave them, so the labels are made blind to the method")
     a = ap.parse_args(argv)
 
     from opct.audit.organisms import ORGANISMS
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 missing.setdefault(key, []).append(name)
     if missing:
         if a.write_missing:
-            write_missing(a.write_missing, {key: {"models": m} for key, m in missing.items()})
+            write_missing(a.write_missing, {key: {"models": m} for key, m in missing.items()}, blind=a.blind)
         where = f"; written to {a.write_missing}" if a.write_missing else " (--write-missing FILE writes them)"
         raise SystemExit(f"{len(missing)} answers of {a.run} have no hand label in {a.labels}{where}")
     by_hand = {name: [{**r, "label": labels[(r["prompt"], r["response"])],

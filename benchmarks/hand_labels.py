@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,9 +29,13 @@ def read_hand_labels(paths: Sequence[Path], classes: Sequence[str]) -> dict[tupl
     return out
 
 
-def write_missing(path: Path, missing: dict[tuple[str, str], dict[str, Any]]) -> None:
+def write_missing(path: Path, missing: dict[tuple[str, str], dict[str, Any]], blind: bool = False) -> None:
     """Write the unlabelled answers as JSONL rows to label: prompt, response, `"label": null` and
-    whatever context each carries (the models that gave it, the behaviour, ...)."""
+    whatever context each carries (the models that gave it, the behaviour, ...). `blind` shuffles the
+    rows (seeded) and leaves out the models, so the labels are made blind to the method."""
+    rows = [{"prompt": p, "response": r, "label": None, **extra} for (p, r), extra in missing.items()]
+    if blind:
+        rows = [{k: v for k, v in row.items() if k != "models"} for row in rows]
+        random.Random(0).shuffle(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"prompt": p, "response": r, "label": None, **extra}) + "\n"
-                            for (p, r), extra in missing.items()), encoding="utf-8")
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")

@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-missing", type=Path, metavar="FILE",
                     help="write the replies that have no hand label here, as JSONL rows to label "
                          "(with the behaviour, the attack and the models that drew each)")
+    ap.add_argument("--blind", action="store_true", help="with --write-missing: shuffle the rows and leave out "
+                    "the models that gave them, so the labels are made blind to the method")
     a = ap.parse_args(argv)
 
     from opct.axes import AXES
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 models = to_label.setdefault(key, {**context, "models": []})["models"]
                 models += [m] if m not in models else []
     if a.write_missing:
-        write_missing(a.write_missing, to_label)
+        write_missing(a.write_missing, to_label, blind=a.blind)
         print(f"{len(to_label)} distinct unlabelled replies written to {a.write_missing}")
 
     fmt = lambda s: "-" if s["value"] is None else f"{s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"  # noqa: E731

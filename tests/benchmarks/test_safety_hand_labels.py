@@ -39,3 +39,16 @@ def test_unlabelled_answers_stop_the_script_unless_allowed_and_are_written_to_la
     assert numbers["missing_labels"] == 2
     assert numbers["methods"]["base"]["hand"]["pass_rate"]["value"] == 0.0  # the one label: the judge's pass was wrong
     assert numbers["methods"]["base"]["judge"]["pass_rate"]["value"] == pytest.approx(2 / 3)
+
+
+def test_blind_rows_to_label_leave_out_the_models_and_are_shuffled(tmp_path):
+    run, labels = _run(tmp_path)
+    rows = [_row(f"q{i}", f"a{i}", False) for i in range(12)]
+    (run / "eval" / "sft.json").write_text(json.dumps({"rows": {"safety": rows}}))
+    out = tmp_path / "to_label.jsonl"
+    shl.main([str(run), "--labels", str(labels), "--allow-missing", "--write-missing", str(out), "--blind"])
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all("models" not in w and w["fact_id"] == "fire" for w in written)
+    prompts = [w["prompt"] for w in written]
+    assert sorted(prompts) == sorted(["p2", "p3"] + [f"q{i}" for i in range(12)])
+    assert prompts != ["p2", "p3"] + [f"q{i}" for i in range(12)]  # not in the run's order
