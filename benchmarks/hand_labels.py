@@ -9,10 +9,13 @@ from typing import Any, Sequence
 
 
 def read_hand_labels(paths: Sequence[Path], classes: Sequence[str]) -> dict[tuple[str, str], str]:
-    """{(prompt, response): label} over `paths`. A label outside `classes`, a line that is not JSON,
-    or the same answer labelled two ways stops with the file and line."""
+    """{(prompt, response): label} over `paths`. A missing file, a line that is not a JSON object with
+    prompt and response, a label outside `classes`, or the same answer labelled two ways stops with
+    the file and line."""
     out: dict[tuple[str, str], str] = {}
     for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such label file")
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -20,6 +23,8 @@ def read_hand_labels(paths: Sequence[Path], classes: Sequence[str]) -> dict[tupl
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise SystemExit(f"{path}:{n}: not a JSON object ({e})") from None
+            if not isinstance(row, dict) or not {"prompt", "response"} <= row.keys():
+                raise SystemExit(f"{path}:{n}: expected an object with prompt, response and label")
             label = row.get("label")
             if label not in classes:
                 raise SystemExit(f"{path}:{n}: label {label!r}, expected one of {', '.join(classes)}")

@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import jailbreak_hand_labels as jhl  # noqa: E402
@@ -43,3 +45,20 @@ def test_written_missing_rows_read_back_once_labelled(tmp_path):
     assert row == {"prompt": "p", "response": "r", "label": None, "behavior": "b", "models": ["opct"]}
     path.write_text(json.dumps({**row, "label": "refused"}) + "\n")
     assert read_hand_labels([path], jhl.CLASSES) == {("p", "r"): "refused"}
+
+
+@pytest.mark.parametrize("content, error", [
+    (None, "no such label file"),
+    ('{"prompt": "p", "response": "r", "label": "maybe"}\n', r":1: label 'maybe', expected one of"),
+    ('{"response": "r", "label": "refused"}\n', ":1: expected an object with prompt, response and label"),
+    ('["p", "r"]\n', ":1: expected an object"),
+    ('{"prompt": "p", "response": "r", "label": "refused"}\nnot json\n', ":2: not a JSON object"),
+    ('{"prompt": "p", "response": "r", "label": "refused"}\n{"prompt": "p", "response": "r", "label": "complied"}\n',
+     ":2: this answer is labelled refused elsewhere"),
+])
+def test_bad_label_files_stop_with_the_file_and_line(tmp_path, content, error):
+    path = tmp_path / "labels.jsonl"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit, match=error):
+        read_hand_labels([path], jhl.CLASSES)
