@@ -40,12 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     answers: dict[str, list[tuple[str, str]]] = {}  # model (and seed) of the run -> its answers
     if a.run:
         from opct.demo import saved_evaluations
+        from opct.study import seed_tag
 
         for model, evaluations in saved_evaluations(a.run).items():
             if a.trained_only and model in ("base", "teacher"):
                 continue
             for seed, e in enumerate(evaluations):
-                answers[model if seed == 0 else f"{model}-s{seed}"] = [
+                answers[model + seed_tag(seed)] = [
                     (r["prompt"], r["response"]) for r in e["rows"]["safety"]]
         both &= {key for keys in answers.values() for key in keys}
     if not both:
@@ -60,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the second reading scored against the first, as a judge would be: precision of pass "
           f"{fmt(numbers['precision'])}, recall {fmt(numbers['recall'])}")
     print("changed: " + (", ".join(f"{n} {c}" for c, n in sorted(changes.items())) or "none"))
-    for name, keys in answers.items():
-        moved = Counter(f"{first[k]} -> {second[k]}" for k in keys if k in both and first[k] != second[k])
-        print(f"  {name:<10} {sum(k in both for k in keys):>4} answers: "
+    for name, model_keys in answers.items():
+        moved = Counter(f"{first[k]} -> {second[k]}" for k in model_keys if k in both and first[k] != second[k])
+        print(f"  {name:<10} {sum(k in both for k in model_keys):>4} answers: "
               + ", ".join(f"{moved[c]} {c}" for c in ("pass -> fail", "fail -> pass")))
     return 0
 
