@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from opct.demo import saved_evaluations
         from opct.study import seed_tag
 
-        for model, evaluations in saved_evaluations(a.run).items():
+        evaluations_by_model = saved_evaluations(a.run)
+        if not evaluations_by_model:
+            raise SystemExit(f"{a.run}/eval holds no evaluation: is this a finished safety demo?")
+        for model, evaluations in evaluations_by_model.items():
             if a.trained_only and model in ("base", "teacher"):
                 continue
             for seed, e in enumerate(evaluations):

@@ -39,6 +39,8 @@ def test_readings_with_no_answer_in_common_stop(tmp_path):
     second = _labels(tmp_path / "b.jsonl", [(("q", "r"), "pass")])
     with pytest.raises(SystemExit, match="no answer in common"):
         label_agreement.main([str(first), str(second)])
+    with pytest.raises(SystemExit, match="holds no evaluation"):
+        label_agreement.main([str(first), str(second), "--run", str(tmp_path / "not-a-run")])
 
 
 def test_trained_only_leaves_out_the_base_and_teacher_answers(tmp_path, capsys):
