@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import pytest
 import torch
@@ -245,3 +246,17 @@ def test_rounds_go_on_until_episodes_cracks(pair):
     assert row["queries_to_crack"] == cracks[0] and [e["round"] for e in row["transcript"]] == [0, 0, 1, 1]
     (once,) = rl_attack(attacker, target, tok, BEHAVIORS[:1], AlwaysCrack(), **run)["rows"]
     assert once["queries_used"] == 2 and once["cracked_queries"] == [q for q in cracks if q <= 2] != []
+
+
+def test_a_killed_training_run_resumes_from_its_checkpoint_and_says_so(pair, tmp_path, capsys):
+    attacker, target, tok = pair
+    kw = dict(num_generations=4, learning_rate=1e-2, max_completion_length=6, max_new_tokens=8, lora_r=8,
+              min_relevance=0)
+    train_rl_attacker(attacker, target, tok, BEHAVIORS, PatternRefusalJudge(), tmp_path / "rl", steps=4, **kw)
+    shutil.rmtree(tmp_path / "rl" / "final")  # as if killed after its last checkpoint (step 4)
+    capsys.readouterr()
+    result = train_rl_attacker(attacker, target, tok, BEHAVIORS, PatternRefusalJudge(), tmp_path / "rl", steps=6, **kw)
+    assert f"resuming the RL attacker from {tmp_path / 'rl' / 'checkpoint-4'} (step 4 of 6)" in capsys.readouterr().out
+    assert result["steps"] == 6
+    assert len([h for h in result["log"] if "reward" in h]) == 6  # the first run's four steps kept, two new
+    assert len((tmp_path / "rl" / "queries.jsonl").read_text().splitlines()) == 6 * 4

@@ -193,7 +193,7 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
 
     from opct.models import load_model
     from opct.precision import bf16_is_fast
-    from opct.trainers.run import has_checkpoint
+    from opct.trainers.run import checkpoint_step, has_checkpoint
 
     out = Path(out)
     final = out / "final"
@@ -220,7 +220,7 @@ def train_rl_attacker(attacker: str, target, target_tokenizer, behaviors: Sequen
                                                    task_type="CAUSAL_LM"))
     last = has_checkpoint(out) if resume else None
     if last:
-        print(f"opct: resuming the RL attacker from {last}", flush=True)
+        print(f"opct: resuming the RL attacker from {last} (step {checkpoint_step(last)} of {steps})", flush=True)
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
