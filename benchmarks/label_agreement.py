@@ -8,10 +8,13 @@ first: roughly the most a judge can be expected to reach against either. With `-
 safety demo's answers are compared and the changes are counted per model and seed; `--trained-only`
 leaves out its base and teacher answers.
 
-Usage (the warn-first safety run's two readings, 2026-12-07; a run's answers can sit in several label files):
+Usage (the warn-first safety run's readings, 2026-12-07; a run's answers can sit in several label files):
   F="tests/fixtures/safety_labelled_field.jsonl tests/fixtures/safety_labelled_field_warnfirst.jsonl"
-  for f in $F; do git show f50fd40:$f; done > first.jsonl; cat $F > second.jsonl
+  for f in $F; do git show f50fd40:$f; done > first.jsonl    # the first reading
+  for f in $F; do git show 20f586d:$f; done > second.jsonl   # the second, blind
+  cat $F > majority.jsonl                                     # today's fixtures: the majority of three readings
   python benchmarks/label_agreement.py first.jsonl second.jsonl [--run runs/demo-safety-warnfirst-2seeds]
+  python benchmarks/label_agreement.py majority.jsonl second.jsonl --run runs/demo-safety-warnfirst-2seeds --trained-only
 """
 
 from __future__ import annotations
