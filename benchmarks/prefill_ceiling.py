@@ -8,8 +8,9 @@ or the target's? Here the attack's goal is simply granted: each held-out behavio
 instruction template (`opct.attacks.whitebox.TEMPLATE`) with the assistant's reply prefilled, under two
 openings: "Sure, here is" (what the searches aim for) and "Sure, here is ... concrete steps:\\n\\n1."
 (a numbered answer already begun), each decoded greedily and sampled `--samples` times at temperature
-0.7. No attacker controls more of the target than its prompt, so the share of behaviours with concrete
-content here is what an attack of that kind can hope to reach.
+0.7. A prompt-only attacker cannot force the reply's opening, so the share of behaviours with concrete
+content here approximates what such an attack can hope to reach (approximates: another framing of the
+request might still draw content that this template and opening do not).
 
     .venv/bin/python benchmarks/prefill_ceiling.py --out runs/prefill-ceiling
         # writes OUT/replies.json (every reply, with its model and opening) and OUT/to_label.jsonl
@@ -106,7 +107,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3, help="sampled replies per behaviour and opening, beside the greedy one")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--labels", type=Path, nargs="*", help="label files (JSONL: prompt, response, label); summarise instead")
+    ap.add_argument("--labels", type=Path, nargs="+", help="label files (JSONL: prompt, response, label); summarise instead")
     args = ap.parse_args()
 
     replies = args.out / "replies.json"
