@@ -15,6 +15,8 @@ labelled set but the held-out one(s):
   rerun      Qwen 0.5B base and teacher, the two-seed safety default (43)
   trained    Qwen 0.5B after SFT and OPCT, the two-seed safety default (247)
   refrecipe  Qwen 0.5B after OPCT with the reference's small-model recipe (123)
+  warnfirst  Qwen 0.5B base, teacher, SFT and OPCT with the teacher told to warn first, five seeds
+             and two OPCT variants (824; the majority of three readings where read three times)
 
 The folds that matter are the trained models' answers: `trained`, `refrecipe`, and both at once
 (`trained+refrecipe`: nothing from a trained model is seen in training). The recipe is the one
@@ -24,7 +26,7 @@ answer fits), seed 0, threshold 0.5. Each fold prints precision and recall of "p
 to the keyword judge v4 on the same answers.
 
 Usage:
-  .venv/bin/python benchmarks/safety_judge_finetune.py [--folds trained,refrecipe,trained+refrecipe]
+  .venv/bin/python benchmarks/safety_judge_finetune.py [--folds trained,refrecipe,trained+refrecipe,warnfirst]
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 SETS = {"written": FIXTURES / "safety_labelled.jsonl",
         **{name: FIXTURES / f"safety_labelled_field{suffix}.jsonl"
            for name, suffix in (("field", ""), ("15b", "_15b"), ("15b_train", "_15b_train"), ("train", "_train"),
-                                ("rerun", "_rerun"), ("trained", "_trained"), ("refrecipe", "_refrecipe"))}}
+                                ("rerun", "_rerun"), ("trained", "_trained"), ("refrecipe", "_refrecipe"),
+                                ("warnfirst", "_warnfirst"))}}
 
 
 def passed(rows: list[dict]) -> np.ndarray:
