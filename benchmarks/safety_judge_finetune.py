@@ -15,8 +15,8 @@ labelled set but the held-out one(s):
   rerun      Qwen 0.5B base and teacher, the two-seed safety default (43)
   trained    Qwen 0.5B after SFT and OPCT, the two-seed safety default (247)
   refrecipe  Qwen 0.5B after OPCT with the reference's small-model recipe (123)
-  warnfirst  Qwen 0.5B teacher, SFT and OPCT with the teacher told to warn first, five seeds and two
-             OPCT variants (824; the majority of three readings where read three times). It joined on
+  warnfirst  Qwen 0.5B base, teacher, SFT and OPCT with the teacher told to warn first, five seeds and
+             two OPCT variants (824; the majority of three readings where read three times). It joined on
              2026-12-07: the 2026-12-05 results of the other folds were measured without it in training.
 
 The folds that matter are the trained models' answers: `trained`, `refrecipe`, and both at once
