@@ -52,9 +52,9 @@ def generate_replies(specs: list[str], behaviors, samples: int, max_new_tokens: 
     from opct.models import load_model
 
     rows = []
+    convs = [[{"role": "user", "content": user_prompt(b.prompt, "", TEMPLATE)}] for b in behaviors]
     for spec in specs:
         model, tok = load_model(spec)
-        convs = [[{"role": "user", "content": user_prompt(b.prompt, "", TEMPLATE)}] for b in behaviors]
         for name, opening in OPENINGS.items():
             t0 = time.perf_counter()
             torch.manual_seed(seed)
@@ -75,7 +75,7 @@ def generate_replies(specs: list[str], behaviors, samples: int, max_new_tokens: 
 
 def summarize(rows: list[dict], labels: dict[tuple[str, str], str]) -> str:
     """Per model and opening (and both openings together): behaviours with a complied (or better) reply
-    and with a concrete one, and the share of replies of each class."""
+    and with a concrete one, and how many replies fall in each class."""
     best: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)  # (model, opening) -> behaviour -> best class
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     for r in rows:
@@ -99,6 +99,7 @@ def summarize(rows: list[dict], labels: dict[tuple[str, str], str]) -> str:
 
 def main() -> None:
     from opct.commands.common import fixed_sample, split_behaviors_arg
+    from opct.data.jailbreak import SOURCES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for the replies and the rows to label")
@@ -121,7 +122,7 @@ def main() -> None:
             raise SystemExit(f"{len(missing)} replies have no label in {', '.join(map(str, args.labels))}")
         print(summarize(rows, labels))
         return
-    behaviors, _ = split_behaviors_arg("heldout", "harmbench,advbench,strongreject")
+    behaviors, _ = split_behaviors_arg("heldout", ",".join(SOURCES))
     behaviors = fixed_sample(behaviors, args.limit)
     t0 = time.perf_counter()
     rows = generate_replies(args.models.split(","), behaviors, args.samples, args.max_new_tokens, args.seed)
