@@ -209,7 +209,10 @@ def test_act_loss_in_length_groups_equals_one_padded_batch(tiny, tmp_path):
     pairs = [ContrastivePair(id=f"p{i}", axis="test", clean=[{"role": "user", "content": f"What is {i} + {i}?"}],
                              wrapped=[{"role": "user", "content": "I think it is B. " * (1 + 6 * i) + f"What is {i} + {i}?"}])
              for i in range(4)]
-    trainer = ACTTrainer(model, ACTConfig(**common(tmp_path, max_steps=1)), pairs_to_dataset(pairs), processing_class=tok)
+    # fp32 on every host: the equality is of grouping, not of bf16 rounding (bf16=True makes the base bf16
+    # where bf16 is native, and this test calls compute_loss outside the Trainer's autocast)
+    trainer = ACTTrainer(model, ACTConfig(**common(tmp_path, max_steps=1, bf16=False)), pairs_to_dataset(pairs),
+                         processing_class=tok)
     batch = trainer.prepare_batch([trainer.train_dataset[i] for i in range(4)], 0)
     assert len(length_groups(batch["wrapped_mask"].sum(1).tolist())) > 1
     n = batch["num_items"]
