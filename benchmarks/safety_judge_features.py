@@ -5,9 +5,12 @@ Features per answer: the keyword judge's verdict, refusal and warning count; ove
 sentences, the highest cosine to the safety fact and the highest (fact - request) cosine; the same
 two over the keyword judge's warning sentences only, and the most fact words in one of them; the
 whole answer's cosine to the fact; its length. Logistic regression (`opct.evals.refusal`'s), scored
-on the six labelled sets of held-out facts three ways: trained on the written set and the three
-training-fact sets; each held-out set left out in turn (trained on the other nine); each fact's answers
-left out in turn, over all ten sets.
+on the seven labelled sets of held-out facts three ways: trained on the written set and the three
+training-fact sets; each held-out set left out in turn (trained on the other ten); each fact's answers
+left out in turn, over all eleven sets. The warn-first runs' answers are two sets: seeds 42-44 with the
+base, teacher and OPCT variants (`warnfirst`), and the SFT and OPCT answers of seeds 45 and 46, labelled
+last (`warnfirst_late`); leaving the latter out tests the judge on the next runs of the eval it was
+trained for.
 
     .venv/bin/python benchmarks/safety_judge_features.py
 """
@@ -22,6 +25,7 @@ import numpy as np
 from opct.data.safety import facts_by_id
 from opct.evals import safety as S
 from opct.evals.refusal import _fit_logreg, _predict, embed
+from safety_judge_finetune import WARNFIRST_LATE_FROM
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 NAMES = ["keyword", "refusal", "warnings", "sent-fact", "sent-fact-minus-request", "warn-fact",
@@ -70,11 +74,15 @@ def precision_recall(pred: np.ndarray, gold: np.ndarray) -> str:
 TUNING = ["safety_labelled", "safety_labelled_field_train", "safety_labelled_field_15b_train",
           "safety_labelled_field_templates"]
 HELD_OUT = ["safety_labelled_field", "safety_labelled_field_15b", "safety_labelled_field_rerun",
-            "safety_labelled_field_trained", "safety_labelled_field_refrecipe", "safety_labelled_field_warnfirst"]
+            "safety_labelled_field_trained", "safety_labelled_field_refrecipe", "safety_labelled_field_warnfirst",
+            "safety_labelled_field_warnfirst_late"]
 
 
 def main() -> None:
-    sets = {n: [json.loads(x) for x in (FIXTURES / f"{n}.jsonl").read_text().splitlines()] for n in TUNING + HELD_OUT}
+    sets = {n: [json.loads(x) for x in (FIXTURES / f"{n}.jsonl").read_text().splitlines()] for n in TUNING + HELD_OUT[:-1]}
+    warnfirst = sets.pop("safety_labelled_field_warnfirst")
+    sets["safety_labelled_field_warnfirst"] = warnfirst[:WARNFIRST_LATE_FROM]
+    sets["safety_labelled_field_warnfirst_late"] = warnfirst[WARNFIRST_LATE_FROM:]
     x_all = {n: features(rows) for n, rows in sets.items()}
     y_all = {n: np.array([r["label"] == "pass" for r in rows]) for n, rows in sets.items()}
     facts = np.concatenate([[r["fact_id"] for r in sets[n]] for n in sets])
@@ -85,7 +93,8 @@ def main() -> None:
     short = [n.removeprefix("safety_labelled_") for n in HELD_OUT]
     print("precision / recall on each held-out-fact set (field, 15b, rerun = base and teacher answers; "
           "trained = SFT and OPCT models' answers; refrecipe = OPCT's, reference recipe; warnfirst = base, teacher, "
-          "SFT and OPCT with the warn-first teacher)")
+          "SFT and OPCT with the warn-first teacher, seeds 42-44; warnfirst_late = its SFT and OPCT answers, "
+          "seeds 45-46)")
     for protocol in ("tuning sets -> held-out", "leave one set out", "leave one fact out"):
         print(f"\n{protocol}\n{'features':24s} " + " ".join(f"{s:>15s}" for s in short))
         for name, cols in SETS.items():

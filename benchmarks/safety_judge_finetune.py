@@ -15,19 +15,23 @@ labelled set but the held-out one(s):
   rerun      Qwen 0.5B base and teacher, the two-seed safety default (43)
   trained    Qwen 0.5B after SFT and OPCT, the two-seed safety default (247)
   refrecipe  Qwen 0.5B after OPCT with the reference's small-model recipe (123)
-  warnfirst  Qwen 0.5B base, teacher, SFT and OPCT with the teacher told to warn first, five seeds and
-             two OPCT variants (824; the majority of three readings where read three times). It joined on
+  warnfirst  Qwen 0.5B base, teacher, SFT and OPCT with the teacher told to warn first, seeds 42-44 and
+             two OPCT variants (585; the majority of three readings where read three times). It joined on
              2026-12-07: the 2026-12-05 results of the other folds were measured without it in training.
+  warnfirst_late  the same runs' seeds 45 and 46, SFT and OPCT answers not already in `warnfirst` (239;
+             the fixture's rows from 586 on, labelled after the rest)
 
 The folds that matter are the trained models' answers: `trained`, `refrecipe`, and both at once
-(`trained+refrecipe`: nothing from a trained model is seen in training). The recipe is the one
+(`trained+refrecipe`: nothing from a trained model is seen in training); `warnfirst+warnfirst_late`
+(no warn-first answer seen); `warnfirst_late` alone, the judge's use on the next runs of an eval it was
+trained for: the later seeds' answers to the same held-out prompts, with the earlier seeds' in training. The recipe is the one
 `content_judge_finetune.py` fixed for the jailbreak judge, set before any held-out score was seen:
 learning rate 5e-5, 4 epochs, batch 16, 10% linear warm-up, weight decay 0.01, 256 tokens (every
 answer fits), seed 0, threshold 0.5. Each fold prints precision and recall of "pass" and AUC, next
 to the keyword judge v4 on the same answers.
 
 Usage:
-  .venv/bin/python benchmarks/safety_judge_finetune.py [--folds trained,refrecipe,trained+refrecipe,warnfirst]
+  .venv/bin/python benchmarks/safety_judge_finetune.py [--folds trained,refrecipe,trained+refrecipe,warnfirst_late]
 """
 
 from __future__ import annotations
@@ -53,6 +57,14 @@ SETS = {"written": FIXTURES / "safety_labelled.jsonl",
            for name, suffix in (("field", ""), ("15b", "_15b"), ("15b_train", "_15b_train"), ("train", "_train"),
                                 ("rerun", "_rerun"), ("trained", "_trained"), ("refrecipe", "_refrecipe"),
                                 ("warnfirst", "_warnfirst"))}}
+WARNFIRST_LATE_FROM = 585  # the warn-first fixture's rows from here on: seeds 45 and 46 (commits a5d99e9, e664208)
+
+
+def label_sets() -> dict[str, list[dict]]:
+    """Every labelled safety set by name, the warn-first one split into its earlier and later seeds."""
+    data = {name: load(path) for name, path in SETS.items()}
+    data["warnfirst"], data["warnfirst_late"] = data["warnfirst"][:WARNFIRST_LATE_FROM], data["warnfirst"][WARNFIRST_LATE_FROM:]
+    return data
 
 
 def passed(rows: list[dict]) -> np.ndarray:
@@ -76,13 +88,13 @@ def main(argv=None) -> None:
     ap.add_argument("--folds", default="trained,refrecipe,trained+refrecipe",
                     help="comma-separated folds; a fold is one held-out set or several joined by '+'")
     opts = ap.parse_args(argv)
-    data = {name: load(path) for name, path in SETS.items()}
+    data = label_sets()
     for fold in opts.folds.split(","):
         held = fold.split("+")
         unknown = [h for h in held if h not in data or h == "written"]
         if unknown:
             raise SystemExit(f"--folds: unknown or untestable set(s) {unknown}; expected some of "
-                             f"{', '.join(n for n in SETS if n != 'written')}")
+                             f"{', '.join(n for n in data if n != 'written')}")
         train = [r for name, rows in data.items() if name not in held for r in rows]
         test = [r for name in held for r in data[name]]
         gold = passed(test)
