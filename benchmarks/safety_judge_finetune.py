@@ -87,8 +87,13 @@ def main(argv=None) -> None:
     add_recipe_arguments(ap, max_length=256)
     ap.add_argument("--folds", default="trained,refrecipe,trained+refrecipe",
                     help="comma-separated folds; a fold is one held-out set or several joined by '+'")
+    ap.add_argument("--warnfirst-rows", type=int, default=None, metavar="N",
+                    help="keep only the warn-first set's first N rows (the order they were labelled in): "
+                         "how the judge grows with the labels of the eval it judges")
     opts = ap.parse_args(argv)
     data = label_sets()
+    if opts.warnfirst_rows is not None:
+        data["warnfirst"] = data["warnfirst"][:opts.warnfirst_rows]
     for fold in opts.folds.split(","):
         held = fold.split("+")
         unknown = [h for h in held if h not in data or h == "written"]
@@ -103,8 +108,15 @@ def main(argv=None) -> None:
         start = time.time()
         probs = finetune_cross_encoder(pairs(train), passed(train), pairs(test), opts)
         print(f"    {time.time() - start:.0f} s", flush=True)
+        keyword = keyword_v4(test)
         print(report("fine-tuned cross-encoder", probs >= 0.5, gold, probs, positives="passes"))
-        print(report("keyword judge v4", keyword_v4(test), gold, positives="passes"))
+        print(report("keyword judge v4", keyword, gold, positives="passes"))
+        if len(held) > 1:  # each held-out set on its own
+            sizes = np.cumsum([0] + [len(data[name]) for name in held])
+            for name, lo, hi in zip(held, sizes, sizes[1:]):
+                print(f"    {name}:")
+                print(report("fine-tuned cross-encoder", probs[lo:hi] >= 0.5, gold[lo:hi], probs[lo:hi], positives="passes"))
+                print(report("keyword judge v4", keyword[lo:hi], gold[lo:hi], positives="passes"))
 
 
 if __name__ == "__main__":
