@@ -106,8 +106,9 @@ def judge_warning(prof: DemoProfile) -> str | None:
         return None
     return ("Judged by the offline keyword judge, which is not reliable on trained models' answers: on 247 "
             "hand-labelled answers of SFT- and OPCT-trained models its precision was 0.32 and its recall 0.53 "
-            "(2026-12-05). Confirm any difference between methods by hand (benchmarks/safety_hand_labels.py) or "
-            "with a judge model (--judge).")
+            "(2026-12-05); on 239 answers of the Qwen 0.5B default's SFT and OPCT models (warn-first teacher), 0.47 "
+            "and 0.44 (2026-12-07). Confirm any difference between methods by hand "
+            "(benchmarks/safety_hand_labels.py) or with a judge model (--judge).")
 
 
 AXIS = register(Axis(
