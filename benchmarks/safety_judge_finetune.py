@@ -90,6 +90,8 @@ def main(argv=None) -> None:
     ap.add_argument("--warnfirst-rows", type=int, default=None, metavar="N",
                     help="keep only the warn-first set's first N rows (the order they were labelled in): "
                          "how the judge grows with the labels of the eval it judges")
+    ap.add_argument("--ensemble", type=int, default=1, metavar="N",
+                    help="fine-tune N times (seeds --seed .. --seed+N-1), print each, and judge by their mean P(pass)")
     opts = ap.parse_args(argv)
     data = label_sets()
     if opts.warnfirst_rows is not None:
@@ -105,11 +107,17 @@ def main(argv=None) -> None:
         gold = passed(test)
         print(f"hold out {fold} ({gold.sum()} pass of {len(test)}); train on the rest "
               f"({passed(train).sum()} pass of {len(train)})", flush=True)
-        start = time.time()
-        probs = finetune_cross_encoder(pairs(train), passed(train), pairs(test), opts)
-        print(f"    {time.time() - start:.0f} s", flush=True)
+        runs = []
+        for seed in range(opts.seed, opts.seed + opts.ensemble):
+            start = time.time()
+            runs.append(finetune_cross_encoder(pairs(train), passed(train), pairs(test), argparse.Namespace(**{**vars(opts), "seed": seed})))
+            print(f"    seed {seed}: {time.time() - start:.0f} s", flush=True)
+            if opts.ensemble > 1:
+                print(report(f"cross-encoder, seed {seed}", runs[-1] >= 0.5, gold, runs[-1], positives="passes"), flush=True)
+        probs = np.mean(runs, axis=0)
         keyword = keyword_v4(test)
-        print(report("fine-tuned cross-encoder", probs >= 0.5, gold, probs, positives="passes"))
+        print(report("fine-tuned cross-encoder" + (f", mean of {opts.ensemble}" if opts.ensemble > 1 else ""),
+                     probs >= 0.5, gold, probs, positives="passes"))
         print(report("keyword judge v4", keyword, gold, positives="passes"))
         if len(held) > 1:  # each held-out set on its own
             sizes = np.cumsum([0] + [len(data[name]) for name in held])
