@@ -110,7 +110,8 @@ def main(argv=None) -> None:
         runs = []
         for seed in range(opts.seed, opts.seed + opts.ensemble):
             start = time.time()
-            runs.append(finetune_cross_encoder(pairs(train), passed(train), pairs(test), argparse.Namespace(**{**vars(opts), "seed": seed})))
+            recipe = argparse.Namespace(**{**vars(opts), "seed": seed})
+            runs.append(finetune_cross_encoder(pairs(train), passed(train), pairs(test), recipe))
             print(f"    seed {seed}: {time.time() - start:.0f} s", flush=True)
             if opts.ensemble > 1:
                 print(report(f"cross-encoder, seed {seed}", runs[-1] >= 0.5, gold, runs[-1], positives="passes"), flush=True)
