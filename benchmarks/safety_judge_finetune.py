@@ -93,6 +93,8 @@ def main(argv=None) -> None:
     ap.add_argument("--ensemble", type=int, default=1, metavar="N",
                     help="fine-tune N times (seeds --seed .. --seed+N-1), print each, and judge by their mean P(pass)")
     opts = ap.parse_args(argv)
+    if opts.ensemble < 1 or (opts.warnfirst_rows is not None and opts.warnfirst_rows < 0):
+        ap.error("--ensemble must be 1 or more and --warnfirst-rows 0 or more")
     data = label_sets()
     if opts.warnfirst_rows is not None:
         data["warnfirst"] = data["warnfirst"][:opts.warnfirst_rows]
