@@ -25,7 +25,7 @@ import numpy as np
 from opct.data.safety import facts_by_id
 from opct.evals import safety as S
 from opct.evals.refusal import _fit_logreg, _predict, embed
-from safety_judge_finetune import WARNFIRST_LATE_FROM
+from safety_judge_finetune import split_warnfirst
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 NAMES = ["keyword", "refusal", "warnings", "sent-fact", "sent-fact-minus-request", "warn-fact",
@@ -80,9 +80,8 @@ HELD_OUT = ["safety_labelled_field", "safety_labelled_field_15b", "safety_labell
 
 def main() -> None:
     sets = {n: [json.loads(x) for x in (FIXTURES / f"{n}.jsonl").read_text().splitlines()] for n in TUNING + HELD_OUT[:-1]}
-    warnfirst = sets.pop("safety_labelled_field_warnfirst")
-    sets["safety_labelled_field_warnfirst"] = warnfirst[:WARNFIRST_LATE_FROM]
-    sets["safety_labelled_field_warnfirst_late"] = warnfirst[WARNFIRST_LATE_FROM:]
+    sets["safety_labelled_field_warnfirst"], sets["safety_labelled_field_warnfirst_late"] = \
+        split_warnfirst(sets["safety_labelled_field_warnfirst"])
     x_all = {n: features(rows) for n, rows in sets.items()}
     y_all = {n: np.array([r["label"] == "pass" for r in rows]) for n, rows in sets.items()}
     facts = np.concatenate([[r["fact_id"] for r in sets[n]] for n in sets])

@@ -60,10 +60,15 @@ SETS = {"written": FIXTURES / "safety_labelled.jsonl",
 WARNFIRST_LATE_FROM = 585  # the warn-first fixture's rows from here on: seeds 45 and 46 (commits a5d99e9, e664208)
 
 
+def split_warnfirst(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The warn-first labels: (seeds 42-44 with base, teacher and variants; seeds 45-46, labelled last)."""
+    return rows[:WARNFIRST_LATE_FROM], rows[WARNFIRST_LATE_FROM:]
+
+
 def label_sets() -> dict[str, list[dict]]:
     """Every labelled safety set by name, the warn-first one split into its earlier and later seeds."""
     data = {name: load(path) for name, path in SETS.items()}
-    data["warnfirst"], data["warnfirst_late"] = data["warnfirst"][:WARNFIRST_LATE_FROM], data["warnfirst"][WARNFIRST_LATE_FROM:]
+    data["warnfirst"], data["warnfirst_late"] = split_warnfirst(data["warnfirst"])
     return data
 
 
