@@ -23,9 +23,9 @@ labelled set but the held-out one(s):
 
 The folds that matter are the trained models' answers: `trained`, `refrecipe`, and both at once
 (`trained+refrecipe`: nothing from a trained model is seen in training); `warnfirst+warnfirst_late`
-(no warn-first answer seen); `warnfirst_late` alone, the judge's use on the next runs of an eval it was
-trained for: the later seeds' answers to the same held-out prompts, with the earlier seeds' in training. The recipe is the one
-`content_judge_finetune.py` fixed for the jailbreak judge, set before any held-out score was seen:
+(no warn-first answer seen); `warnfirst_late` alone, the judge's use on the next runs of an eval it
+was trained for: the later seeds' answers to the same held-out prompts, with the earlier seeds' in
+training. The recipe is the one `content_judge_finetune.py` fixed for the jailbreak judge, set before any held-out score was seen:
 learning rate 5e-5, 4 epochs, batch 16, 10% linear warm-up, weight decay 0.01, 256 tokens (every
 answer fits), seed 0, threshold 0.5. Each fold prints precision and recall of "pass" and AUC, next
 to the keyword judge v4 on the same answers.
@@ -122,17 +122,17 @@ def main(argv=None) -> None:
             print(f"    seed {seed}: {time.time() - start:.0f} s", flush=True)
             if opts.ensemble > 1:
                 print(report(f"cross-encoder, seed {seed}", runs[-1] >= 0.5, gold, runs[-1], positives="passes"), flush=True)
-        probs = np.mean(runs, axis=0)
-        keyword = keyword_v4(test)
-        print(report("fine-tuned cross-encoder" + (f", mean of {opts.ensemble}" if opts.ensemble > 1 else ""),
-                     probs >= 0.5, gold, probs, positives="passes"))
-        print(report("keyword judge v4", keyword, gold, positives="passes"))
-        if len(held) > 1:  # each held-out set on its own
+        probs, keyword = np.mean(runs, axis=0), keyword_v4(test)
+        judge = "fine-tuned cross-encoder" + (f", mean of {opts.ensemble}" if opts.ensemble > 1 else "")
+        parts = [(None, 0, len(test))]  # the whole fold, then each of its held-out sets when it has several
+        if len(held) > 1:
             sizes = np.cumsum([0] + [len(data[name]) for name in held])
-            for name, lo, hi in zip(held, sizes, sizes[1:]):
+            parts += list(zip(held, sizes, sizes[1:]))
+        for name, lo, hi in parts:
+            if name:
                 print(f"    {name}:")
-                print(report("fine-tuned cross-encoder", probs[lo:hi] >= 0.5, gold[lo:hi], probs[lo:hi], positives="passes"))
-                print(report("keyword judge v4", keyword[lo:hi], gold[lo:hi], positives="passes"))
+            print(report(judge, probs[lo:hi] >= 0.5, gold[lo:hi], probs[lo:hi], positives="passes"))
+            print(report("keyword judge v4", keyword[lo:hi], gold[lo:hi], positives="passes"))
 
 
 if __name__ == "__main__":
