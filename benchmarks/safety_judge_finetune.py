@@ -32,11 +32,14 @@ to the keyword judge v4 on the same answers.
 
 Usage:
   .venv/bin/python benchmarks/safety_judge_finetune.py [--folds trained,refrecipe,trained+refrecipe,warnfirst_late]
+      [--ensemble N --scores runs/safety-judge-scores.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -87,6 +90,12 @@ def keyword_v4(rows: list[dict]) -> np.ndarray:
                                            prompt=r["prompt"])["passed"] for r in rows])
 
 
+def run_key(train: list[dict], test: list[dict], recipe) -> str:
+    """What one fine-tuning's scores depend on: the labelled rows on both sides and the recipe."""
+    digest = hashlib.sha256(json.dumps([train, test], sort_keys=True).encode()).hexdigest()[:16]
+    return f"{digest} lr={recipe.lr} epochs={recipe.epochs} batch={recipe.batch} max_length={recipe.max_length} seed={recipe.seed}"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recipe_arguments(ap, max_length=256)
@@ -97,10 +106,14 @@ def main(argv=None) -> None:
                          "how the judge grows with the labels of the eval it judges")
     ap.add_argument("--ensemble", type=int, default=1, metavar="N",
                     help="fine-tune N times (seeds --seed .. --seed+N-1), print each, and judge by their mean P(pass)")
+    ap.add_argument("--scores", type=Path, default=None, metavar="FILE",
+                    help="keep each fine-tuning's P(pass) in this JSON file and reuse those whose rows and recipe "
+                         "match, so a stopped --ensemble run resumes at the first seed not yet scored")
     opts = ap.parse_args(argv)
     if opts.ensemble < 1 or (opts.warnfirst_rows is not None and opts.warnfirst_rows < 0):
         ap.error("--ensemble must be 1 or more and --warnfirst-rows 0 or more")
     data = label_sets()
+    saved = json.loads(opts.scores.read_text()) if opts.scores and opts.scores.exists() else {}
     if opts.warnfirst_rows is not None:
         data["warnfirst"] = data["warnfirst"][:opts.warnfirst_rows]
     for fold in opts.folds.split(","):
@@ -118,8 +131,17 @@ def main(argv=None) -> None:
         for seed in range(opts.seed, opts.seed + opts.ensemble):
             start = time.time()
             recipe = argparse.Namespace(**{**vars(opts), "seed": seed})
-            runs.append(finetune_cross_encoder(pairs(train), passed(train), pairs(test), recipe))
-            print(f"    seed {seed}: {time.time() - start:.0f} s", flush=True)
+            key = run_key(train, test, recipe)
+            if key in saved:
+                runs.append(np.array(saved[key]))
+                print(f"    seed {seed}: resumed from {opts.scores} ({key})", flush=True)
+            else:
+                runs.append(finetune_cross_encoder(pairs(train), passed(train), pairs(test), recipe))
+                print(f"    seed {seed}: {time.time() - start:.0f} s", flush=True)
+                if opts.scores:
+                    saved[key] = runs[-1].tolist()
+                    opts.scores.parent.mkdir(parents=True, exist_ok=True)
+                    opts.scores.write_text(json.dumps(saved))
             if opts.ensemble > 1:
                 print(report(f"cross-encoder, seed {seed}", runs[-1] >= 0.5, gold, runs[-1], positives="passes"), flush=True)
         probs, keyword = np.mean(runs, axis=0), keyword_v4(test)
