@@ -129,13 +129,13 @@ def main(argv=None) -> None:
               f"({passed(train).sum()} pass of {len(train)})", flush=True)
         runs = []
         for seed in range(opts.seed, opts.seed + opts.ensemble):
-            start = time.time()
             recipe = argparse.Namespace(**{**vars(opts), "seed": seed})
             key = run_key(train, test, recipe)
             if key in saved:
                 runs.append(np.array(saved[key]))
                 print(f"    seed {seed}: resumed from {opts.scores} ({key})", flush=True)
             else:
+                start = time.time()
                 runs.append(finetune_cross_encoder(pairs(train), passed(train), pairs(test), recipe))
                 print(f"    seed {seed}: {time.time() - start:.0f} s", flush=True)
                 if opts.scores:
