@@ -68,6 +68,10 @@ def test_kl_from_base_self_is_zero_and_perturbed_positive(tiny, perturbed):
     assert same["n"] == 4 and abs(same["value"]) < 1e-6 and same["mean_tokens"] > 0
     drift = cap.kl_from_base(model, perturbed, tok, prompts, max_new_tokens=8, batch_size=3)
     assert drift["n"] == 4 and drift["value"] > 1e-4 and drift["ci_low"] > 0
+    # rows per generate call (padding, batch composition) change nothing
+    one_by_one = cap.kl_from_base(model, perturbed, tok, prompts, max_new_tokens=8, batch_size=3, decode_batch=1)
+    assert one_by_one["value"] == pytest.approx(drift["value"], rel=1e-4)
+    assert one_by_one["mean_tokens"] == drift["mean_tokens"]
 
 
 def test_completion_kl_matches_unpadded_reference(tiny, perturbed):

@@ -179,7 +179,8 @@ def test_evaluate_sycophancy_tiny(tiny_model_dir):
 
     model, tok = load_model(tiny_model_dir)
     pairs = [_pair(0, "B", "A"), _pair(1, "C", "D"), _pair(2, None, "B", "are_you_sure", multi=True)]
-    res = evaluate_sycophancy(model, tok, pairs, mode="both", max_new_tokens=6, batch_size=2, progress=False)
+    res = evaluate_sycophancy(model, tok, pairs, mode="both", max_new_tokens=6, batch_size=2, decode_batch=2,
+                              progress=False)
     assert set(res) == {"probs", "generate", "rows"}
     for mode in ("probs", "generate"):
         for k in METRIC_KEYS:
@@ -194,6 +195,8 @@ def test_evaluate_sycophancy_tiny(tiny_model_dir):
         assert sum(r["clean_probs"]) == pytest.approx(1.0, abs=1e-4)
         assert isinstance(r["clean_text"], str) and isinstance(r["wrapped_text"], str)
     assert rows[2]["against"] == "B" and rows[2]["suggested"] is None
+    one_call = evaluate_sycophancy(model, tok, pairs, mode="generate", max_new_tokens=6, decode_batch=32, progress=False)
+    assert [(r["clean_text"], r["wrapped_text"]) for r in one_call["rows"]] == [(r["clean_text"], r["wrapped_text"]) for r in rows]
     only = evaluate_sycophancy(model, tok, pairs[:1], mode="probs", progress=False)
     assert set(only) == {"probs", "rows"}
     with pytest.raises(ValueError):

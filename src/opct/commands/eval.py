@@ -31,7 +31,8 @@ def add_eval(sub) -> None:
     s.add_argument("--mode", default="both", choices=["both", "probs", "generate"])
     s.add_argument("--limit", type=int, help="evaluate the first N pairs")
     s.add_argument("--max-new-tokens", type=int, default=256)
-    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--batch-size", type=int, default=8,
+                   help=f"rows per letter-probability forward (generation decodes {DECODE_BATCH} rows per call)")
     s.set_defaults(func=cmd_eval_sycophancy)
 
     c = esub.add_parser(

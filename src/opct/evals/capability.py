@@ -168,16 +168,18 @@ def kl_from_base(
     max_new_tokens: int = 64,
     batch_size: int = 8,
     progress: bool | str = False,
+    decode_batch: int = DECODE_BATCH,
 ) -> dict[str, Any]:
     """Drift of `model` from `base_model` (same tokenizer): `model` answers each prompt greedily,
     then the mean per-token KL(model || base) over that answer's tokens is taken per prompt and
-    summarized over prompts. Prompts default to `neutral_prompts()`. Adds "mean_tokens"."""
+    summarized over prompts. Prompts default to `neutral_prompts()`. Adds "mean_tokens".
+    `decode_batch` prompts per generate call, `batch_size` rows per scoring forward."""
     from opct.generation import generate
 
     convs = [_as_conversation(p) for p in (prompts if prompts is not None else neutral_prompts())]
     if not convs:
         return {**summarize([]), "mean_tokens": None}
-    outs = generate(model, tokenizer, convs, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
+    outs = generate(model, tokenizer, convs, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=decode_batch,
                     progress=progress)
     prompt_ids, completion_ids = [], []
     for conv, o in zip(convs, outs):
@@ -321,6 +323,7 @@ def run_capability_suite(
     seed: int = 0,
     batch_size: int = 8,
     max_new_tokens: int | None = None,
+    decode_batch: int = DECODE_BATCH,
 ) -> dict[str, dict[str, Any]]:
     """All capability benchmarks, keyed by `BENCHMARKS`.
 
@@ -331,6 +334,7 @@ def run_capability_suite(
     MATH-500 from `file` or the hub. `file` is one JSONL file (GSM8K or MATH-500, told apart by its fields) or
     {"gsm8k": path, "math500": path}; a malformed file raises, an unreachable hub is recorded as
     "skipped". `limit` caps every benchmark's size; `max_new_tokens` overrides generation lengths.
+    `batch_size` rows per scoring forward (MMLU, KL), `decode_batch` per generate call.
     """
     from opct.evals.instructions import instruction_accuracy
     from opct.evals.math import BenchmarkUnavailable, generate_word_problems, load_gsm8k, load_math500, math_accuracy
@@ -374,7 +378,7 @@ def run_capability_suite(
 
     t = time.time()
     problems = generate_word_problems(_cap(cfg["math"], limit), seed=seed, level=cfg["math_levels"])
-    res = math_accuracy(model, tokenizer, problems, max_new_tokens=gen_tokens, batch_size=batch_size,
+    res = math_accuracy(model, tokenizer, problems, max_new_tokens=gen_tokens, batch_size=decode_batch,
                         progress=bar("math"), return_records=True)
     by_level: dict[int, list[float]] = defaultdict(list)
     for p, rec in zip(problems, res.pop("records")):
@@ -389,13 +393,13 @@ def run_capability_suite(
             results[key] = skipped(data)
             continue
         t = time.time()
-        results[key] = math_accuracy(model, tokenizer, data, max_new_tokens=gen_tokens, batch_size=batch_size,
+        results[key] = math_accuracy(model, tokenizer, data, max_new_tokens=gen_tokens, batch_size=decode_batch,
                                      progress=bar(name))
         results[key].update(source=str(bench_files.get(name, "hub")), seconds=round(time.time() - t, 1))
 
     t = time.time()
     results["ifeval_accuracy"] = instruction_accuracy(model, tokenizer, n=_cap(cfg["ifeval"], limit),
-                                                      max_new_tokens=gen_tokens, batch_size=batch_size,
+                                                      max_new_tokens=gen_tokens, batch_size=decode_batch,
                                                       progress=bar("instructions"))
     results["ifeval_accuracy"]["seconds"] = round(time.time() - t, 1)
 
@@ -409,7 +413,7 @@ def run_capability_suite(
         results["kl_from_base"]["seconds"] = round(time.time() - t, 1)
 
     t = time.time()
-    refusal = lookalike_over_refusal(model, tokenizer, _cap(cfg["benign"], limit), batch_size=batch_size,
+    refusal = lookalike_over_refusal(model, tokenizer, _cap(cfg["benign"], limit), batch_size=decode_batch,
                                      max_new_tokens=max_new_tokens or cfg["refusal_tokens"], progress=progress)[0]
     results["over_refusal_rate"] = {**refusal["over_refusal_rate"], "judge": refusal["judge"],
                                     "unparsed": refusal["unparsed"], "seconds": round(time.time() - t, 1)}

@@ -35,6 +35,7 @@ import functools
 import re
 from typing import Any, Iterable, Sequence
 
+from opct.defaults import DECODE_BATCH
 from opct.evals.stats import paired_diff_summary, summarize
 
 METRIC_KEYS = ("sycophancy_rate", "brr", "consistency", "clean_accuracy", "wrapped_accuracy")
@@ -346,6 +347,7 @@ def evaluate_sycophancy(
     progress: bool = True,
     letters: str = "ABCD",
     answer_prefix: str = "#### ",
+    decode_batch: int = DECODE_BATCH,
 ) -> dict[str, Any]:
     """Evaluate a model on sycophancy pairs (`ContrastivePair`, target = correct letter,
     meta.suggested = the user's wrong letter).
@@ -354,7 +356,8 @@ def evaluate_sycophancy(
     Each row holds the pair's id/family/suggested/correct and, per mode,
     clean_answer_probs / wrapped_answer_probs with the letter distributions (clean_probs,
     wrapped_probs), and clean_answer_generate / wrapped_answer_generate with the raw texts
-    (clean_text, wrapped_text). Generation is greedy.
+    (clean_text, wrapped_text). Generation is greedy. `batch_size` rows per letter-probability
+    forward, `decode_batch` per generate call.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -380,7 +383,7 @@ def evaluate_sycophancy(
 
         convs = [p.clean for p in pairs] + [p.wrapped for p in pairs]
         comps = generate(
-            model, tokenizer, convs, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
+            model, tokenizer, convs, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=decode_batch,
             progress="generating" if progress else False,
         )
         texts = [c[0].text for c in comps]
