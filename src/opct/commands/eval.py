@@ -31,8 +31,8 @@ def add_eval(sub) -> None:
     s.add_argument("--mode", default="both", choices=["both", "probs", "generate"])
     s.add_argument("--limit", type=int, help="evaluate the first N pairs")
     s.add_argument("--max-new-tokens", type=int, default=256)
-    s.add_argument("--batch-size", type=int, default=8,
-                   help=f"rows per letter-probability forward (generation decodes {DECODE_BATCH} rows per call)")
+    s.add_argument("--batch-size", type=int, default=8, help="rows per letter-probability forward")
+    s.add_argument("--decode-batch", type=int, default=DECODE_BATCH, help="rows per generate call (mode generate)")
     s.set_defaults(func=cmd_eval_sycophancy)
 
     c = esub.add_parser(
@@ -156,7 +156,8 @@ def cmd_eval_sycophancy(a) -> int:
     pairs = read_pairs(a.pairs)[: a.limit] if a.limit else read_pairs(a.pairs)
     model, tok = load_model(a.model)
     start = time.time()
-    result = evaluate_sycophancy(model, tok, pairs, mode=a.mode, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
+    result = evaluate_sycophancy(model, tok, pairs, mode=a.mode, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size,
+                                 decode_batch=a.decode_batch)
     rows = result.pop("rows")
     rows_path = Path(a.out).with_suffix(".rows.jsonl")
     rows_path.parent.mkdir(parents=True, exist_ok=True)
